@@ -1,0 +1,653 @@
+"""Stack configuration: the only module that reads ``pulumi.Config``.
+
+``load_stack_config()`` reads every project key once, validates it into frozen pydantic models and
+returns a :class:`StackConfig`. Every other module receives those models, never raw config.
+
+Invalid input raises :class:`ConfigError` (a ``pulumi.RunError``, so the CLI prints the message
+without a traceback) *before* any resource is registered. Each problem names the config key as a
+user would type it (``ray-on-eks:workerGroups[0].minReplicas``), the bad value and how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "ray-on-eks"
+
+# --------------------------------------------------------------------------------------------------
+# Value types shared by several models
+# --------------------------------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_INSTANCE_TYPE = re.compile(r"^(ml\.)?[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+_EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+
+
+def _dns_label(value: str, max_len: int = 63) -> str:
+    if len(value) > max_len or not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"must be a lowercase DNS label of at most {max_len} characters "
+            "(a-z, 0-9 and '-', starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _cpu(value: str) -> str:
+    if not _CPU.match(value) or _cpu_cores(value) <= 0:
+        raise ValueError('must be a positive Kubernetes CPU quantity such as "2", "0.5" or "500m"')
+    return value
+
+
+def _memory(value: str) -> str:
+    if not _MEMORY.match(value) or memory_bytes(value) <= 0:
+        raise ValueError('must be a positive Kubernetes memory quantity such as "8Gi" or "512Mi"')
+    return value
+
+
+def _cpu_cores(value: str) -> float:
+    return int(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+_MEMORY_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def memory_bytes(value: str) -> float:
+    """Bytes in a Kubernetes memory quantity (``"8Gi"`` -> 8589934592)."""
+    match = re.match(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$", value)
+    if not match or match.group(2) not in _MEMORY_UNITS:
+        raise ValueError(f"not a memory quantity: {value!r}")
+    return float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+CpuQuantity = Annotated[str, AfterValidator(_cpu)]
+MemoryQuantity = Annotated[str, AfterValidator(_memory)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    """Base: camelCase keys as users write them in ``Pulumi.<stack>.yaml``, no unknown keys, frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        # Users write `cpu: 4` as often as `cpu: "4"`; both mean the quantity "4".
+        coerce_numbers_to_str=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Cluster target
+# --------------------------------------------------------------------------------------------------
+
+
+class HyperPodConfig(_Model):
+    """The SageMaker HyperPod cluster whose EKS orchestrator this stack deploys into."""
+
+    cluster_name: str = Field(description="Name of the SageMaker HyperPod cluster (not its EKS cluster).")
+    subnet_id: str | None = Field(
+        default=None,
+        description="Subnet of the HyperPod nodes; FSx for Lustre is created here.",
+        pattern=r"^subnet-[0-9a-f]{8,17}$",
+    )
+    security_group_ids: tuple[str, ...] = Field(
+        default=(),
+        description="Security groups of the HyperPod nodes; Lustre ingress rules are added to them.",
+    )
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _sg_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for sg in value:
+            if not re.match(r"^sg-[0-9a-f]{8,17}$", sg):
+                raise ValueError(f"{sg!r} is not a security group id (expected sg-0123456789abcdef0)")
+        return value
+
+
+class NewClusterConfig(_Model):
+    """Settings for a cluster this program creates with pulumi-eks (``createCluster: true``)."""
+
+    kubernetes_version: str | None = Field(
+        default=None, description="EKS Kubernetes version; defaults to components/versions.py."
+    )
+    system_instance_type: str = Field(
+        default="m6i.large", description="Instance type of the system node group (operator, monitoring)."
+    )
+    system_nodes: PositiveInt = Field(default=2, description="Number of system nodes.")
+    gpu_instance_type: str = Field(default="g5.xlarge", description="Instance type of the GPU node group.")
+    gpu_nodes_min: NonNegativeInt = Field(default=0, description="Minimum GPU nodes.")
+    gpu_nodes_max: NonNegativeInt = Field(default=2, description="Maximum GPU nodes.")
+    cpu_instance_type: str = Field(
+        default="m6i.2xlarge", description="Instance type of the CPU worker node group."
+    )
+    cpu_nodes_min: NonNegativeInt = Field(default=1, description="Minimum CPU worker nodes.")
+    cpu_nodes_max: NonNegativeInt = Field(default=4, description="Maximum CPU worker nodes.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Self:
+        if self.gpu_nodes_min > self.gpu_nodes_max:
+            raise ValueError(
+                f"gpuNodesMin ({self.gpu_nodes_min}) is greater than gpuNodesMax ({self.gpu_nodes_max}); "
+                "lower gpuNodesMin or raise gpuNodesMax"
+            )
+        if self.cpu_nodes_min > self.cpu_nodes_max:
+            raise ValueError(
+                f"cpuNodesMin ({self.cpu_nodes_min}) is greater than cpuNodesMax ({self.cpu_nodes_max}); "
+                "lower cpuNodesMin or raise cpuNodesMax"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray cluster shape
+# --------------------------------------------------------------------------------------------------
+
+
+class TolerationConfig(_Model):
+    """A Kubernetes toleration added to a worker group's pods."""
+
+    key: str
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class HeadConfig(_Model):
+    """The Ray head pod."""
+
+    cpu: CpuQuantity = Field(default="2", description="CPU request and limit of the head container.")
+    memory: MemoryQuantity = Field(
+        default="8Gi", description="Memory request and limit of the head container."
+    )
+    num_cpus: NonNegativeInt = Field(
+        default=0,
+        description="CPUs the head advertises to Ray (rayStartParams num-cpus); 0 keeps work off the head.",
+    )
+    instance_type: str | None = Field(
+        default=None, description="Pin the head to nodes of this instance type."
+    )
+
+
+class WorkerGroupConfig(_Model):
+    """One Ray worker group: pods of one shape on one instance type."""
+
+    name: DnsLabel = Field(description="Group name (a DNS label), e.g. gpu-workers.")
+    instance_type: str = Field(
+        description="Node instance type, e.g. g5.2xlarge (EKS) or ml.g5.8xlarge (HyperPod)."
+    )
+    replicas: NonNegativeInt = Field(default=1, description="Initial number of worker pods.")
+    min_replicas: NonNegativeInt = Field(default=0, description="Autoscaling lower bound.")
+    max_replicas: NonNegativeInt = Field(default=1, description="Autoscaling upper bound.")
+    cpu: CpuQuantity = Field(default="4", description="CPU request and limit per worker pod.")
+    memory: MemoryQuantity = Field(default="16Gi", description="Memory request and limit per worker pod.")
+    gpus: NonNegativeInt = Field(default=0, description="nvidia.com/gpu per worker pod.")
+    efa_devices: NonNegativeInt = Field(
+        default=0, description="vpc.amazonaws.com/efa devices per worker pod."
+    )
+    tolerations: tuple[TolerationConfig, ...] = Field(default=(), description="Extra tolerations.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector labels.")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not _INSTANCE_TYPE.match(value):
+            raise ValueError("is not an EC2 instance type such as g5.2xlarge (or ml.g5.8xlarge on HyperPod)")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) is greater than maxReplicas ({self.max_replicas}); "
+                "lower minReplicas or raise maxReplicas"
+            )
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must lie between minReplicas ({self.min_replicas}) and "
+                f"maxReplicas ({self.max_replicas}); change replicas or widen the bounds"
+            )
+        return self
+
+
+class AutoscalerConfig(_Model):
+    """Ray autoscaler (v2) running beside the head."""
+
+    enabled: bool = Field(default=False, description="Turn on in-tree autoscaling (autoscaler v2).")
+    idle_timeout_seconds: PositiveInt = Field(
+        default=60, description="Seconds before an idle worker is removed."
+    )
+    upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(
+        default="Default", description="How fast the autoscaler adds workers."
+    )
+
+
+class SecretKeyRef(_Model):
+    """A key in an existing Kubernetes Secret in the Ray namespace."""
+
+    name: DnsLabel
+    key: str
+
+
+class GcsFaultToleranceConfig(_Model):
+    """GCS fault tolerance with an external Redis (e.g. ElastiCache)."""
+
+    enabled: bool = False
+    redis_address: str | None = Field(default=None, description="host:port of the Redis endpoint.")
+    redis_password_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret (name, key) holding the Redis password; never a literal password."
+    )
+
+    @model_validator(mode="after")
+    def _redis(self) -> Self:
+        if self.enabled and not self.redis_address:
+            raise ValueError(
+                "enabled is true but redisAddress is empty; set redisAddress to host:port of your Redis "
+                "or set enabled: false"
+            )
+        if self.redis_address and not re.match(r"^[A-Za-z0-9.\-]+:[0-9]{1,5}$", self.redis_address):
+            raise ValueError(
+                f"redisAddress {self.redis_address!r} must be host:port, e.g. my-redis.example:6379"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# KubeRay operator
+# --------------------------------------------------------------------------------------------------
+
+
+class KubeRayConfig(_Model):
+    """The KubeRay operator Helm release."""
+
+    namespace: DnsLabel = Field(default="kuberay-system", description="Namespace of the operator.")
+    cpu: CpuQuantity = Field(default="100m", description="Operator CPU request (and limit).")
+    memory: MemoryQuantity = Field(default="512Mi", description="Operator memory request (and limit).")
+    feature_gates: dict[str, bool] = Field(
+        default_factory=dict, description="KubeRay feature gates by name, e.g. {RayJobDeletionPolicy: true}."
+    )
+    batch_scheduler: Literal["volcano", "yunikorn", "kai-scheduler", "scheduler-plugins"] | None = Field(
+        default=None, description="Optional batch scheduler integration."
+    )
+    watch_namespaces: tuple[DnsLabel, ...] = Field(
+        default=(), description="Namespaces the operator watches; empty = the stack's Ray namespace only."
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Storage
+# --------------------------------------------------------------------------------------------------
+
+
+class FsxConfig(_Model):
+    """FSx for Lustre shared storage, mounted at /fsx in every Ray pod."""
+
+    enabled: bool = False
+    mode: Literal["dynamic", "static"] = Field(
+        default="dynamic",
+        description="dynamic: the CSI driver creates a file system; static: use an existing one.",
+    )
+    deployment_type: Literal["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
+    storage_capacity_gib: PositiveInt = Field(default=1200, description="Capacity in GiB.")
+    per_unit_storage_throughput: PositiveInt | None = Field(
+        default=125, description="MB/s per TiB (PERSISTENT_* only)."
+    )
+    data_compression: Literal["NONE", "LZ4"] = "LZ4"
+    lustre_version: Literal["2.10", "2.12", "2.15"] = "2.15"
+    subnet_id: str | None = Field(default=None, description="Override the subnet the file system lives in.")
+    security_group_ids: tuple[str, ...] = Field(default=(), description="Override the security groups.")
+    file_system_id: str | None = Field(default=None, description="static: existing file system id (fs-...).")
+    dns_name: str | None = Field(default=None, description="static: the file system's DNS name.")
+    mount_name: str | None = Field(default=None, description="static: the file system's Lustre mount name.")
+
+    @model_validator(mode="after")
+    def _static(self) -> Self:
+        if self.enabled and self.mode == "static":
+            missing = [
+                key
+                for key, value in (
+                    ("fileSystemId", self.file_system_id),
+                    ("dnsName", self.dns_name),
+                    ("mountName", self.mount_name),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"mode is static but {', '.join(missing)} is not set; give the existing file system's "
+                    "fileSystemId, dnsName and mountName (aws fsx describe-file-systems), or use mode: dynamic"
+                )
+        return self
+
+
+class S3Config(_Model):
+    """An S3 bucket mounted at /s3 through Mountpoint for Amazon S3."""
+
+    enabled: bool = False
+    create_bucket: bool = Field(
+        default=True, description="Create the bucket (true) or use bucketName (false)."
+    )
+    bucket_name: str | None = Field(
+        default=None, description="Existing bucket, or the name of the one to create."
+    )
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _bucket_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not re.match(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", value) or ".." in value
+        ):
+            raise ValueError(
+                "is not a valid S3 bucket name: 3-63 characters of lowercase letters, digits, '.' and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _existing(self) -> Self:
+        if self.enabled and not self.create_bucket and not self.bucket_name:
+            raise ValueError("createBucket is false but bucketName is empty; name the existing bucket")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Monitoring
+# --------------------------------------------------------------------------------------------------
+
+
+class MonitoringConfig(_Model):
+    """kube-prometheus-stack with Ray scraping, alerts and dashboards."""
+
+    enabled: bool = Field(default=True, description="Install Prometheus and Grafana and scrape Ray.")
+    namespace: DnsLabel = Field(default="monitoring", description="Namespace of the monitoring stack.")
+    prometheus_retention: str = Field(default="15d", pattern=r"^[0-9]+(ms|s|m|h|d|w|y)$")
+    prometheus_storage_gib: PositiveInt | None = Field(
+        default=None, description="Persistent volume size for Prometheus; unset = emptyDir (lost on restart)."
+    )
+    storage_class: str | None = Field(default=None, description="StorageClass for Prometheus' volume.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs and services
+# --------------------------------------------------------------------------------------------------
+
+
+class RayJobConfig(_Model):
+    """A RayJob created after the cluster is ready."""
+
+    name: DnsLabel
+    workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
+    cluster: Literal["shared", "ephemeral"] = Field(
+        default="shared",
+        description="shared: run on the stack's RayCluster; ephemeral: a cluster created for the job and deleted after.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    active_deadline_seconds: PositiveInt | None = None
+    backoff_limit: NonNegativeInt = 0
+    ttl_seconds_after_finished: NonNegativeInt = 3600
+
+
+class RayServiceConfig(_Model):
+    """A RayService running a Serve application from workloads/."""
+
+    name: DnsLabel
+    workload: str = Field(
+        default="serve", description="Workload name (kind service) from workloads/catalog.py."
+    )
+    num_replicas: PositiveInt = 1
+    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = "NewCluster"
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole stack
+# --------------------------------------------------------------------------------------------------
+
+
+class StackConfig(_Model):
+    """Everything one stack deploys, validated and frozen."""
+
+    region: str = Field(description="AWS region (provider key aws:region).")
+    cluster_type: Literal["eks", "hyperpod"] = Field(default="eks")
+    cluster_name: str = Field(
+        description="Name of the EKS cluster (for HyperPod: its orchestrator EKS cluster)."
+    )
+    create_cluster: bool = Field(default=False)
+    new_cluster: NewClusterConfig = Field(default_factory=NewClusterConfig)
+    hyperpod: HyperPodConfig | None = None
+    namespace: DnsLabel = Field(default="ray")
+    ray_cluster_name: DnsLabel = Field(default="ray")
+    ray_image_repository: str = Field(default="rayproject/ray")
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    worker_groups: tuple[WorkerGroupConfig, ...] = Field(default=())
+    autoscaler: AutoscalerConfig = Field(default_factory=AutoscalerConfig)
+    gcs_fault_tolerance: GcsFaultToleranceConfig = Field(default_factory=GcsFaultToleranceConfig)
+    token_auth: bool = Field(default=True)
+    kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig)
+    retain_data: bool = Field(default=True)
+    fsx: FsxConfig = Field(default_factory=FsxConfig)
+    s3: S3Config = Field(default_factory=S3Config)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    ray_jobs: tuple[RayJobConfig, ...] = Field(default=())
+    ray_services: tuple[RayServiceConfig, ...] = Field(default=())
+    expose_dashboards: bool = Field(default=False)
+    iam_mode: Literal["pod-identity", "irsa"] = Field(default="pod-identity")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError("is not an AWS region name such as us-west-2")
+        return value
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        if not _EKS_CLUSTER_NAME.match(value):
+            raise ValueError(
+                "is not a valid EKS cluster name: 1-100 letters, digits, '-' or '_', starting with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        problems: list[str] = []
+        if not self.worker_groups:
+            problems.append(
+                "workerGroups: no worker group is configured; add at least one, e.g. "
+                "[{name: cpu-workers, instanceType: m6i.2xlarge}]"
+            )
+        if self.cluster_type == "hyperpod":
+            if self.hyperpod is None:
+                problems.append(
+                    "hyperpod: clusterType is hyperpod but the hyperpod block is missing; set "
+                    "hyperpod.clusterName (and hyperpod.subnetId / securityGroupIds for FSx)"
+                )
+            if self.create_cluster:
+                problems.append(
+                    "createCluster: true cannot be combined with clusterType hyperpod; create the HyperPod "
+                    "cluster with SageMaker first, or use clusterType eks"
+                )
+        elif self.hyperpod is not None:
+            problems.append(
+                "hyperpod: is set but clusterType is eks; remove the hyperpod block or set clusterType"
+            )
+        for index, group in enumerate(self.worker_groups):
+            on_hyperpod = group.instance_type.startswith("ml.")
+            if self.cluster_type == "hyperpod" and not on_hyperpod:
+                problems.append(
+                    f"workerGroups[{index}].instanceType: {group.instance_type!r} is not a HyperPod instance "
+                    f"type; HyperPod nodes are ml.* (e.g. ml.{group.instance_type})"
+                )
+            if self.cluster_type == "eks" and on_hyperpod:
+                problems.append(
+                    f"workerGroups[{index}].instanceType: {group.instance_type!r} is a SageMaker instance type; "
+                    f"on EKS use the EC2 name ({group.instance_type.removeprefix('ml.')})"
+                )
+        problems += _duplicates("workerGroups", [g.name for g in self.worker_groups])
+        problems += _duplicates("rayJobs", [j.name for j in self.ray_jobs])
+        problems += _duplicates("rayServices", [s.name for s in self.ray_services])
+        if self.cluster_type == "hyperpod" and self.fsx.enabled and self.fsx.mode == "dynamic":
+            subnet = self.fsx.subnet_id or (self.hyperpod.subnet_id if self.hyperpod else None)
+            if not subnet:
+                problems.append(
+                    "fsx.subnetId: dynamic FSx on HyperPod needs the HyperPod subnet; set hyperpod.subnetId "
+                    "(or fsx.subnetId)"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def _duplicates(key: str, names: list[str]) -> list[str]:
+    dupes = sorted({name for name in names if names.count(name) > 1})
+    return [f"{key}: name {name!r} is used more than once; names must be unique" for name in dupes]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and error reporting
+# --------------------------------------------------------------------------------------------------
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration. Pulumi prints the message without a Python traceback."""
+
+
+_EXPECTATIONS = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping of keys to values",
+    "model_type": "a mapping of keys to values",
+    "model_attributes_type": "a mapping of keys to values",
+    "tuple_type": "a list",
+    "list_type": "a list",
+}
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after", "tagged-union"):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _qualified(path: str) -> str:
+    return "aws:region" if path == "region" else f"{PROJECT}:{path}"
+
+
+def _format_error(error: Any) -> str:
+    loc = tuple(error["loc"])
+    path = _key_path(loc)
+    key = _qualified(path) if path else PROJECT
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "missing":
+        return f"{key}: is required but not set. Fix: pulumi config set {key} <value>"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key. Fix: remove it or correct its spelling (see the config reference in README.md)"
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
+    if kind in _EXPECTATIONS:
+        return f"{key}: got {shown}, expected {_EXPECTATIONS[kind]}. Fix: set {key} to {_EXPECTATIONS[kind]}"
+    if kind == "value_error" and isinstance(value, dict):
+        if not path:
+            # Whole-stack cross-field problems: one per line, each starting with its own key.
+            return "\n  - ".join(f"{PROJECT}:{part}" for part in message.split("\n"))
+        return f"{key}: {message}"
+    return f"{key}: got {shown}: {message}"
+
+
+def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
+    """Validate raw config (camelCase keys, as in the stack file, plus ``region``) into a StackConfig.
+
+    Pure: no Pulumi runtime needed. Raises :class:`ConfigError` listing every problem.
+    """
+    try:
+        return StackConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        lines = [_format_error(err) for err in exc.errors(include_url=False)]
+        raise ConfigError("Invalid stack configuration:\n  - " + "\n  - ".join(lines)) from None
+
+
+def _decode(value: str) -> Any:
+    """Structured keys arrive as JSON text from the engine; scalars stay strings (pydantic coerces)."""
+    stripped = value.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"value {stripped[:60]!r} is not valid JSON/YAML structure: {exc}") from None
+    return value
+
+
+def load_stack_config() -> StackConfig:
+    """Read every project key from the running stack once and validate it."""
+    from pulumi.runtime.config import CONFIG  # the engine's full key map, to catch misspelt keys
+
+    project_cfg = pulumi.Config()
+    known = {field.alias or name for name, field in StackConfig.model_fields.items()} - {"region"}
+    unknown = sorted(
+        key.split(":", 1)[1]
+        for key in CONFIG.get()
+        if key.startswith(f"{PROJECT}:") and key.split(":", 1)[1] not in known
+    )
+    if unknown:
+        raise ConfigError(
+            "Invalid stack configuration:\n  - "
+            + "\n  - ".join(
+                f"{PROJECT}:{key}: unknown key. Fix: remove it or correct its spelling "
+                f"(known keys: {', '.join(sorted(known))})"
+                for key in unknown
+            )
+        )
+    raw: dict[str, Any] = {}
+    for key in known:
+        value = project_cfg.get(key)
+        if value is not None:
+            try:
+                raw[key] = _decode(value)
+            except ConfigError as exc:
+                raise ConfigError(f"Invalid stack configuration:\n  - {PROJECT}:{key}: {exc}") from None
+    region = pulumi.Config("aws").get("region")
+    if region is not None:
+        raw["region"] = region
+    return parse_stack_config(raw)

@@ -1,0 +1,95 @@
+"""ClusterTarget under mocks: one explicit kubernetes Provider bound to the configured cluster."""
+
+from __future__ import annotations
+
+import json
+
+from components.cluster import build_kubeconfig, node_selector_for
+from tests.pulumi_harness import ProgramRun, run_program
+
+
+def _provider_kubeconfig(run: ProgramRun) -> dict:
+    provider = run.one("pulumi:providers:kubernetes")
+    return json.loads(provider.inputs["kubeconfig"])
+
+
+def test_provider_targets_the_configured_cluster(stack_run: ProgramRun) -> None:
+    cluster = stack_run.config["ray-on-eks:clusterName"]
+    region = stack_run.config["aws:region"]
+    kubeconfig = _provider_kubeconfig(stack_run)
+    assert kubeconfig["current-context"] == cluster
+    exec_ = kubeconfig["users"][0]["user"]["exec"]
+    assert exec_["command"] == "aws"
+    assert exec_["args"][:4] == ["eks", "get-token", "--cluster-name", cluster]
+    assert exec_["args"][exec_["args"].index("--region") + 1] == region
+    assert kubeconfig["clusters"][0]["cluster"]["server"].endswith(f".{region}.eks.amazonaws.com")
+
+
+def test_kubeconfig_is_a_secret_everywhere(stack_run: ProgramRun) -> None:
+    provider = stack_run.one("pulumi:providers:kubernetes")
+    assert provider.has_secret_at("kubeconfig")
+    assert "kubeconfig" in stack_run.secret_exports
+    assert "token" not in json.dumps(_provider_kubeconfig(stack_run)["users"]).lower().replace(
+        "get-token", ""
+    )
+
+
+def test_outputs_are_the_documented_set(stack_run: ProgramRun) -> None:
+    assert {"clusterType", "clusterName", "region", "kubeconfig", "namespace"} <= set(stack_run.exports)
+    assert stack_run.exports["region"] == stack_run.config["aws:region"]
+
+
+def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, ProgramRun]) -> None:
+    run = stack_runs["hyperpod"]
+    assert run.exports["clusterType"] == "hyperpod"
+    assert run.exports["hyperpodClusterName"] == json.loads(run.config["ray-on-eks:hyperpod"])["clusterName"]
+
+
+def test_provider_is_a_child_of_the_cluster_target(stack_run: ProgramRun) -> None:
+    provider = stack_run.one("pulumi:providers:kubernetes")
+    parent = stack_run.by_urn(provider.parent)
+    assert parent.type == "ray-on-eks:aws:ClusterTarget"
+
+
+def test_create_cluster_builds_tainted_gpu_nodes_and_pod_identity_agent() -> None:
+    run = run_program(
+        "dev", {"createCluster": True, "newCluster": {"gpuInstanceType": "g6.xlarge", "gpuNodesMax": 3}}
+    )
+    assert run.error is None, run.error
+    cluster = run.one("eks:index:Cluster")
+    assert cluster.inputs["name"] == "ml-platform-dev"
+    assert cluster.inputs["skipDefaultNodeGroup"] is True
+    groups = {g.name: g for g in run.of_type("eks:index:ManagedNodeGroup")}
+    assert set(groups) == {"cluster-system-nodes", "cluster-cpu-nodes", "cluster-gpu-nodes"}
+    gpu = groups["cluster-gpu-nodes"].inputs
+    assert gpu["instanceTypes"] == ["g6.xlarge"]
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert gpu["scalingConfig"]["maxSize"] == 3
+    assert "taints" not in groups["cluster-cpu-nodes"].inputs
+    addon = run.one("aws:eks/addon:Addon", "cluster-pod-identity-agent")
+    assert addon.inputs["addonName"] == "eks-pod-identity-agent"
+    # The provider is only created once the cluster (and its add-on) exist.
+    provider = run.one("pulumi:providers:kubernetes")
+    assert addon.urn in provider.dependencies
+
+
+def test_existing_cluster_creates_no_aws_resources(stack_run: ProgramRun) -> None:
+    target = stack_run.one("ray-on-eks:aws:ClusterTarget")
+    children = [r for r in stack_run.resources if r.parent == target.urn]
+    assert [c.type for c in children] == ["pulumi:providers:kubernetes"]
+
+
+def test_node_selector_pins_hyperpod_pods_to_schedulable_nodes() -> None:
+    assert node_selector_for("hyperpod", "ml.g5.12xlarge") == {
+        "node.kubernetes.io/instance-type": "ml.g5.12xlarge",
+        "sagemaker.amazonaws.com/node-health-status": "Schedulable",
+    }
+    assert node_selector_for("eks", "g5.2xlarge") == {"node.kubernetes.io/instance-type": "g5.2xlarge"}
+    assert node_selector_for("eks", None) == {}
+
+
+def test_build_kubeconfig_uses_exec_auth_only() -> None:
+    doc = build_kubeconfig(cluster_name="c", endpoint="https://e", ca_data="Q0E=", region="eu-west-1")
+    user = doc["users"][0]["user"]
+    assert set(user) == {"exec"}
+    assert user["exec"]["args"][-3:] == ["eu-west-1", "--output", "json"]

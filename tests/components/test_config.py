@@ -1,0 +1,245 @@
+"""Stack configuration: Pulumi.yaml is a valid project file, its keys match the models, and bad
+input fails before any resource is registered with a message naming the key, the value and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from components.config import ConfigError, StackConfig, parse_stack_config
+from tests.pulumi_harness import REPO, run_program, stack_files
+
+PROJECT_FILE = REPO / "Pulumi.yaml"
+
+MINIMAL: dict[str, Any] = {
+    "region": "us-west-2",
+    "clusterName": "ml-dev",
+    "workerGroups": [{"name": "cpu", "instanceType": "m6i.2xlarge"}],
+}
+
+
+def test_pulumi_yaml_validates_against_pulumis_project_schema(shared_schemas: Path) -> None:
+    schema = json.loads((shared_schemas / "pulumi-project.json").read_text())
+    project = yaml.safe_load(PROJECT_FILE.read_text())
+    jsonschema.Draft202012Validator(schema).validate(project)
+
+
+def test_pulumi_yaml_types_are_only_those_the_cli_accepts() -> None:
+    # Checked without the shared schema too: an object type or a schema on a provider key breaks
+    # `pulumi up` before the program runs.
+    config = yaml.safe_load(PROJECT_FILE.read_text())["config"]
+    for key, decl in config.items():
+        if ":" in key:
+            assert not isinstance(decl, dict), f"provider key {key} must take a plain value"
+            continue
+        assert isinstance(decl, dict) and decl.get("description"), f"{key} needs a description"
+        assert decl.get("type", "string") in {"string", "integer", "boolean", "array"}, key
+
+
+def test_pulumi_yaml_declares_exactly_the_model_keys_with_matching_defaults() -> None:
+    declared = yaml.safe_load(PROJECT_FILE.read_text())["config"]
+    fields = {field.alias: field for name, field in StackConfig.model_fields.items() if name != "region"}
+    assert set(declared) == set(fields)
+    for key, decl in declared.items():
+        if "default" in decl:
+            assert decl["default"] == fields[key].default, (
+                f"{key}: Pulumi.yaml default differs from the model"
+            )
+
+
+def test_minimal_config_parses_with_documented_defaults() -> None:
+    config = parse_stack_config(MINIMAL)
+    assert config.cluster_type == "eks"
+    assert config.namespace == "ray"
+    assert config.token_auth is True
+    assert config.retain_data is True
+    assert config.head.num_cpus == 0
+    assert config.worker_groups[0].max_replicas == 1
+
+
+def test_models_are_frozen() -> None:
+    config = parse_stack_config(MINIMAL)
+    with pytest.raises(Exception, match="frozen"):
+        config.namespace = "other"  # type: ignore[misc]
+
+
+def test_numbers_for_quantities_are_accepted() -> None:
+    config = parse_stack_config(
+        {**MINIMAL, "workerGroups": [{"name": "cpu", "instanceType": "m6i.2xlarge", "cpu": 4}]}
+    )
+    assert config.worker_groups[0].cpu == "4"
+
+
+def _group(**fields: Any) -> list[dict[str, Any]]:
+    return [{"name": "cpu-workers", "instanceType": "m6i.2xlarge", **fields}]
+
+
+# (id, overrides applied to Pulumi.dev.yaml, key the message must name, text the message must contain)
+BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("missing cluster name", {"clusterName": None}, "ray-on-eks:clusterName", "pulumi config set"),
+    ("missing region", {"aws:region": None}, "aws:region", "required"),
+    ("malformed region", {"aws:region": "uswest2"}, "aws:region", '"uswest2"'),
+    ("unknown cluster type", {"clusterType": "gke"}, "ray-on-eks:clusterType", "'eks' or 'hyperpod'"),
+    ("bad cluster name", {"clusterName": "my cluster!"}, "ray-on-eks:clusterName", "letters, digits"),
+    (
+        "hyperpod without its block",
+        {"clusterType": "hyperpod"},
+        "ray-on-eks:hyperpod",
+        "hyperpod.clusterName",
+    ),
+    (
+        "hyperpod with EC2 instance types",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+        },
+        "ray-on-eks:workerGroups[0].instanceType",
+        "ml.m6i.2xlarge",
+    ),
+    (
+        "eks with a SageMaker instance type",
+        {"workerGroups": _group(instanceType="ml.g5.2xlarge")},
+        "ray-on-eks:workerGroups[0].instanceType",
+        "g5.2xlarge",
+    ),
+    (
+        "hyperpod with createCluster",
+        {
+            "clusterType": "hyperpod",
+            "createCluster": True,
+            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+        },
+        "ray-on-eks:createCluster",
+        "cannot be combined",
+    ),
+    (
+        "min > max replicas",
+        {"workerGroups": _group(minReplicas=3, maxReplicas=1)},
+        "ray-on-eks:workerGroups[0]",
+        "minReplicas (3) is greater than maxReplicas (1)",
+    ),
+    (
+        "replicas outside bounds",
+        {"workerGroups": _group(replicas=5, maxReplicas=2)},
+        "ray-on-eks:workerGroups[0]",
+        "replicas (5) must lie between",
+    ),
+    ("negative gpus", {"workerGroups": _group(gpus=-1)}, "ray-on-eks:workerGroups[0].gpus", "-1"),
+    (
+        "non-numeric replicas",
+        {"workerGroups": _group(maxReplicas="lots")},
+        "ray-on-eks:workerGroups[0].maxReplicas",
+        "a whole number",
+    ),
+    (
+        "malformed memory",
+        {"workerGroups": _group(memory="16 gigs")},
+        "ray-on-eks:workerGroups[0].memory",
+        "8Gi",
+    ),
+    ("negative cpu", {"workerGroups": _group(cpu="-2")}, "ray-on-eks:workerGroups[0].cpu", "500m"),
+    (
+        "group name not a DNS label",
+        {"workerGroups": _group(name="GPU_Workers")},
+        "ray-on-eks:workerGroups[0].name",
+        "DNS label",
+    ),
+    (
+        "duplicate group names",
+        {"workerGroups": _group() + _group()},
+        "ray-on-eks:workerGroups",
+        "more than once",
+    ),
+    ("no worker groups", {"workerGroups": []}, "ray-on-eks:workerGroups", "add at least one"),
+    ("workerGroups not a list", {"workerGroups": {"name": "x"}}, "ray-on-eks:workerGroups", "a list"),
+    (
+        "misspelt field",
+        {"workerGroups": _group(maxReplica=2)},
+        "ray-on-eks:workerGroups[0].maxReplica",
+        "unknown key",
+    ),
+    ("misspelt top-level key", {"workergroups": []}, "ray-on-eks:workergroups", "unknown key"),
+    ("tokenAuth not a boolean", {"tokenAuth": "sometimes"}, "ray-on-eks:tokenAuth", "true or false"),
+    (
+        "GCS FT without Redis",
+        {"gcsFaultTolerance": {"enabled": True}},
+        "ray-on-eks:gcsFaultTolerance",
+        "redisAddress",
+    ),
+    (
+        "static FSx without its ids",
+        {"fsx": {"enabled": True, "mode": "static"}},
+        "ray-on-eks:fsx",
+        "fileSystemId, dnsName, mountName",
+    ),
+    (
+        "invalid bucket name",
+        {"s3": {"enabled": True, "bucketName": "My_Bucket"}},
+        "ray-on-eks:s3.bucketName",
+        "valid S3 bucket name",
+    ),
+    (
+        "existing bucket without a name",
+        {"s3": {"enabled": True, "createBucket": False}},
+        "ray-on-eks:s3",
+        "bucketName",
+    ),
+    (
+        "bad retention",
+        {"monitoring": {"prometheusRetention": "two weeks"}},
+        "ray-on-eks:monitoring.prometheusRetention",
+        "two weeks",
+    ),
+    (
+        "unknown job cluster mode",
+        {"rayJobs": [{"name": "j", "workload": "quickstart", "cluster": "mine"}]},
+        "ray-on-eks:rayJobs[0].cluster",
+        "'shared' or 'ephemeral'",
+    ),
+    (
+        "duplicate job names",
+        {"rayJobs": [{"name": "j", "workload": "quickstart"}] * 2},
+        "ray-on-eks:rayJobs",
+        "more than once",
+    ),
+    ("unknown iamMode", {"iamMode": "keys"}, "ray-on-eks:iamMode", "'pod-identity' or 'irsa'"),
+    ("malformed JSON object", {"head": "{cpu: 2"}, "ray-on-eks:head", "not valid"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
+)
+def test_bad_config_fails_before_any_resource(overrides: dict[str, Any], key: str, fragment: str) -> None:
+    run = run_program("dev", overrides)
+    assert isinstance(run.error, ConfigError), f"expected ConfigError, got {run.error!r}"
+    message = str(run.error)
+    assert key in message, message
+    assert fragment in message, message
+    assert "Traceback" not in message
+    assert run.resources == [], "nothing may be registered when the configuration is invalid"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config({**MINIMAL, "clusterType": "gke", "workerGroups": _group(gpus=-1, cpu="x")})
+    message = str(info.value)
+    for key in (
+        "ray-on-eks:clusterType",
+        "ray-on-eks:workerGroups[0].gpus",
+        "ray-on-eks:workerGroups[0].cpu",
+    ):
+        assert key in message
+
+
+@pytest.mark.parametrize("path", stack_files(), ids=lambda p: p.name)
+def test_every_stack_file_parses(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())["config"]
+    raw = {key.split(":", 1)[1]: value for key, value in doc.items() if key.startswith("ray-on-eks:")}
+    parse_stack_config({**raw, "region": doc["aws:region"]})

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real program run under Pulumi mocks for every stack file, and the schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.pulumi_harness import REPO, ProgramRun, run_program, stack_files, stack_name
+
+SHARED_SCHEMAS = REPO.parent / "shared" / "schemas"
+STACKS = [stack_name(path) for path in stack_files()]
+
+
+@pytest.fixture(scope="session")
+def stack_runs() -> dict[str, ProgramRun]:
+    """``__main__.py`` run once per ``Pulumi.<stack>.yaml`` (each must succeed)."""
+    runs = {stack: run_program(stack) for stack in STACKS}
+    for stack, run in runs.items():
+        if run.error is not None:
+            raise AssertionError(f"Pulumi.{stack}.yaml: the program failed under mocks: {run.error!r}")
+    return runs
+
+
+@pytest.fixture(params=STACKS)
+def stack_run(request: pytest.FixtureRequest, stack_runs: dict[str, ProgramRun]) -> ProgramRun:
+    """One stack's run; tests using it run once per stack file."""
+    return stack_runs[request.param]
+
+
+@pytest.fixture(scope="session")
+def shared_schemas() -> Path:
+    """``../shared/schemas`` (the real upstream CRDs and chart values); skip where it is absent."""
+    if not SHARED_SCHEMAS.is_dir():
+        pytest.skip(
+            f"{SHARED_SCHEMAS} is absent (a user's clone without the reference schemas); "
+            "schema validation needs the KubeRay CRDs and chart values from that folder"
+        )
+    return SHARED_SCHEMAS
