@@ -398,6 +398,21 @@ _PROMQL_KEYWORDS = frozenset(
         "inf",
         "nan",
         "atan2",
+        # aggregation operators, which may be followed by "by (...)" instead of "("
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
     }
 )
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
@@ -405,6 +420,7 @@ _MATCHERS = re.compile(r"\{[^{}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 _DURATION = re.compile(r"\b\d+(ms|s|m|h|d|w|y)\b")
+_NUMBER = re.compile(r"(?<![\w:])\d+(\.\d*)?([eE][+-]?\d+)?")
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -420,6 +436,7 @@ def promql_metric_names(expr: str) -> set[str]:
     text = _RANGE.sub(" ", text)
     text = _GROUPING.sub(r"\1 ", text)
     text = _DURATION.sub(" ", text)
+    text = _NUMBER.sub(" ", text)
     names: set[str] = set()
     for match in _IDENT.finditer(text):
         word = match.group(0)
