@@ -33,7 +33,8 @@ if config.hyperpod is not None:
 
 # Monitoring (optional): Prometheus + Grafana with Ray scraping, alerts and Ray's dashboards.
 # monitoring.ray_head_env goes to the Ray head (RAY_GRAFANA_HOST, ...) and
-# monitoring.kuberay_service_monitor to the KubeRay operator chart (metrics.serviceMonitor.enabled).
+# monitoring.kuberay_service_monitor to the KubeRay operator chart (metrics.serviceMonitor.enabled),
+# whose release must then depend on monitoring.release (it installs the ServiceMonitor CRD).
 monitoring: Monitoring | None = None
 if config.monitoring.enabled:
     monitoring = Monitoring(

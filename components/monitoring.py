@@ -72,6 +72,9 @@ class Monitoring(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     kuberay_service_monitor: bool
     """True: the KubeRay operator chart should create its ServiceMonitor (this Prometheus selects it)."""
+    release: k8s.helm.v3.Release
+    """The chart; anything creating monitoring.coreos.com resources (the KubeRay operator's
+    ServiceMonitor) must depend on it, since it installs those CRDs."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         _validate(args)
@@ -166,6 +169,7 @@ class Monitoring(pulumi.ComponentResource):
             lambda n: builders.grafana_port_forward_command(n, args.grafana_local_port)
         )
         self.kuberay_service_monitor = True
+        self.release = release
         self.register_outputs(
             {
                 "namespace": self.namespace,

@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import sys
 import types
@@ -509,10 +510,29 @@ def _light_ray_package() -> Iterator[None]:
         sys.modules.update(saved)
 
 
+@contextlib.contextmanager
+def _without_dashboard_overrides() -> Iterator[None]:
+    """Hide the deployer's ``RAY_GRAFANA_<NAME>_DASHBOARD_UID`` / ``..._GLOBAL_FILTERS`` /
+    ``..._LOG_LINK_URL`` variables from the factory.
+
+    Those variables configure the Ray head (which reads its own pod env to find dashboards by uid);
+    picked up from a laptop's shell they would make the provisioned dashboards differ per machine.
+    """
+    pattern = re.compile(r"^RAY_GRAFANA_[A-Z_]+_(DASHBOARD_UID|DASHBOARD_GLOBAL_FILTERS|LOG_LINK_URL)$")
+    hidden = {name: value for name, value in os.environ.items() if pattern.match(name)}
+    for name in hidden:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
 def _generate_all() -> dict[str, str]:
     try:
         factory = importlib.import_module(_FACTORY)
-        return {key: getattr(factory, fn)()[0] for key, fn in RAY_DASHBOARD_GENERATORS.items()}
+        with _without_dashboard_overrides():
+            return {key: getattr(factory, fn)()[0] for key, fn in RAY_DASHBOARD_GENERATORS.items()}
     except (ImportError, AttributeError, TypeError, IndexError, KeyError, OSError) as exc:
         raise RayDashboardFactoryError(
             f"cannot generate Ray's Grafana dashboards with {_FACTORY} ({type(exc).__name__}: {exc}); "

@@ -450,3 +450,30 @@ def test_a_changed_factory_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(m.RAY_DASHBOARD_GENERATORS, "default", "generate_no_such_dashboard")
     with pytest.raises(m.RayDashboardFactoryError, match="RAY_DASHBOARD_GENERATORS"):
         m.generate_ray_dashboard_json()
+
+
+def test_the_deployers_shell_does_not_change_the_dashboards(
+    monkeypatch: pytest.MonkeyPatch, ray_dashboards: dict[str, str]
+) -> None:
+    monkeypatch.setenv("RAY_GRAFANA_DEFAULT_DASHBOARD_UID", "my-laptop")
+    monkeypatch.setenv("RAY_GRAFANA_DEFAULT_DASHBOARD_GLOBAL_FILTERS", 'SessionName="x"')
+    assert m.generate_ray_dashboard_json() == ray_dashboards
+    assert json.loads(ray_dashboards["default"])["uid"] == "rayDefaultDashboard"
+    import os
+
+    assert os.environ["RAY_GRAFANA_DEFAULT_DASHBOARD_UID"] == "my-laptop"  # restored
+
+
+@pytest.mark.parametrize(
+    "rule", [*m.RAY_RECORDING_RULES, *m.RAY_ALERT_RULES], ids=lambda r: r.get("alert") or r["record"]
+)
+def test_rule_expressions_are_balanced(rule: dict[str, Any]) -> None:
+    # No PromQL parser is installed; catch the typical slip of a hand-written expression.
+    expr = m._STRING.sub('""', rule["expr"])
+    for opening, closing in ("()", "{}", "[]"):
+        depth = 0
+        for char in expr:
+            depth += (char == opening) - (char == closing)
+            assert depth >= 0, rule["expr"]
+        assert depth == 0, rule["expr"]
+    assert "{{" not in expr
