@@ -45,6 +45,7 @@ if config.monitoring.enabled:
             prometheus_retention=config.monitoring.prometheus_retention,
             prometheus_storage_gib=config.monitoring.prometheus_storage_gib,
             storage_class=config.monitoring.storage_class,
+            retain_data=config.retain_data,
             expose_dashboards=config.expose_dashboards,
             scrape_autoscaler=config.autoscaler.enabled,
         ),

@@ -533,6 +533,11 @@ class StackConfig(_Model):
                     "fsx.subnetId: dynamic FSx on HyperPod needs the HyperPod subnet; set hyperpod.subnetId "
                     "(or fsx.subnetId)"
                 )
+        if self.monitoring.enabled and self.monitoring.namespace in (self.namespace, self.kuberay.namespace):
+            problems.append(
+                f"monitoring.namespace: {self.monitoring.namespace!r} is also the Ray or KubeRay namespace; the "
+                "monitoring stack creates and owns its namespace, so pick another one (default: monitoring)"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -50,6 +50,8 @@ class MonitoringArgs:
     prometheus_storage_gib: int | None = None
     """Persistent volume for Prometheus; None keeps data in an emptyDir (lost on restart)."""
     storage_class: str | None = None
+    retain_data: bool = True
+    """With persistent storage, keep the namespace (and so Prometheus' volume claim) on destroy."""
     expose_dashboards: bool = False
     """Only then may Grafana get an (internal) LoadBalancer; otherwise ClusterIP + port-forward."""
     scrape_autoscaler: bool = False
@@ -81,17 +83,20 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__("ray-on-eks:k8s:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        # Deleting the namespace deletes Prometheus' PersistentVolumeClaim with it; keep it unless
+        # the stack says data may go (retainData: false).
+        keep = args.retain_data and args.prometheus_storage_gib is not None
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=keep),
         )
         ns = namespace.metadata.name
 
         password = random.RandomPassword(
             f"{name}-grafana-admin-password",
             length=32,
-            special=False,  # goes through env vars and URLs; 32 alphanumerics are ~190 bits
+            special=False,  # reaches Grafana as an env var; 32 alphanumerics are ~190 bits
             opts=child,
         )
         admin_secret = k8s.core.v1.Secret(

@@ -203,6 +203,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "set prometheusStorageGib",
     ),
     (
+        "monitoring namespace shared with Ray",
+        {"monitoring": {"namespace": "ray"}},
+        "monitoring.namespace",
+        "pick another one",
+    ),
+    (
         "unknown job cluster mode",
         {"rayJobs": [{"name": "j", "workload": "quickstart", "cluster": "mine"}]},
         "ray-on-eks:rayJobs[0].cluster",

@@ -288,3 +288,17 @@ def test_bad_arguments_are_rejected_with_the_fix(overrides: dict[str, Any], frag
 
 def test_good_arguments_pass() -> None:
     _validate(GOOD)
+
+
+def _namespace(run: ProgramRun) -> Registered:
+    (ns,) = [r for r in _children(run) if r.type == "kubernetes:core/v1:Namespace"]
+    return ns
+
+
+def test_prometheus_volume_survives_destroy_unless_data_may_go() -> None:
+    # dev has prometheusStorageGib: deleting the namespace would delete the volume claim.
+    assert _namespace(run_program("dev")).retain_on_delete is True
+    assert _namespace(run_program("dev", {"retainData": False})).retain_on_delete is False
+    no_volume = run_program("dev", {"monitoring": {"enabled": True}})
+    assert no_volume.error is None, no_volume.error
+    assert _namespace(no_volume).retain_on_delete is False  # nothing to keep in an emptyDir
