@@ -396,6 +396,15 @@ class MonitoringConfig(_Model):
     )
     storage_class: str | None = Field(default=None, description="StorageClass for Prometheus' volume.")
 
+    @model_validator(mode="after")
+    def _storage(self) -> Self:
+        if self.storage_class is not None and self.prometheus_storage_gib is None:
+            raise ValueError(
+                f"storageClass {self.storage_class!r} is set but prometheusStorageGib is not, so Prometheus "
+                "keeps its data in an emptyDir; set prometheusStorageGib (e.g. 50) or remove storageClass"
+            )
+        return self
+
 
 # --------------------------------------------------------------------------------------------------
 # Jobs and services
@@ -524,6 +533,11 @@ class StackConfig(_Model):
                     "fsx.subnetId: dynamic FSx on HyperPod needs the HyperPod subnet; set hyperpod.subnetId "
                     "(or fsx.subnetId)"
                 )
+        if self.monitoring.enabled and self.monitoring.namespace in (self.namespace, self.kuberay.namespace):
+            problems.append(
+                f"monitoring.namespace: {self.monitoring.namespace!r} is also the Ray or KubeRay namespace; the "
+                "monitoring stack creates and owns its namespace, so pick another one (default: monitoring)"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self

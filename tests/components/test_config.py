@@ -197,6 +197,18 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "two weeks",
     ),
     (
+        "prometheus storage class without a size",
+        {"monitoring": {"storageClass": "gp3"}},
+        "ray-on-eks:monitoring",
+        "set prometheusStorageGib",
+    ),
+    (
+        "monitoring namespace shared with Ray",
+        {"monitoring": {"namespace": "ray"}},
+        "monitoring.namespace",
+        "pick another one",
+    ),
+    (
         "unknown job cluster mode",
         {"rayJobs": [{"name": "j", "workload": "quickstart", "cluster": "mine"}]},
         "ray-on-eks:rayJobs[0].cluster",
