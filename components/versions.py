@@ -31,6 +31,7 @@ def ray_image(*, gpu: bool, repository: str = RAY_IMAGE_REPOSITORY) -> str:
     suffix = "-gpu" if gpu else ""
     return f"{repository}:{RAY_VERSION}-{RAY_PYTHON_TAG}{suffix}"
 
+
 # EKS managed add-ons for shared storage and Pod Identity (aws eks describe-addon-versions --addon-name <name>).
 # FSx for Lustre CSI driver (upstream kubernetes-sigs/aws-fsx-csi-driver v1.9.0).
 FSX_CSI_DRIVER_ADDON_VERSION = "v1.9.0-eksbuild.1"

@@ -49,6 +49,9 @@ S3_NOMINAL_CAPACITY = "1200Gi"
 
 IamMode = Literal["pod-identity", "irsa"]
 
+# Labels on the cluster-scoped objects this program creates (StorageClass, PersistentVolumes).
+STORAGE_LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ray-on-eks"}
+
 
 # --------------------------------------------------------------------------------------------------
 # IAM
@@ -56,13 +59,14 @@ IamMode = Literal["pod-identity", "irsa"]
 
 
 def pod_identity_trust_policy(
-    *, partition: str, region: str, account_id: str, cluster_name: str
+    *, account_id: str, cluster_name: str, namespace: str, service_account: str
 ) -> dict[str, Any]:
-    """Trust policy for an EKS Pod Identity role: only the EKS Pod Identity service, only for this cluster.
+    """Trust policy for an EKS Pod Identity role, usable only by one service account of one cluster.
 
-    Which service account may use the role is decided by the ``PodIdentityAssociation`` (namespace +
-    service account); the source conditions stop another account's or cluster's association from
-    assuming it.
+    The ``PodIdentityAssociation`` already picks the service account; the conditions on the session tags
+    EKS Pod Identity sets (``eks-cluster-name``, ``kubernetes-namespace``, ``kubernetes-service-account``,
+    EKS user guide "Create IAM role with trust policy required by EKS Pod Identity") make the role itself
+    refuse any other association in the account, so a second association cannot widen who uses it.
     """
     return {
         "Version": "2012-10-17",
@@ -72,10 +76,12 @@ def pod_identity_trust_policy(
                 "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
                 "Action": ["sts:AssumeRole", "sts:TagSession"],
                 "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account_id},
-                    "ArnEquals": {
-                        "aws:SourceArn": f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
-                    },
+                    "StringEquals": {
+                        "aws:SourceAccount": account_id,
+                        "aws:RequestTag/eks-cluster-name": cluster_name,
+                        "aws:RequestTag/kubernetes-namespace": namespace,
+                        "aws:RequestTag/kubernetes-service-account": service_account,
+                    }
                 },
             }
         ],
