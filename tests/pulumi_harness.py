@@ -338,6 +338,8 @@ class ProgramRun:
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
     error: BaseException | None = None
+    # register_outputs of each component, by URN (plain values).
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
@@ -399,4 +401,5 @@ def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview:
 
     contextvars.copy_context().run(body)
     run.resources = monitor.registered
+    run.component_outputs = monitor.component_outputs
     return run
