@@ -3,6 +3,8 @@ PersistentVolumes and claim specs carry the fields the CSI drivers read. No Pulu
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from components.builders.storage import (
@@ -130,7 +132,7 @@ def test_tls_only_policy_denies_insecure_transport_on_bucket_and_objects() -> No
 
 # --- FSx objects ----------------------------------------------------------------------------------
 
-_SC_ARGS = {
+_SC_ARGS: dict[str, Any] = {
     "subnet_id": "subnet-0aa11bb22cc33dd44",
     "security_group_ids": ["sg-0123456789abcdef0", "sg-0fedcba9876543210"],
     "deployment_type": "PERSISTENT_2",
