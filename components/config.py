@@ -345,17 +345,9 @@ class FsxConfig(_Model):
     )
     data_compression: Literal["NONE", "LZ4"] = "LZ4"
     lustre_version: Literal["2.10", "2.12", "2.15"] = "2.15"
-    subnet_id: str | None = Field(
-        default=None,
-        description="Override the subnet the file system lives in.",
-        pattern=r"^subnet-[0-9a-f]{8,17}$",
-    )
+    subnet_id: str | None = Field(default=None, description="Override the subnet the file system lives in.")
     security_group_ids: tuple[str, ...] = Field(default=(), description="Override the security groups.")
-    file_system_id: str | None = Field(
-        default=None,
-        description="static: existing file system id (fs-...).",
-        pattern=r"^fs-[0-9a-f]{8,17}$",
-    )
+    file_system_id: str | None = Field(default=None, description="static: existing file system id (fs-...).")
     dns_name: str | None = Field(default=None, description="static: the file system's DNS name.")
     mount_name: str | None = Field(default=None, description="static: the file system's Lustre mount name.")
 
@@ -365,6 +357,22 @@ class FsxConfig(_Model):
         for sg in value:
             if not re.match(r"^sg-[0-9a-f]{8,17}$", sg):
                 raise ValueError(f"{sg!r} is not a security group id (expected sg-0123456789abcdef0)")
+        return value
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _subnet_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", value):
+            raise ValueError("is not a subnet id (expected subnet-0123456789abcdef0)")
+        return value
+
+    @field_validator("file_system_id")
+    @classmethod
+    def _file_system_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^fs-[0-9a-f]{8,17}$", value):
+            raise ValueError(
+                "is not an FSx file system id (expected fs-0123456789abcdef0; aws fsx describe-file-systems)"
+            )
         return value
 
     @property
