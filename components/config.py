@@ -617,6 +617,15 @@ class StackConfig(_Model):
                     "fsx.subnetId: dynamic FSx on HyperPod needs the HyperPod subnet; set hyperpod.subnetId "
                     "(or fsx.subnetId)"
                 )
+            groups = self.fsx.security_group_ids or (
+                self.hyperpod.security_group_ids if self.hyperpod else ()
+            )
+            if not groups:
+                # The EKS cluster security group is not on HyperPod nodes; Lustre rules must go on theirs.
+                problems.append(
+                    "fsx.securityGroupIds: dynamic FSx on HyperPod needs the HyperPod nodes' security group; "
+                    "set hyperpod.securityGroupIds (or fsx.securityGroupIds)"
+                )
         if self.manage_pod_identity_agent and self.iam_mode != "pod-identity":
             problems.append(
                 "managePodIdentityAgent: is true but iamMode is irsa, which does not use the agent; "

@@ -88,9 +88,10 @@ class FsxLustreStorage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: FsxLustreStorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        # Checked before registering anything, so a bad argument leaves nothing half-created.
+        validate_args(args)
         super().__init__("ray-on-eks:storage:FsxLustreStorage", name, None, opts)
         cfg = args.config
-        _validate(args)
 
         self.mount_path = FSX_MOUNT_PATH
         self.storage_class_name = None
@@ -204,7 +205,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
         self, name: str, args: FsxLustreStorageArgs, addon: aws.eks.Addon
     ) -> pulumi.Output[dict[str, Any]]:
         cfg = args.config
-        assert cfg.file_system_id and cfg.dns_name and cfg.mount_name  # checked by _validate
+        assert cfg.file_system_id and cfg.dns_name and cfg.mount_name  # checked by validate_args
         # Builders emit the Kubernetes (camelCase) field names; the SDK passes them through as written.
         spec: Any = fsx_static_pv_spec(
             file_system_id=cfg.file_system_id,
@@ -225,8 +226,8 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
 
 
-def _validate(args: FsxLustreStorageArgs) -> None:
-    """Argument checks a caller could get wrong even with a valid stack config."""
+def validate_args(args: FsxLustreStorageArgs) -> None:
+    """Argument checks a caller could get wrong even with a valid stack config (raised before any child)."""
     args.identity.validate("FsxLustreStorageArgs")
     cfg = args.config
     if cfg.mode == "dynamic":

@@ -88,14 +88,11 @@ class S3Mountpoint(pulumi.ComponentResource):
     ray_service_account_annotations: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: S3MountpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Checked before registering anything, so a bad argument leaves nothing half-created.
+        validate_args(args)
         super().__init__("ray-on-eks:storage:S3Mountpoint", name, None, opts)
         cfg = args.config
         identity = args.identity
-        identity.validate("S3MountpointArgs")
-        if not cfg.create_bucket and not cfg.bucket_name:
-            raise ValueError("S3MountpointArgs.config: create_bucket is false, so bucket_name must be set")
-        if not args.ray_namespace:
-            raise ValueError("S3MountpointArgs.ray_namespace is empty; pass the Ray namespace")
 
         self.mount_path = S3_MOUNT_PATH
         if cfg.create_bucket:
@@ -251,3 +248,16 @@ class S3Mountpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=retain_data, depends_on=[blocked]),
         )
         return bucket.bucket, bucket.arn
+
+
+def validate_args(args: S3MountpointArgs) -> None:
+    """Argument checks a caller could get wrong even with a valid stack config (raised before any child)."""
+    args.identity.validate("S3MountpointArgs")
+    if not args.config.create_bucket and not args.config.bucket_name:
+        raise ValueError(
+            "S3MountpointArgs.config: create_bucket is false, so bucket_name must name the existing bucket"
+        )
+    if not args.ray_namespace:
+        raise ValueError("S3MountpointArgs.ray_namespace is empty; pass the Ray namespace (config.namespace)")
+    if not args.ray_service_account:
+        raise ValueError("S3MountpointArgs.ray_service_account is empty; pass contract.RAY_SERVICE_ACCOUNT")

@@ -292,6 +292,17 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "a whole number",
     ),
     (
+        "HyperPod FSx without security groups",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+            "fsx": {"enabled": True},
+        },
+        "ray-on-eks:fsx.securityGroupIds",
+        "hyperpod.securityGroupIds",
+    ),
+    (
         "Pod Identity agent with IRSA",
         {"iamMode": "irsa", "managePodIdentityAgent": True},
         "ray-on-eks:managePodIdentityAgent",

@@ -6,12 +6,16 @@ on destroy unless retainData is false."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from components.builders.storage import FSX_OWNER_TAG_KEY
+from components.config import FsxConfig
+from components.fsx_lustre import FsxLustreStorageArgs, validate_args
 from components.versions import FSX_CSI_DRIVER_ADDON_VERSION, POD_IDENTITY_AGENT_ADDON_VERSION
+from components.workload_identity import ClusterIdentity
 from tests.pulumi_harness import ProgramRun, Registered, run_program
 
 COMPONENT = "ray-on-eks:storage:FsxLustreStorage"
@@ -303,3 +307,55 @@ def test_pod_identity_agent_is_installed_once_when_asked() -> None:
     assert agents[0].urn in run.one(ADDON, "fsx-csi-driver").dependencies
     default = run_program("dev")
     assert not [a for a in default.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
+
+
+# --- argument checks (before anything is registered) -----------------------------------------------
+
+_POD_IDENTITY = ClusterIdentity(
+    iam_mode="pod-identity", cluster_name="ml", account_id="123456789012", partition="aws"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            FsxLustreStorageArgs(
+                config=FsxConfig(enabled=True),
+                identity=_POD_IDENTITY,
+                region="us-west-2",
+                security_group_ids=["sg-1"],
+            ),
+            "FsxLustreStorageArgs.subnet_id is required",
+        ),
+        (
+            FsxLustreStorageArgs(
+                config=FsxConfig(enabled=True),
+                identity=_POD_IDENTITY,
+                region="us-west-2",
+                subnet_id="subnet-1",
+            ),
+            "FsxLustreStorageArgs.security_group_ids is empty",
+        ),
+        (
+            FsxLustreStorageArgs(
+                config=FsxConfig(enabled=False, mode="static"), identity=_POD_IDENTITY, region="us-west-2"
+            ),
+            "mode 'static' needs file_system_id, dns_name and mount_name",
+        ),
+        (
+            FsxLustreStorageArgs(
+                config=FsxConfig(enabled=True),
+                identity=ClusterIdentity(iam_mode="irsa", cluster_name="ml", account_id="1", partition="aws"),
+                region="us-west-2",
+                subnet_id="subnet-1",
+                security_group_ids=["sg-1"],
+            ),
+            "iam_mode 'irsa' needs oidc_provider_arn and oidc_issuer_url",
+        ),
+    ],
+    ids=["no subnet", "no security groups", "static without ids", "irsa without oidc"],
+)
+def test_bad_arguments_are_named(args: FsxLustreStorageArgs, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        validate_args(args)

@@ -5,12 +5,16 @@ accounts, and a Mountpoint PersistentVolume + claim spec writable by the Ray use
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
+from components.config import S3Config
 from components.contract import RAY_SERVICE_ACCOUNT
+from components.s3_mountpoint import S3MountpointArgs, validate_args
 from components.versions import MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
+from components.workload_identity import ClusterIdentity
 from tests.pulumi_harness import ProgramRun, run_program
 
 COMPONENT = "ray-on-eks:storage:S3Mountpoint"
@@ -266,3 +270,47 @@ def test_pod_identity_agent_goes_to_s3_when_fsx_is_off() -> None:
     assert run.error is None, run.error
     (agent,) = [a for a in run.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
     assert agent.name == "s3-pod-identity-agent"
+
+
+# --- argument checks (before anything is registered) -----------------------------------------------
+
+_POD_IDENTITY = ClusterIdentity(
+    iam_mode="pod-identity", cluster_name="ml", account_id="123456789012", partition="aws"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            S3MountpointArgs(
+                config=S3Config.model_construct(
+                    enabled=True, create_bucket=False, bucket_name=None
+                ),  # skips config checks
+                identity=_POD_IDENTITY,
+                region="us-west-2",
+                ray_namespace="ray",
+            ),
+            "create_bucket is false, so bucket_name must name the existing bucket",
+        ),
+        (
+            S3MountpointArgs(
+                config=S3Config(enabled=True), identity=_POD_IDENTITY, region="us-west-2", ray_namespace=""
+            ),
+            "S3MountpointArgs.ray_namespace is empty",
+        ),
+        (
+            S3MountpointArgs(
+                config=S3Config(enabled=True),
+                identity=ClusterIdentity(iam_mode="irsa", cluster_name="ml", account_id="1", partition="aws"),
+                region="us-west-2",
+                ray_namespace="ray",
+            ),
+            "S3MountpointArgs.identity: iam_mode 'irsa' needs oidc_provider_arn",
+        ),
+    ],
+    ids=["existing bucket without a name", "no ray namespace", "irsa without oidc"],
+)
+def test_bad_arguments_are_named(args: S3MountpointArgs, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        validate_args(args)
