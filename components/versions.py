@@ -32,10 +32,13 @@ def ray_image(*, gpu: bool, repository: str = RAY_IMAGE_REPOSITORY) -> str:
     return f"{repository}:{RAY_VERSION}-{RAY_PYTHON_TAG}{suffix}"
 
 
-# EKS managed add-ons for shared storage and Pod Identity (aws eks describe-addon-versions --addon-name <name>).
-# FSx for Lustre CSI driver (upstream kubernetes-sigs/aws-fsx-csi-driver v1.9.0).
+# EKS managed add-ons for shared storage and Pod Identity. The upstream driver releases are confirmed;
+# the -eksbuild.N suffix is what EKS publishes per region and Kubernetes version: check it with
+#   aws eks describe-addon-versions --addon-name <name> --kubernetes-version <version>
+# before an upgrade (a wrong pin fails `pulumi up` at the add-on, before any storage is created).
+# FSx for Lustre CSI driver (kubernetes-sigs/aws-fsx-csi-driver v1.9.0).
 FSX_CSI_DRIVER_ADDON_VERSION = "v1.9.0-eksbuild.1"
 # Mountpoint for Amazon S3 CSI driver v2 (awslabs/mountpoint-s3-csi-driver v2.7.0); v2 supports Pod Identity.
 MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION = "v2.7.0-eksbuild.1"
-# EKS Pod Identity agent, installed only when managePodIdentityAgent is true.
+# EKS Pod Identity agent (EKS 1.32-1.34), installed only when managePodIdentityAgent is true.
 POD_IDENTITY_AGENT_ADDON_VERSION = "v1.3.10-eksbuild.2"
