@@ -32,10 +32,10 @@ def ray_image(*, gpu: bool, repository: str = RAY_IMAGE_REPOSITORY) -> str:
     return f"{repository}:{RAY_VERSION}-{RAY_PYTHON_TAG}{suffix}"
 
 
-# EKS managed add-ons for shared storage and Pod Identity. The upstream driver releases are confirmed;
-# the -eksbuild.N suffix is what EKS publishes per region and Kubernetes version: check it with
+# EKS managed add-ons for shared storage and Pod Identity. The -eksbuild.N suffix is what EKS publishes
+# per Kubernetes version; confirm a pin against your cluster before deploying or upgrading with
 #   aws eks describe-addon-versions --addon-name <name> --kubernetes-version <version>
-# before an upgrade (a wrong pin fails `pulumi up` at the add-on, before any storage is created).
+# (a pin EKS does not offer makes `pulumi up` fail at that add-on).
 # FSx for Lustre CSI driver (kubernetes-sigs/aws-fsx-csi-driver v1.9.0).
 FSX_CSI_DRIVER_ADDON_VERSION = "v1.9.0-eksbuild.1"
 # Mountpoint for Amazon S3 CSI driver v2 (awslabs/mountpoint-s3-csi-driver v2.7.0); v2 supports Pod Identity.
