@@ -106,7 +106,11 @@ class FsxLustreStorage(pulumi.ComponentResource):
         policy = pulumi.Output.all(identity.partition, identity.account_id).apply(
             lambda v: json.dumps(
                 fsx_csi_driver_policy(
-                    partition=v[0], region=args.region, account_id=v[1], owner_tag_value=owner
+                    partition=v[0],
+                    region=args.region,
+                    account_id=v[1],
+                    owner_tag_value=owner,
+                    provisioning=cfg.mode == "dynamic",
                 )
             )
         )

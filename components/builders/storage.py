@@ -112,9 +112,11 @@ def irsa_trust_policy(
 
 
 def fsx_csi_driver_policy(
-    *, partition: str, region: str, account_id: str, owner_tag_value: str
+    *, partition: str, region: str, account_id: str, owner_tag_value: str, provisioning: bool = True
 ) -> dict[str, Any]:
     """What the FSx for Lustre CSI controller needs to create, resize and delete file systems.
+
+    ``provisioning=False`` (static volumes only): the controller creates nothing, so it may only describe.
 
     Narrower than the driver's documented example (and far narrower than AmazonFSxFullAccess):
     * Update/Delete only on file systems tagged ``ray-on-eks/owner=<owner_tag_value>``, which this stack's
@@ -126,6 +128,13 @@ def fsx_csi_driver_policy(
     * Read-only EC2 describes: CreateFileSystem validates the subnet and security groups as the caller.
     """
     file_systems = f"arn:{partition}:fsx:{region}:{account_id}:file-system/*"
+    if not provisioning:
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "Describe", "Effect": "Allow", "Action": ["fsx:DescribeFileSystems"], "Resource": "*"}
+            ],
+        }
     return {
         "Version": "2012-10-17",
         "Statement": [

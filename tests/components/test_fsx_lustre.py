@@ -276,7 +276,10 @@ def test_static_volume_is_retained_even_with_retain_data_false(static_run: Progr
         "resources": {"requests": {"storage": "2400Gi"}},
         "volumeName": volume.name,
     }
-    # An existing file system: no StorageClass, no rules on someone else's security groups.
+    # An existing file system: no StorageClass, no rules on someone else's security groups, and a
+    # driver that can only describe file systems.
+    policy = json.loads(static_run.one(ROLE_POLICY, "fsx-driver-policy").inputs["policy"])
+    assert [a for s in policy["Statement"] for a in s["Action"]] == ["fsx:DescribeFileSystems"]
     assert not static_run.of_type(STORAGE_CLASS)
     assert not [r for r in static_run.of_type(RULE) if r.name.startswith("fsx-")]
 

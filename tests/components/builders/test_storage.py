@@ -107,6 +107,13 @@ def test_fsx_driver_policy_has_no_wildcard_actions_and_no_s3_or_write_iam() -> N
             assert all(a.split(":")[1].startswith("Describe") for a in _actions(statement)), statement
 
 
+def test_static_only_driver_may_only_describe() -> None:
+    doc = fsx_csi_driver_policy(
+        partition="aws", region="us-west-2", account_id="1", owner_tag_value="o", provisioning=False
+    )
+    assert [a for s in doc["Statement"] for a in _actions(s)] == ["fsx:DescribeFileSystems"]
+
+
 def test_bucket_access_policy_names_only_that_bucket() -> None:
     doc = s3_bucket_access_policy(bucket_arn=BUCKET_ARN)
     resources = {r for s in doc["Statement"] for r in _resources(s)}
