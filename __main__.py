@@ -5,9 +5,13 @@ This file only wires components together; each one lives in ``components/`` and 
 
 import pulumi
 
+from components.builders.storage import storage_path_for
 from components.cluster import ClusterTarget, ClusterTargetArgs
 from components.config import load_stack_config
+from components.fsx_lustre import FsxLustreStorage, FsxLustreStorageArgs
 from components.monitoring import Monitoring, MonitoringArgs
+from components.s3_mountpoint import S3Mountpoint, S3MountpointArgs
+from components.workload_identity import ClusterIdentity
 
 config = load_stack_config()
 
@@ -30,6 +34,72 @@ pulumi.export("kubeconfig", target.kubeconfig)
 pulumi.export("namespace", config.namespace)
 if config.hyperpod is not None:
     pulumi.export("hyperpodClusterName", config.hyperpod.cluster_name)
+
+# --- Shared storage --------------------------------------------------------------------------------
+# The storage components own the drivers, IAM, network rules, StorageClass / PersistentVolumes; the
+# PVCs are created by RayClusterStack in the Ray namespace from their `claim_spec` + `mount_path`
+# (SharedVolume(name="fsx", mount_path=fsx.mount_path, claim_spec=fsx.claim_spec), same for "s3").
+# Their Kubernetes children use the cluster's provider; their AWS children the default aws provider.
+identity = ClusterIdentity(
+    iam_mode=config.iam_mode,
+    cluster_name=target.cluster_name,
+    account_id=target.account_id,
+    partition=target.partition,
+    oidc_provider_arn=target.oidc_provider_arn,
+    oidc_issuer_url=target.oidc_issuer_url,
+)
+# Exactly one storage component installs the Pod Identity agent add-on when asked to.
+install_agent = config.manage_pod_identity_agent
+
+fsx: FsxLustreStorage | None = None
+if config.fsx.enabled:
+    hyperpod = config.hyperpod
+    fsx_subnet: pulumi.Input[str] | None = config.fsx.subnet_id or (hyperpod.subnet_id if hyperpod else None)
+    if fsx_subnet is None:
+        # EKS default: the cluster's first subnet (set fsx.subnetId to choose a private subnet explicitly).
+        fsx_subnet = target.subnet_ids.apply(lambda ids: ids[0])
+    fsx_groups: list[pulumi.Input[str]] = list(
+        config.fsx.security_group_ids or (hyperpod.security_group_ids if hyperpod else ())
+    ) or [target.cluster_security_group_id]
+    fsx = FsxLustreStorage(
+        "fsx",
+        FsxLustreStorageArgs(
+            config=config.fsx,
+            identity=identity,
+            region=config.region,
+            subnet_id=fsx_subnet,
+            security_group_ids=fsx_groups,
+            retain_data=config.retain_data,
+            manage_pod_identity_agent=install_agent,
+        ),
+        opts=pulumi.ResourceOptions(provider=target.provider),
+    )
+    install_agent = False
+
+s3: S3Mountpoint | None = None
+if config.s3.enabled:
+    s3 = S3Mountpoint(
+        "s3",
+        S3MountpointArgs(
+            config=config.s3,
+            identity=identity,
+            region=config.region,
+            ray_namespace=config.namespace,
+            retain_data=config.retain_data,
+            manage_pod_identity_agent=install_agent,
+        ),
+        opts=pulumi.ResourceOptions(provider=target.provider),
+    )
+    install_agent = False
+    pulumi.export("bucketName", s3.bucket_name)
+
+# STORAGE_PATH for Ray Train: /fsx/ray-results, else s3://<bucket>/ray-results, else None.
+storage_path: pulumi.Output[str | None] = (
+    s3.bucket_name.apply(lambda bucket: storage_path_for(config.fsx.enabled, bucket))
+    if s3 is not None
+    else pulumi.Output.from_input(storage_path_for(config.fsx.enabled, None))
+)
+pulumi.export("storagePath", storage_path)
 
 # Monitoring (optional): Prometheus + Grafana with Ray scraping, alerts and Ray's dashboards.
 # monitoring.ray_head_env goes to the Ray head (RAY_GRAFANA_HOST, ...) and

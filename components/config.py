@@ -309,6 +309,26 @@ class KubeRayConfig(_Model):
 # --------------------------------------------------------------------------------------------------
 
 
+# FSx for Lustre rules (AWS CreateFileSystem API reference, "StorageCapacity", "PerUnitStorageThroughput"
+# and "FileSystemTypeVersion"): capacity steps and throughput tiers per deployment type, and which Lustre
+# versions each deployment type can be created with.
+FSX_CAPACITY_STEP_GIB = {"SCRATCH_1": 3600, "SCRATCH_2": 2400, "PERSISTENT_1": 2400, "PERSISTENT_2": 2400}
+FSX_THROUGHPUT = {"PERSISTENT_1": (50, 100, 200), "PERSISTENT_2": (125, 250, 500, 1000)}
+# Used when perUnitStorageThroughput is not set: the lowest (cheapest) tier.
+FSX_DEFAULT_THROUGHPUT = {"PERSISTENT_1": 50, "PERSISTENT_2": 125}
+FSX_LUSTRE_VERSIONS = {
+    "SCRATCH_1": ("2.10", "2.12", "2.15"),
+    "SCRATCH_2": ("2.10", "2.12", "2.15"),
+    "PERSISTENT_1": ("2.10", "2.12", "2.15"),
+    "PERSISTENT_2": ("2.12", "2.15"),
+}
+
+
+def fsx_capacity_allowed(deployment_type: str, capacity_gib: int) -> bool:
+    """Whether FSx accepts ``capacity_gib`` for ``deployment_type`` (1200, 2400, or a multiple of the step)."""
+    return capacity_gib in (1200, 2400) or capacity_gib % FSX_CAPACITY_STEP_GIB[deployment_type] == 0
+
+
 class FsxConfig(_Model):
     """FSx for Lustre shared storage, mounted at /fsx in every Ray pod."""
 
@@ -320,7 +340,8 @@ class FsxConfig(_Model):
     deployment_type: Literal["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
     storage_capacity_gib: PositiveInt = Field(default=1200, description="Capacity in GiB.")
     per_unit_storage_throughput: PositiveInt | None = Field(
-        default=125, description="MB/s per TiB (PERSISTENT_* only)."
+        default=None,
+        description="MB/s per TiB (PERSISTENT_* only); unset = the lowest tier (PERSISTENT_2: 125, PERSISTENT_1: 50).",
     )
     data_compression: Literal["NONE", "LZ4"] = "LZ4"
     lustre_version: Literal["2.10", "2.12", "2.15"] = "2.15"
@@ -329,6 +350,37 @@ class FsxConfig(_Model):
     file_system_id: str | None = Field(default=None, description="static: existing file system id (fs-...).")
     dns_name: str | None = Field(default=None, description="static: the file system's DNS name.")
     mount_name: str | None = Field(default=None, description="static: the file system's Lustre mount name.")
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _sg_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for sg in value:
+            if not re.match(r"^sg-[0-9a-f]{8,17}$", sg):
+                raise ValueError(f"{sg!r} is not a security group id (expected sg-0123456789abcdef0)")
+        return value
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _subnet_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", value):
+            raise ValueError("is not a subnet id (expected subnet-0123456789abcdef0)")
+        return value
+
+    @field_validator("file_system_id")
+    @classmethod
+    def _file_system_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^fs-[0-9a-f]{8,17}$", value):
+            raise ValueError(
+                "is not an FSx file system id (expected fs-0123456789abcdef0; aws fsx describe-file-systems)"
+            )
+        return value
+
+    @property
+    def throughput(self) -> int | None:
+        """The MB/s/TiB tier the file system gets: the configured one, else the lowest; None for SCRATCH_*."""
+        if self.deployment_type.startswith("SCRATCH"):
+            return None
+        return self.per_unit_storage_throughput or FSX_DEFAULT_THROUGHPUT[self.deployment_type]
 
     @model_validator(mode="after")
     def _static(self) -> Self:
@@ -347,6 +399,46 @@ class FsxConfig(_Model):
                     f"mode is static but {', '.join(missing)} is not set; give the existing file system's "
                     "fileSystemId, dnsName and mountName (aws fsx describe-file-systems), or use mode: dynamic"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _dynamic(self) -> Self:
+        # Checked here, before any resource exists: the CSI driver would only report these as a PVC
+        # stuck in Pending with a CreateFileSystem error in the controller log.
+        if not (self.enabled and self.mode == "dynamic"):
+            return self
+        problems: list[str] = []
+        kind = self.deployment_type
+        if not fsx_capacity_allowed(kind, self.storage_capacity_gib):
+            step = FSX_CAPACITY_STEP_GIB[kind]
+            problems.append(
+                f"storageCapacityGib {self.storage_capacity_gib} is not valid for deploymentType {kind}; "
+                f"allowed: 1200, 2400 or a multiple of {step} (e.g. {step}, {2 * step})"
+            )
+        if kind.startswith("SCRATCH"):
+            if self.per_unit_storage_throughput is not None:
+                problems.append(
+                    f"perUnitStorageThroughput {self.per_unit_storage_throughput} cannot be set for "
+                    f"deploymentType {kind} (scratch throughput is fixed); remove perUnitStorageThroughput "
+                    "or use PERSISTENT_1 / PERSISTENT_2"
+                )
+        elif (
+            self.per_unit_storage_throughput is not None
+            and self.per_unit_storage_throughput not in FSX_THROUGHPUT[kind]
+        ):
+            allowed = ", ".join(str(v) for v in FSX_THROUGHPUT[kind])
+            problems.append(
+                f"perUnitStorageThroughput {self.per_unit_storage_throughput} is not valid for "
+                f"deploymentType {kind}; allowed: {allowed}"
+            )
+        if self.lustre_version not in FSX_LUSTRE_VERSIONS[kind]:
+            allowed = ", ".join(FSX_LUSTRE_VERSIONS[kind])
+            problems.append(
+                f"lustreVersion {self.lustre_version} is not available for deploymentType {kind}; "
+                f"allowed: {allowed}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -471,6 +563,7 @@ class StackConfig(_Model):
     ray_services: tuple[RayServiceConfig, ...] = Field(default=())
     expose_dashboards: bool = Field(default=False)
     iam_mode: Literal["pod-identity", "irsa"] = Field(default="pod-identity")
+    manage_pod_identity_agent: bool = Field(default=False)
 
     @field_validator("region")
     @classmethod
@@ -533,10 +626,29 @@ class StackConfig(_Model):
                     "fsx.subnetId: dynamic FSx on HyperPod needs the HyperPod subnet; set hyperpod.subnetId "
                     "(or fsx.subnetId)"
                 )
+            groups = self.fsx.security_group_ids or (
+                self.hyperpod.security_group_ids if self.hyperpod else ()
+            )
+            if not groups:
+                # The EKS cluster security group is not on HyperPod nodes; Lustre rules must go on theirs.
+                problems.append(
+                    "fsx.securityGroupIds: dynamic FSx on HyperPod needs the HyperPod nodes' security group; "
+                    "set hyperpod.securityGroupIds (or fsx.securityGroupIds)"
+                )
         if self.monitoring.enabled and self.monitoring.namespace in (self.namespace, self.kuberay.namespace):
             problems.append(
                 f"monitoring.namespace: {self.monitoring.namespace!r} is also the Ray or KubeRay namespace; the "
                 "monitoring stack creates and owns its namespace, so pick another one (default: monitoring)"
+            )
+        if self.manage_pod_identity_agent and self.iam_mode != "pod-identity":
+            problems.append(
+                "managePodIdentityAgent: is true but iamMode is irsa, which does not use the agent; "
+                "set managePodIdentityAgent: false or iamMode: pod-identity"
+            )
+        if self.manage_pod_identity_agent and self.create_cluster:
+            problems.append(
+                "managePodIdentityAgent: createCluster already installs the eks-pod-identity-agent add-on; "
+                "set managePodIdentityAgent: false"
             )
         if problems:
             raise ValueError("\n".join(problems))

@@ -338,7 +338,8 @@ class ProgramRun:
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
     error: BaseException | None = None
-    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by component URN
+    # register_outputs of each component, by URN (plain values).
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]

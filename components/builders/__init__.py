@@ -1,0 +1,1 @@
+"""Pure builders: plain dicts in, plain dicts out (IAM documents, manifests, Helm values). No Pulumi."""

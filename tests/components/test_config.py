@@ -79,6 +79,14 @@ def _group(**fields: Any) -> list[dict[str, Any]]:
     return [{"name": "cpu-workers", "instanceType": "m6i.2xlarge", **fields}]
 
 
+STATIC_FSX: dict[str, Any] = {
+    "enabled": True,
+    "mode": "static",
+    "fileSystemId": "fs-0123456789abcdef0",
+    "dnsName": "fs-0123456789abcdef0.fsx.us-west-2.amazonaws.com",
+    "mountName": "abcdefgh",
+}
+
 # (id, overrides applied to Pulumi.dev.yaml, key the message must name, text the message must contain)
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing cluster name", {"clusterName": None}, "ray-on-eks:clusterName", "pulumi config set"),
@@ -222,6 +230,102 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("unknown iamMode", {"iamMode": "keys"}, "ray-on-eks:iamMode", "'pod-identity' or 'irsa'"),
     ("malformed JSON object", {"head": "{cpu: 2"}, "ray-on-eks:head", "not valid"),
+    # --- shared storage (FsxConfig / managePodIdentityAgent) ---
+    (
+        "FSx capacity off the PERSISTENT_2 steps",
+        {"fsx": {"enabled": True, "deploymentType": "PERSISTENT_2", "storageCapacityGib": 3600}},
+        "ray-on-eks:fsx",
+        "storageCapacityGib 3600 is not valid for deploymentType PERSISTENT_2; allowed: 1200, 2400 or a multiple of 2400",
+    ),
+    (
+        "FSx capacity off the SCRATCH_1 steps",
+        {"fsx": {"enabled": True, "deploymentType": "SCRATCH_1", "storageCapacityGib": 4800}},
+        "ray-on-eks:fsx",
+        "storageCapacityGib 4800 is not valid for deploymentType SCRATCH_1; allowed: 1200, 2400 or a multiple of 3600",
+    ),
+    (
+        "FSx PERSISTENT_1 throughput tier",
+        {"fsx": {"enabled": True, "deploymentType": "PERSISTENT_1", "perUnitStorageThroughput": 125}},
+        "ray-on-eks:fsx",
+        "perUnitStorageThroughput 125 is not valid for deploymentType PERSISTENT_1; allowed: 50, 100, 200",
+    ),
+    (
+        "FSx PERSISTENT_2 throughput tier",
+        {"fsx": {"enabled": True, "perUnitStorageThroughput": 300}},
+        "ray-on-eks:fsx",
+        "perUnitStorageThroughput 300 is not valid for deploymentType PERSISTENT_2; allowed: 125, 250, 500, 1000",
+    ),
+    (
+        "FSx scratch with a throughput",
+        {"fsx": {"enabled": True, "deploymentType": "SCRATCH_2", "perUnitStorageThroughput": 200}},
+        "ray-on-eks:fsx",
+        "perUnitStorageThroughput 200 cannot be set for deploymentType SCRATCH_2",
+    ),
+    (
+        "FSx Lustre 2.10 on PERSISTENT_2",
+        {"fsx": {"enabled": True, "lustreVersion": "2.10"}},
+        "ray-on-eks:fsx",
+        "lustreVersion 2.10 is not available for deploymentType PERSISTENT_2; allowed: 2.12, 2.15",
+    ),
+    (
+        "FSx unknown deployment type",
+        {"fsx": {"enabled": True, "deploymentType": "PERSISTENT_3"}},
+        "ray-on-eks:fsx.deploymentType",
+        "'SCRATCH_1', 'SCRATCH_2', 'PERSISTENT_1' or 'PERSISTENT_2'",
+    ),
+    (
+        "FSx unknown Lustre version",
+        {"fsx": {"enabled": True, "lustreVersion": "2.16"}},
+        "ray-on-eks:fsx.lustreVersion",
+        "'2.10', '2.12' or '2.15'",
+    ),
+    (
+        "FSx malformed file system id",
+        {"fsx": {**STATIC_FSX, "fileSystemId": "my-fs"}},
+        "ray-on-eks:fsx.fileSystemId",
+        '"my-fs": is not an FSx file system id (expected fs-0123456789abcdef0',
+    ),
+    (
+        "FSx malformed subnet",
+        {"fsx": {"enabled": True, "subnetId": "private-a"}},
+        "ray-on-eks:fsx.subnetId",
+        '"private-a": is not a subnet id',
+    ),
+    (
+        "FSx malformed security group",
+        {"fsx": {"enabled": True, "securityGroupIds": ["default"]}},
+        "ray-on-eks:fsx.securityGroupIds",
+        "'default' is not a security group id",
+    ),
+    (
+        "FSx capacity not a number",
+        {"fsx": {"enabled": True, "storageCapacityGib": "1.2TiB"}},
+        "ray-on-eks:fsx.storageCapacityGib",
+        "a whole number",
+    ),
+    (
+        "HyperPod FSx without security groups",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+            "fsx": {"enabled": True},
+        },
+        "ray-on-eks:fsx.securityGroupIds",
+        "hyperpod.securityGroupIds",
+    ),
+    (
+        "Pod Identity agent with IRSA",
+        {"iamMode": "irsa", "managePodIdentityAgent": True},
+        "ray-on-eks:managePodIdentityAgent",
+        "iamMode is irsa",
+    ),
+    (
+        "Pod Identity agent with createCluster",
+        {"createCluster": True, "managePodIdentityAgent": True},
+        "ray-on-eks:managePodIdentityAgent",
+        "createCluster already installs",
+    ),
 ]
 
 

@@ -1,0 +1,251 @@
+"""FsxLustreStorage: FSx for Lustre for the Ray pods' shared ``/fsx`` (checkpoints, datasets, results).
+
+What it owns (cluster-scoped and AWS side):
+
+* the ``aws-fsx-csi-driver`` EKS add-on, with an auto-named IAM role bound to exactly the driver's
+  controller service account (``kube-system/fsx-csi-controller-sa``) by EKS Pod Identity or IRSA;
+* ``dynamic``: a StorageClass the driver provisions a new file system from, and Lustre ingress rules
+  (TCP 988 and 1018-1023, from the security group itself) on the file system's security groups;
+* ``static``: a PersistentVolume for an existing file system (always ``Retain``).
+
+What it does NOT own: the PersistentVolumeClaim. The claim lives in the Ray namespace, which
+``RayClusterStack`` creates; if this component created the claim, the namespace would have to exist
+before storage and the Ray cluster would depend on storage that depends on its namespace (a cycle).
+So this component exposes ``claim_spec`` (the full PVC ``.spec``) and ``mount_path``, and
+``RayClusterStack`` creates the claim from them. Because the claim depends on ``claim_spec`` (which
+depends on the StorageClass, the rules and the driver), ``pulumi destroy`` deletes the claim first,
+while the driver is still running.
+
+Nothing lost: with ``retain_data`` (default) the StorageClass says ``reclaimPolicy: Retain``, so when
+the claim goes away the PersistentVolume is only Released and the file system keeps running (and
+billing); delete it with ``aws fsx delete-file-system`` when done. ``retain_data=False`` uses
+``Delete``: the driver deletes the file system after the claim is deleted. That deletion is
+asynchronous; if ``pulumi destroy`` removes the driver before it finishes, the file system stays (it
+is never deleted by accident, only possibly left behind).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.builders.storage import (
+    FSX_CSI_ADDON,
+    FSX_CSI_CONTROLLER_NAMESPACE,
+    FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
+    LUSTRE_PORT_RANGES,
+    STORAGE_LABELS,
+    claim_spec,
+    fsx_csi_driver_policy,
+    fsx_static_pv_spec,
+    fsx_storage_class,
+)
+from components.config import FsxConfig
+from components.contract import FSX_MOUNT_PATH
+from components.versions import FSX_CSI_DRIVER_ADDON_VERSION
+from components.workload_identity import ClusterIdentity, pod_identity_agent, service_account_role
+
+
+@dataclass(frozen=True, kw_only=True)
+class FsxLustreStorageArgs:
+    """FSx for Lustre settings plus where the file system lives."""
+
+    config: FsxConfig
+    identity: ClusterIdentity
+    region: str
+    # dynamic: the subnet (one: a Lustre file system lives in one AZ) and security groups of the new
+    # file system. The nodes must share one of these groups for the self-referencing rules to admit them.
+    subnet_id: pulumi.Input[str] | None = None
+    security_group_ids: Sequence[pulumi.Input[str]] = ()
+    retain_data: bool = True
+    # Install the eks-pod-identity-agent add-on too (pod-identity mode, clusters that lack it).
+    manage_pod_identity_agent: bool = False
+    addon_version: str = FSX_CSI_DRIVER_ADDON_VERSION
+    # Value of the ray-on-eks/owner tag on created file systems; the driver may only change those.
+    # Defaults to "<project>.<stack>.<name>".
+    owner_tag_value: str | None = None
+
+
+class FsxLustreStorage(pulumi.ComponentResource):
+    """FSx for Lustre through the CSI driver add-on, exposed as a claim spec for the Ray pods.
+
+    Outputs: ``claim_spec`` (PVC ``.spec``: ReadWriteMany, storageClassName, requests.storage and, for
+    static, volumeName), ``mount_path`` (plain, ``/fsx``), ``storage_class_name`` (dynamic) or
+    ``persistent_volume_name`` (static), ``driver_role_arn``.
+    """
+
+    claim_spec: pulumi.Output[dict[str, Any]]
+    storage_class_name: pulumi.Output[str] | None
+    persistent_volume_name: pulumi.Output[str] | None
+    driver_role_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: FsxLustreStorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        # Checked before registering anything, so a bad argument leaves nothing half-created.
+        validate_args(args)
+        super().__init__("ray-on-eks:storage:FsxLustreStorage", name, None, opts)
+        cfg = args.config
+
+        self.mount_path = FSX_MOUNT_PATH
+        self.storage_class_name = None
+        self.persistent_volume_name = None
+        owner = args.owner_tag_value or f"{pulumi.get_project()}.{pulumi.get_stack()}.{name}"
+        identity = args.identity
+
+        ready: list[pulumi.Resource] = []
+        if args.manage_pod_identity_agent:
+            ready.append(pod_identity_agent(name, cluster_name=identity.cluster_name, parent=self))
+
+        policy = pulumi.Output.all(identity.partition, identity.account_id).apply(
+            lambda v: json.dumps(
+                fsx_csi_driver_policy(
+                    partition=v[0],
+                    region=args.region,
+                    account_id=v[1],
+                    owner_tag_value=owner,
+                    provisioning=cfg.mode == "dynamic",
+                )
+            )
+        )
+        driver = service_account_role(
+            f"{name}-driver",
+            identity=identity,
+            namespace=FSX_CSI_CONTROLLER_NAMESPACE,
+            service_account=FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
+            policy=policy,
+            description="FSx for Lustre CSI controller (ray-on-eks): create, resize, delete own file systems",
+            parent=self,
+        )
+        ready += driver.ready
+        self.driver_role_arn = driver.role.arn
+
+        # The association exists before the add-on starts its controller, so the first
+        # CreateFileSystem already has credentials.
+        addon = aws.eks.Addon(
+            f"{name}-csi-driver",
+            cluster_name=identity.cluster_name,
+            addon_name=FSX_CSI_ADDON,
+            addon_version=args.addon_version,
+            service_account_role_arn=driver.role.arn if identity.iam_mode == "irsa" else None,
+            resolve_conflicts_on_update="PRESERVE",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
+        )
+
+        if cfg.mode == "dynamic":
+            self.claim_spec = self._dynamic(name, args, owner, addon)
+        else:
+            self.claim_spec = self._static(name, args, addon)
+
+        self.register_outputs(
+            {
+                "claimSpec": self.claim_spec,
+                "mountPath": self.mount_path,
+                "storageClassName": self.storage_class_name,
+                "persistentVolumeName": self.persistent_volume_name,
+                "driverRoleArn": self.driver_role_arn,
+            }
+        )
+
+    def _dynamic(
+        self, name: str, args: FsxLustreStorageArgs, owner: str, addon: aws.eks.Addon
+    ) -> pulumi.Output[dict[str, Any]]:
+        cfg = args.config
+        rules: list[pulumi.Resource] = []
+        for index, group in enumerate(args.security_group_ids):
+            for low, high in LUSTRE_PORT_RANGES:
+                suffix = str(low) if low == high else f"{low}-{high}"
+                rules.append(
+                    aws.vpc.SecurityGroupIngressRule(
+                        f"{name}-lustre-{index}-{suffix}",
+                        security_group_id=group,
+                        # Self-referencing: only members of the same group (nodes and the file
+                        # system's network interfaces), only TCP, only the Lustre ports.
+                        referenced_security_group_id=group,
+                        ip_protocol="tcp",
+                        from_port=low,
+                        to_port=high,
+                        description=f"Lustre (FSx) TCP {suffix} within the group, ray-on-eks {name}",
+                        opts=pulumi.ResourceOptions(parent=self),
+                    )
+                )
+        fields = pulumi.Output.all(args.subnet_id, *args.security_group_ids).apply(
+            lambda v: fsx_storage_class(
+                subnet_id=v[0],
+                security_group_ids=list(v[1:]),
+                deployment_type=cfg.deployment_type,
+                per_unit_storage_throughput=cfg.throughput,
+                data_compression=cfg.data_compression,
+                lustre_version=cfg.lustre_version,
+                owner_tag_value=owner,
+                retain_data=args.retain_data,
+            )
+        )
+        storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-sc",
+            metadata={"labels": dict(STORAGE_LABELS)},
+            provisioner=fields["provisioner"],
+            parameters=fields["parameters"],
+            reclaim_policy=fields["reclaimPolicy"],
+            mount_options=fields["mountOptions"],
+            volume_binding_mode=fields["volumeBindingMode"],
+            allow_volume_expansion=fields["allowVolumeExpansion"],
+            # The driver and the network rules must outlive every claim on this class.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon, *rules]),
+        )
+        self.storage_class_name = storage_class.metadata.name
+        storage = f"{cfg.storage_capacity_gib}Gi"
+        return storage_class.metadata.name.apply(
+            lambda sc: claim_spec(storage=storage, storage_class_name=sc)
+        )
+
+    def _static(
+        self, name: str, args: FsxLustreStorageArgs, addon: aws.eks.Addon
+    ) -> pulumi.Output[dict[str, Any]]:
+        cfg = args.config
+        assert cfg.file_system_id and cfg.dns_name and cfg.mount_name  # checked by validate_args
+        # Builders emit the Kubernetes (camelCase) field names; the SDK passes them through as written.
+        spec: Any = fsx_static_pv_spec(
+            file_system_id=cfg.file_system_id,
+            dns_name=cfg.dns_name,
+            mount_name=cfg.mount_name,
+            capacity_gib=cfg.storage_capacity_gib,
+        )
+        volume = k8s.core.v1.PersistentVolume(
+            f"{name}-pv",
+            metadata={"labels": dict(STORAGE_LABELS)},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon]),
+        )
+        self.persistent_volume_name = volume.metadata.name
+        storage = f"{cfg.storage_capacity_gib}Gi"
+        return volume.metadata.name.apply(
+            lambda pv: claim_spec(storage=storage, storage_class_name="", volume_name=pv)
+        )
+
+
+def validate_args(args: FsxLustreStorageArgs) -> None:
+    """Argument checks a caller could get wrong even with a valid stack config (raised before any child)."""
+    args.identity.validate("FsxLustreStorageArgs")
+    cfg = args.config
+    if cfg.mode == "dynamic":
+        if args.subnet_id is None:
+            raise ValueError(
+                "FsxLustreStorageArgs.subnet_id is required for mode 'dynamic' (the subnet the file "
+                "system is created in; set fsx.subnetId or use a cluster subnet)"
+            )
+        if not args.security_group_ids:
+            raise ValueError(
+                "FsxLustreStorageArgs.security_group_ids is empty; dynamic FSx needs the security group "
+                "the nodes share (e.g. the EKS cluster security group)"
+            )
+    elif not (cfg.file_system_id and cfg.dns_name and cfg.mount_name):
+        raise ValueError(
+            "FsxLustreStorageArgs.config: mode 'static' needs file_system_id, dns_name and mount_name"
+        )
