@@ -83,18 +83,18 @@ _VERSION_PREFIX = re.compile(r"^v?(\d+\.\d+\.\d+)")
 # --------------------------------------------------------------------------------------------------
 
 
-def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
     """Every (path, key, value) in a nested structure; list items have the index as key."""
     if isinstance(node, Mapping):
         for key, value in node.items():
             child = f"{path}.{key}" if path else str(key)
             yield child, key, value
-            yield from _walk(value, child)
+            yield from walk(value, child)
     elif isinstance(node, Sequence) and not isinstance(node, str | bytes):
         for index, value in enumerate(node):
             child = f"{path}[{index}]"
             yield child, index, value
-            yield from _walk(value, child)
+            yield from walk(value, child)
 
 
 def _get(node: Any, *path: str | int) -> Any:
@@ -189,7 +189,7 @@ def check_no_aws_access_keys(resource_type: str, props: Mapping[str, Any]) -> li
     problems: list[str] = []
     # Secret .data and ConfigMap .binaryData values are base64: look into the decoded text too.
     encoded_root = {SECRET: "data", CONFIG_MAP: "binaryData"}.get(resource_type)
-    for path, key, value in _walk(props):
+    for path, key, value in walk(props):
         if isinstance(key, str) and key.lower() in AWS_KEY_NAMES:
             problems.append(
                 f"{resource_type}{_name(props)}: key {key!r} at {path} holds AWS credentials. {fix}"
@@ -293,7 +293,7 @@ def check_dashboards_not_exposed(
             )
     if resource_type in (HELM_RELEASE, HELM_CHART):
         values = props.get("values") or {}
-        for path, key, value in _walk(values):
+        for path, key, value in walk(values):
             if key != "type" or value not in _EXPOSED_SERVICE_TYPES or not path.endswith("service.type"):
                 continue
             parent_path = path.removesuffix(".type")
@@ -557,7 +557,7 @@ def check_images_pinned(resource_type: str, props: Mapping[str, Any]) -> list[st
     fix = "pin an explicit version tag (or a digest); the versions live in components/versions.py"
     problems: list[str] = []
     in_helm = resource_type in (HELM_RELEASE, HELM_CHART)
-    for path, key, value in _walk(props.get("values") if in_helm else props, "values" if in_helm else ""):
+    for path, key, value in walk(props.get("values") if in_helm else props, "values" if in_helm else ""):
         if key != "image":
             continue
         if isinstance(value, str):
