@@ -10,6 +10,8 @@ resource is checked with its type and inputs. Two views:
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pulumi_policy import (
     PolicyCustomTimeouts,
@@ -24,7 +26,7 @@ from pulumi_policy.proxy import unknown_checking_proxy
 
 from policy import checks
 from policy.policies import POLICIES
-from tests.pulumi_harness import ProgramRun, Registered
+from tests.pulumi_harness import ProgramRun, Registered, run_program
 
 
 def _stack_resources(run: ProgramRun) -> list[checks.StackResource]:
@@ -107,3 +109,41 @@ def test_the_policy_pack_reports_nothing(stack_run: ProgramRun) -> None:
                 by_urn[r.urn].dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
             policy.validate(StackValidationArgs(list(by_urn.values())), report)
     assert violations == [], f"Pulumi.{stack_run.stack}.yaml:\n" + "\n".join(violations)
+
+
+def _data_bearing(run: ProgramRun) -> list[Registered]:
+    return [r for r in run.resources if r.custom and checks.is_data_bearing(r.type, r.inputs)]
+
+
+def test_stacks_with_shared_storage_register_data_bearing_resources(stack_run: ProgramRun) -> None:
+    """Non-vacuity of the retention checks: FSx/S3 enabled -> a file system, bucket, PV or StorageClass."""
+    storage = [
+        key
+        for key in ("fsx", "s3")
+        if json.loads(stack_run.config.get(f"ray-on-eks:{key}", "{}")).get("enabled") is True
+    ]
+    if storage:
+        assert _data_bearing(stack_run), (
+            f"Pulumi.{stack_run.stack}.yaml enables {', '.join(storage)} but registers no data-bearing "
+            "resource (needs the FSx/S3 storage components)"
+        )
+
+
+def test_retain_data_false_is_applied_and_declared_to_the_policy() -> None:
+    """``retainData: false``: data resources are deletable AND labelled so the pack accepts it."""
+    run = run_program("dev", {"retainData": False})
+    assert run.error is None, run.error
+    resources = _data_bearing(run)
+    assert resources, "no data-bearing resource in dev (needs the FSx/S3 storage components)"
+    for r in resources:
+        assert not r.protect and not r.retain_on_delete, f"{r.name} is still retained"
+        if r.type == checks.STORAGE_CLASS:
+            assert r.inputs.get("reclaimPolicy") == "Delete", r.name
+        labels = (
+            r.inputs.get("tags")
+            if r.type.startswith("aws:")
+            else (r.inputs.get("metadata") or {}).get("labels")
+        )
+        assert (labels or {}).get(checks.RETAIN_DATA_LABEL) == "false", (
+            f"{r.type} {r.name}: retainData is false but it is not labelled {checks.RETAIN_DATA_LABEL}: 'false'"
+        )
