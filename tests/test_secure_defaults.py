@@ -13,9 +13,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from policy import checks
+from tests import pulumi_harness as harness
 from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, Registered, run_program
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
@@ -296,3 +300,21 @@ def test_redis_password_comes_from_the_configured_secret() -> None:
                 assert not value.get("value"), (
                     f"{cluster.name}: {path} passes the Redis password as a literal"
                 )
+
+
+def test_the_harness_keeps_generated_passwords_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the engine, the mocks return ``additionalSecretOutputs`` (RandomPassword.result) as secrets,
+    so the leak scan above flags only real leaks (a password laundered out of its secret)."""
+    program = tmp_path / "__main__.py"
+    program.write_text(
+        "import pulumi, pulumi_random as random\n"
+        "pw = random.RandomPassword('pw', length=20)\n"
+        "pulumi.export('derived', pw.result.apply(lambda r: r))\n"
+    )
+    monkeypatch.setattr(harness, "MAIN", program)
+    run = run_program("dev")
+    assert run.error is None, run.error
+    assert run.exports["derived"].startswith(MOCK_PASSWORD_MARKER)
+    assert "derived" in run.secret_exports
