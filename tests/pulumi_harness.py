@@ -66,6 +66,14 @@ def _wire_safe(node: Any) -> Any:
     return str(node)
 
 
+def _with_secret_outputs(state: dict[str, Any], secret_outputs: Any) -> dict[str, Any]:
+    """Mark ``additionalSecretOutputs`` (e.g. RandomPassword ``result``) secret, as the engine does."""
+    for key in secret_outputs:
+        if key in state and not (isinstance(state[key], dict) and state[key].get(SECRET_SIG) == SECRET_VALUE):
+            state[key] = {SECRET_SIG: SECRET_VALUE, "value": state[key]}
+    return state
+
+
 def stack_files() -> list[Path]:
     """Every ``Pulumi.<stack>.yaml`` in the repo."""
     return sorted(p for p in REPO.glob("Pulumi.*.yaml"))
@@ -320,7 +328,7 @@ class RecordingMonitor(MockMonitor):
             )
         )
         obj = struct_pb2.Struct()
-        json_format.ParseDict(_wire_safe(state), obj)
+        json_format.ParseDict(_with_secret_outputs(_wire_safe(state), request.additionalSecretOutputs), obj)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=rid or "", object=obj)
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name

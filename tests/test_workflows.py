@@ -1,0 +1,214 @@
+"""The GitHub Actions workflows: schema-valid, zizmor-clean, pinned, OIDC-only, and consistent with
+the stack files and the project's pins."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.pulumi_harness import REPO, stack_files, stack_name
+
+WORKFLOWS = REPO / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+BIN = Path(sys.executable).parent
+PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the `on` key as the boolean True.
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def _steps(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(job_id, step) for job_id, job in doc["jobs"].items() for step in job.get("steps", [])]
+
+
+def _uses_lines() -> list[tuple[Path, str]]:
+    return [
+        (path, line.strip())
+        for path in WORKFLOW_FILES
+        for line in path.read_text().splitlines()
+        if re.match(r"^\s*(-\s+)?uses:", line)
+    ]
+
+
+def _pin(requirements: Path, package: str) -> str:
+    match = re.search(rf"^{re.escape(package)}==(\S+)", requirements.read_text(), re.MULTILINE)
+    assert match, f"{package} is not pinned in {requirements.name}"
+    return match.group(1)
+
+
+def test_the_workflows_exist() -> None:
+    assert {p.name for p in WORKFLOW_FILES} >= {"pull-request.yml", "deploy.yml"}
+
+
+def test_workflows_match_the_github_workflow_schema() -> None:
+    result = subprocess.run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, WORKFLOW_FILES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_reports_no_findings() -> None:
+    result = subprocess.run(
+        [str(BIN / "zizmor"), "--offline", str(WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_action_is_pinned_by_commit_sha_with_a_version_comment() -> None:
+    uses = _uses_lines()
+    assert uses
+    for path, line in uses:
+        ref, _, comment = line.split("uses:", 1)[1].strip().partition(" ")
+        if ref.startswith(("./", "$/")):
+            continue  # this repository's own reusable workflow
+        assert PINNED_USES.match(ref), f"{path.name}: {line!r} is not pinned to a full commit SHA"
+        assert VERSION_COMMENT.search(comment), f"{path.name}: {line!r} lacks a '# vX.Y.Z' comment"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_permissions_are_granted_per_job_only(path: Path) -> None:
+    doc = _load(path)
+    assert doc.get("permissions") == {}, f"{path.name}: top-level permissions must be {{}}"
+    for job_id, job in doc["jobs"].items():
+        perms = job.get("permissions")
+        assert isinstance(perms, dict), f"{path.name}: job {job_id} must declare its permissions"
+        assert set(perms.values()) <= {"read", "write", "none"}
+        uses_aws = any(
+            "configure-aws-credentials" in str(step.get("uses", "")) for step in job.get("steps", [])
+        )
+        comments = any(
+            str(step.get("with", {}).get("comment-on-pr", "")).lower() == "true"
+            for step in job.get("steps", [])
+        )
+        # id-token only where AWS is assumed through OIDC; pull-requests: write only where the
+        # preview is commented; nothing else ever writes.
+        assert (perms.get("id-token") == "write") == uses_aws, (path.name, job_id, perms)
+        assert (perms.get("pull-requests") == "write") == comments, (path.name, job_id, perms)
+        assert {k for k, v in perms.items() if v == "write"} <= {"id-token", "pull-requests"}
+
+
+def test_aws_access_is_oidc_only() -> None:
+    found_oidc = 0
+    for path in WORKFLOW_FILES:
+        text = path.read_text()
+        for forbidden in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "aws-access-key-id",
+            "aws-secret-access-key",
+        ):
+            assert forbidden not in text, f"{path.name} mentions {forbidden}"
+        for _, step in _steps(_load(path)):
+            if "configure-aws-credentials" in str(step.get("uses", "")):
+                assert step["with"]["role-to-assume"].startswith("${{ vars."), step
+                found_oidc += 1
+    assert found_oidc >= 2  # preview and deploy
+
+
+def test_checkouts_do_not_persist_credentials() -> None:
+    checkouts = [
+        step
+        for path in WORKFLOW_FILES
+        for _, step in _steps(_load(path))
+        if "actions/checkout@" in str(step.get("uses"))
+    ]
+    assert checkouts
+    assert all(step.get("with", {}).get("persist-credentials") is False for step in checkouts)
+
+
+def test_python_version_is_quoted_311() -> None:
+    versions = [
+        step["with"]["python-version"]
+        for path in WORKFLOW_FILES
+        for _, step in _steps(_load(path))
+        if "actions/setup-python@" in str(step.get("uses"))
+    ]
+    assert versions and set(versions) == {"3.11"}  # a string: unquoted 3.10 would be read as 3.1
+    for path in WORKFLOW_FILES:
+        assert "python-version: 3" not in path.read_text()
+
+
+def _pulumi_steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(job, step) for job, step in _steps(_load(path)) if "pulumi/actions@" in str(step.get("uses"))]
+
+
+@pytest.mark.parametrize(("name", "command"), [("pull-request.yml", "preview"), ("deploy.yml", "up")])
+def test_pulumi_runs_every_stack_with_the_policy_pack(name: str, command: str) -> None:
+    doc = _load(WORKFLOWS / name)
+    steps = _pulumi_steps(WORKFLOWS / name)
+    assert len(steps) == 1
+    job_id, step = steps[0]
+    settings = step["with"]
+    assert settings["command"] == command
+    assert settings["policyPacks"] == "policy"
+    assert settings["stack-name"] == "${{ matrix.stack }}"
+    assert settings["pulumi-version"] == _pin(REPO / "requirements.txt", "pulumi")
+    assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    if command == "preview":
+        assert settings["comment-on-pr"] is True
+    # The matrix covers exactly the stack files, each with its own aws:region.
+    include = doc["jobs"][job_id]["strategy"]["matrix"]["include"]
+    expected = {
+        stack_name(path): yaml.safe_load(path.read_text())["config"]["aws:region"] for path in stack_files()
+    }
+    assert {entry["stack"]: entry["region"] for entry in include} == expected
+    # Tests gate every preview and deploy.
+    assert doc["jobs"][job_id]["needs"] == "checks"
+
+
+def test_deploy_is_gated_by_environments_and_never_cancelled() -> None:
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert "cancel-in-progress: true" not in text
+    doc = _load(WORKFLOWS / "deploy.yml")
+    assert doc["on"] == {"push": {"branches": ["main"]}}
+    assert "concurrency" not in doc  # per stack, on the job
+    (job_id, _step) = _pulumi_steps(WORKFLOWS / "deploy.yml")[0]
+    job = doc["jobs"][job_id]
+    assert job["environment"] == "${{ matrix.stack }}"
+    assert job["concurrency"]["group"].endswith("${{ matrix.stack }}")
+    assert job["concurrency"]["cancel-in-progress"] is False
+
+
+def test_pull_request_previews_skip_forks() -> None:
+    doc = _load(WORKFLOWS / "pull-request.yml")
+    assert set(doc["on"]) == {"pull_request"}  # never pull_request_target: no secrets for fork code
+    (job_id, _step) = _pulumi_steps(WORKFLOWS / "pull-request.yml")[0]
+    assert "head.repo.full_name == github.repository" in doc["jobs"][job_id]["if"]
+
+
+def test_checks_run_the_project_commands() -> None:
+    doc = _load(WORKFLOWS / "checks.yml")
+    runs = "\n".join(step.get("run", "") for _, step in _steps(doc))
+    for command in (
+        "pip install --quiet -r requirements-dev.txt",
+        "ruff check .",
+        "ruff format --check .",
+        "mypy .",
+        "python -m pytest",
+    ):
+        assert command in runs, command
