@@ -27,3 +27,8 @@ RAY_GCS_PORT = 6379
 # The label KubeRay puts on every Ray pod, and its values.
 RAY_NODE_TYPE_LABEL = "ray.io/node-type"
 RAY_CLUSTER_LABEL = "ray.io/cluster"
+
+# Declares on data-bearing resources (buckets, FSx StorageClasses, PersistentVolumes) whether
+# `pulumi destroy` keeps their data ("true") or deletes it ("false", from retainData: false).
+# The policy pack reads it because CrossGuard cannot see the retainOnDelete resource option.
+RETAIN_DATA_LABEL = "ray-on-eks/retain-data"

@@ -45,6 +45,7 @@ from components.builders.storage import (
     fsx_csi_driver_policy,
     fsx_static_pv_spec,
     fsx_storage_class,
+    retention_labels,
 )
 from components.config import FsxConfig
 from components.contract import FSX_MOUNT_PATH
@@ -189,7 +190,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
         storage_class = k8s.storage.v1.StorageClass(
             f"{name}-sc",
-            metadata={"labels": dict(STORAGE_LABELS)},
+            metadata={"labels": {**STORAGE_LABELS, **retention_labels(args.retain_data)}},
             provisioner=fields["provisioner"],
             parameters=fields["parameters"],
             reclaim_policy=fields["reclaimPolicy"],
@@ -219,7 +220,8 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
         volume = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
-            metadata={"labels": dict(STORAGE_LABELS)},
+            # An existing file system is never deleted by this program, whatever retainData says.
+            metadata={"labels": {**STORAGE_LABELS, **retention_labels(True)}},
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[addon]),
         )

@@ -39,6 +39,7 @@ from components.builders.storage import (
     S3_NOMINAL_CAPACITY,
     STORAGE_LABELS,
     claim_spec,
+    retention_labels,
     s3_bucket_access_policy,
     s3_static_pv_spec,
     tls_only_bucket_policy,
@@ -156,7 +157,8 @@ class S3Mountpoint(pulumi.ComponentResource):
         )
         volume = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
-            metadata={"labels": dict(STORAGE_LABELS)},
+            # Deleting this static volume never deletes objects; the label declares the stack's retainData.
+            metadata={"labels": {**STORAGE_LABELS, **retention_labels(args.retain_data)}},
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[addon]),
         )
@@ -188,6 +190,7 @@ class S3Mountpoint(pulumi.ComponentResource):
             f"{name}-bucket",
             bucket=bucket_name,  # None: Pulumi auto-names it (globally unique)
             force_destroy=not retain_data,
+            tags=retention_labels(retain_data),
             opts=keep,
         )
         blocked = aws.s3.BucketPublicAccessBlock(

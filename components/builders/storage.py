@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from components.contract import FSX_MOUNT_PATH, STORAGE_SUBDIR
+from components.contract import FSX_MOUNT_PATH, RETAIN_DATA_LABEL, STORAGE_SUBDIR
 
 # --------------------------------------------------------------------------------------------------
 # Driver identities and fixed names
@@ -56,6 +56,11 @@ STORAGE_LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/p
 # --------------------------------------------------------------------------------------------------
 # IAM
 # --------------------------------------------------------------------------------------------------
+
+
+def retention_labels(retained: bool) -> dict[str, str]:
+    """Labels (or AWS tags) that declare whether a data-bearing resource survives ``pulumi destroy``."""
+    return {RETAIN_DATA_LABEL: "true" if retained else "false"}
 
 
 def pod_identity_trust_policy(

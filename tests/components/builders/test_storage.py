@@ -284,3 +284,11 @@ def test_capacity_steps_per_deployment_type(kind: str, capacity: int, ok: bool) 
 )
 def test_effective_throughput(fields: dict, expected: int | None) -> None:
     assert FsxConfig.model_validate({"enabled": True, **fields}).throughput == expected
+
+
+def test_retention_labels_use_the_label_the_policy_pack_reads() -> None:
+    from components.builders.storage import retention_labels
+    from policy import checks
+
+    assert retention_labels(True) == {checks.RETAIN_DATA_LABEL: "true"}
+    assert retention_labels(False) == {checks.RETAIN_DATA_LABEL: "false"}
