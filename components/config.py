@@ -87,7 +87,20 @@ def memory_bytes(value: str) -> float:
     return float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
 
 
+def _aws_id(prefix: str, what: str) -> AfterValidator:
+    pattern = re.compile(rf"^{prefix}-[0-9a-f]{{8,17}}$")
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"is not a {what} id (expected {prefix}-0123456789abcdef0)")
+        return value
+
+    return AfterValidator(check)
+
+
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+SubnetId = Annotated[str, _aws_id("subnet", "subnet")]
+SecurityGroupId = Annotated[str, _aws_id("sg", "security group")]
 CpuQuantity = Annotated[str, AfterValidator(_cpu)]
 MemoryQuantity = Annotated[str, AfterValidator(_memory)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -116,23 +129,14 @@ class HyperPodConfig(_Model):
     """The SageMaker HyperPod cluster whose EKS orchestrator this stack deploys into."""
 
     cluster_name: str = Field(description="Name of the SageMaker HyperPod cluster (not its EKS cluster).")
-    subnet_id: str | None = Field(
+    subnet_id: SubnetId | None = Field(
         default=None,
         description="Subnet of the HyperPod nodes; FSx for Lustre is created here.",
-        pattern=r"^subnet-[0-9a-f]{8,17}$",
     )
-    security_group_ids: tuple[str, ...] = Field(
+    security_group_ids: tuple[SecurityGroupId, ...] = Field(
         default=(),
         description="Security groups of the HyperPod nodes; Lustre ingress rules are added to them.",
     )
-
-    @field_validator("security_group_ids")
-    @classmethod
-    def _sg_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for sg in value:
-            if not re.match(r"^sg-[0-9a-f]{8,17}$", sg):
-                raise ValueError(f"{sg!r} is not a security group id (expected sg-0123456789abcdef0)")
-        return value
 
 
 class NewClusterConfig(_Model):
@@ -345,26 +349,15 @@ class FsxConfig(_Model):
     )
     data_compression: Literal["NONE", "LZ4"] = "LZ4"
     lustre_version: Literal["2.10", "2.12", "2.15"] = "2.15"
-    subnet_id: str | None = Field(default=None, description="Override the subnet the file system lives in.")
-    security_group_ids: tuple[str, ...] = Field(default=(), description="Override the security groups.")
+    subnet_id: SubnetId | None = Field(
+        default=None, description="Override the subnet the file system lives in."
+    )
+    security_group_ids: tuple[SecurityGroupId, ...] = Field(
+        default=(), description="Override the security groups."
+    )
     file_system_id: str | None = Field(default=None, description="static: existing file system id (fs-...).")
     dns_name: str | None = Field(default=None, description="static: the file system's DNS name.")
     mount_name: str | None = Field(default=None, description="static: the file system's Lustre mount name.")
-
-    @field_validator("security_group_ids")
-    @classmethod
-    def _sg_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for sg in value:
-            if not re.match(r"^sg-[0-9a-f]{8,17}$", sg):
-                raise ValueError(f"{sg!r} is not a security group id (expected sg-0123456789abcdef0)")
-        return value
-
-    @field_validator("subnet_id")
-    @classmethod
-    def _subnet_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", value):
-            raise ValueError("is not a subnet id (expected subnet-0123456789abcdef0)")
-        return value
 
     @field_validator("file_system_id")
     @classmethod

@@ -294,8 +294,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "FSx malformed security group",
         {"fsx": {"enabled": True, "securityGroupIds": ["default"]}},
-        "ray-on-eks:fsx.securityGroupIds",
-        "'default' is not a security group id",
+        "ray-on-eks:fsx.securityGroupIds[0]",
+        '"default": is not a security group id',
     ),
     (
         "FSx capacity not a number",
