@@ -50,7 +50,7 @@ from components.builders.storage import (
 from components.config import FsxConfig
 from components.contract import FSX_MOUNT_PATH
 from components.versions import FSX_CSI_DRIVER_ADDON_VERSION
-from components.workload_identity import ClusterIdentity, pod_identity_agent, service_account_role
+from components.workload_identity import ClusterIdentity, csi_driver
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,10 +100,6 @@ class FsxLustreStorage(pulumi.ComponentResource):
         owner = args.owner_tag_value or f"{pulumi.get_project()}.{pulumi.get_stack()}.{name}"
         identity = args.identity
 
-        ready: list[pulumi.Resource] = []
-        if args.manage_pod_identity_agent:
-            ready.append(pod_identity_agent(name, cluster_name=identity.cluster_name, parent=self))
-
         policy = pulumi.Output.all(identity.partition, identity.account_id).apply(
             lambda v: json.dumps(
                 fsx_csi_driver_policy(
@@ -115,29 +111,19 @@ class FsxLustreStorage(pulumi.ComponentResource):
                 )
             )
         )
-        driver = service_account_role(
-            f"{name}-driver",
+        driver, addon = csi_driver(
+            name,
             identity=identity,
+            addon_name=FSX_CSI_ADDON,
+            addon_version=args.addon_version,
             namespace=FSX_CSI_CONTROLLER_NAMESPACE,
             service_account=FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
             policy=policy,
             description="FSx for Lustre CSI controller (ray-on-eks): create, resize, delete own file systems",
+            manage_pod_identity_agent=args.manage_pod_identity_agent,
             parent=self,
         )
-        ready += driver.ready
         self.driver_role_arn = driver.role.arn
-
-        # The association exists before the add-on starts its controller, so the first
-        # CreateFileSystem already has credentials.
-        addon = aws.eks.Addon(
-            f"{name}-csi-driver",
-            cluster_name=identity.cluster_name,
-            addon_name=FSX_CSI_ADDON,
-            addon_version=args.addon_version,
-            service_account_role_arn=driver.role.arn if identity.iam_mode == "irsa" else None,
-            resolve_conflicts_on_update="PRESERVE",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
-        )
 
         if cfg.mode == "dynamic":
             self.claim_spec = self._dynamic(name, args, owner, addon)

@@ -47,7 +47,7 @@ from components.builders.storage import (
 from components.config import S3Config
 from components.contract import RAY_SERVICE_ACCOUNT, S3_MOUNT_PATH
 from components.versions import MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
-from components.workload_identity import ClusterIdentity, pod_identity_agent, service_account_role
+from components.workload_identity import ClusterIdentity, csi_driver, service_account_role
 
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 # Versioning keeps overwritten and deleted objects; they expire after this many days.
@@ -108,29 +108,19 @@ class S3Mountpoint(pulumi.ComponentResource):
 
         access = self.bucket_arn.apply(lambda arn: json.dumps(s3_bucket_access_policy(bucket_arn=arn)))
 
-        ready: list[pulumi.Resource] = []
-        if args.manage_pod_identity_agent:
-            ready.append(pod_identity_agent(name, cluster_name=identity.cluster_name, parent=self))
-        driver = service_account_role(
-            f"{name}-driver",
+        driver, addon = csi_driver(
+            name,
             identity=identity,
+            addon_name=S3_CSI_ADDON,
+            addon_version=args.addon_version,
             namespace=S3_CSI_DRIVER_NAMESPACE,
             service_account=S3_CSI_DRIVER_SERVICE_ACCOUNT,
             policy=access,
             description="Mountpoint for S3 CSI driver (ray-on-eks): one bucket only",
+            manage_pod_identity_agent=args.manage_pod_identity_agent,
             parent=self,
         )
-        ready += driver.ready
         self.driver_role_arn = driver.role.arn
-        addon = aws.eks.Addon(
-            f"{name}-csi-driver",
-            cluster_name=identity.cluster_name,
-            addon_name=S3_CSI_ADDON,
-            addon_version=args.addon_version,
-            service_account_role_arn=driver.role.arn if identity.iam_mode == "irsa" else None,
-            resolve_conflicts_on_update="PRESERVE",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
-        )
 
         ray = service_account_role(
             f"{name}-ray",

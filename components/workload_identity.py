@@ -138,3 +138,45 @@ def pod_identity_agent(
         addon_version=POD_IDENTITY_AGENT_ADDON_VERSION,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def csi_driver(
+    name: str,
+    *,
+    identity: ClusterIdentity,
+    addon_name: str,
+    addon_version: str,
+    namespace: str,
+    service_account: str,
+    policy: pulumi.Input[str],
+    description: str,
+    manage_pod_identity_agent: bool,
+    parent: pulumi.Resource,
+) -> tuple[ServiceAccountRole, aws.eks.Addon]:
+    """A CSI driver EKS add-on whose controller runs as ``namespace/service_account`` with ``policy``.
+
+    The role (and, with Pod Identity, its association) exists before the add-on starts its
+    controller, so the driver's first AWS call already has credentials.
+    """
+    ready: list[pulumi.Resource] = []
+    if manage_pod_identity_agent:
+        ready.append(pod_identity_agent(name, cluster_name=identity.cluster_name, parent=parent))
+    driver = service_account_role(
+        f"{name}-driver",
+        identity=identity,
+        namespace=namespace,
+        service_account=service_account,
+        policy=policy,
+        description=description,
+        parent=parent,
+    )
+    addon = aws.eks.Addon(
+        f"{name}-csi-driver",
+        cluster_name=identity.cluster_name,
+        addon_name=addon_name,
+        addon_version=addon_version,
+        service_account_role_arn=driver.role.arn if identity.iam_mode == "irsa" else None,
+        resolve_conflicts_on_update="PRESERVE",
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*ready, *driver.ready]),
+    )
+    return driver, addon
