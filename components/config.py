@@ -181,10 +181,12 @@ class NewClusterConfig(_Model):
 class TolerationConfig(_Model):
     """A Kubernetes toleration added to a worker group's pods."""
 
-    key: str
-    operator: Literal["Equal", "Exists"] = "Exists"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    key: str = Field(description="Taint key to tolerate, e.g. nvidia.com/gpu.")
+    operator: Literal["Equal", "Exists"] = Field(default="Exists", description="Exists, or Equal to value.")
+    value: str | None = Field(default=None, description="Taint value (operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect; unset tolerates every effect."
+    )
 
 
 class HeadConfig(_Model):
@@ -259,14 +261,14 @@ class AutoscalerConfig(_Model):
 class SecretKeyRef(_Model):
     """A key in an existing Kubernetes Secret in the Ray namespace."""
 
-    name: DnsLabel
-    key: str
+    name: DnsLabel = Field(description="Secret name in the Ray namespace.")
+    key: str = Field(description="Key inside the Secret.")
 
 
 class GcsFaultToleranceConfig(_Model):
     """GCS fault tolerance with an external Redis (e.g. ElastiCache)."""
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="Turn on GCS fault tolerance (needs redisAddress).")
     redis_address: str | None = Field(default=None, description="host:port of the Redis endpoint.")
     redis_password_secret: SecretKeyRef | None = Field(
         default=None, description="Secret (name, key) holding the Redis password; never a literal password."
@@ -336,19 +338,25 @@ def fsx_capacity_allowed(deployment_type: str, capacity_gib: int) -> bool:
 class FsxConfig(_Model):
     """FSx for Lustre shared storage, mounted at /fsx in every Ray pod."""
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="Mount FSx for Lustre at /fsx in every Ray pod.")
     mode: Literal["dynamic", "static"] = Field(
         default="dynamic",
         description="dynamic: the CSI driver creates a file system; static: use an existing one.",
     )
-    deployment_type: Literal["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
+    deployment_type: Literal["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = Field(
+        default="PERSISTENT_2", description="FSx deployment type (dynamic mode)."
+    )
     storage_capacity_gib: PositiveInt = Field(default=1200, description="Capacity in GiB.")
     per_unit_storage_throughput: PositiveInt | None = Field(
         default=None,
         description="MB/s per TiB (PERSISTENT_* only); unset = the lowest tier (PERSISTENT_2: 125, PERSISTENT_1: 50).",
     )
-    data_compression: Literal["NONE", "LZ4"] = "LZ4"
-    lustre_version: Literal["2.10", "2.12", "2.15"] = "2.15"
+    data_compression: Literal["NONE", "LZ4"] = Field(
+        default="LZ4", description="Data compression (dynamic mode)."
+    )
+    lustre_version: Literal["2.10", "2.12", "2.15"] = Field(
+        default="2.15", description="Lustre version of a created file system."
+    )
     subnet_id: SubnetId | None = Field(
         default=None, description="Override the subnet the file system lives in."
     )
@@ -438,7 +446,7 @@ class FsxConfig(_Model):
 class S3Config(_Model):
     """An S3 bucket mounted at /s3 through Mountpoint for Amazon S3."""
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="Mount an S3 bucket at /s3 in every Ray pod.")
     create_bucket: bool = Field(
         default=True, description="Create the bucket (true) or use bucketName (false)."
     )
@@ -475,7 +483,11 @@ class MonitoringConfig(_Model):
 
     enabled: bool = Field(default=True, description="Install Prometheus and Grafana and scrape Ray.")
     namespace: DnsLabel = Field(default="monitoring", description="Namespace of the monitoring stack.")
-    prometheus_retention: str = Field(default="15d", pattern=r"^[0-9]+(ms|s|m|h|d|w|y)$")
+    prometheus_retention: str = Field(
+        default="15d",
+        pattern=r"^[0-9]+(ms|s|m|h|d|w|y)$",
+        description="How long Prometheus keeps samples, e.g. 12h, 15d, 4w.",
+    )
     prometheus_storage_gib: PositiveInt | None = Field(
         default=None, description="Persistent volume size for Prometheus; unset = emptyDir (lost on restart)."
     )
@@ -532,31 +544,64 @@ class StackConfig(_Model):
     """Everything one stack deploys, validated and frozen."""
 
     region: str = Field(description="AWS region (provider key aws:region).")
-    cluster_type: Literal["eks", "hyperpod"] = Field(default="eks")
+    cluster_type: Literal["eks", "hyperpod"] = Field(
+        default="eks",
+        description="eks: an EKS cluster; hyperpod: the EKS cluster orchestrating a SageMaker HyperPod cluster.",
+    )
     cluster_name: str = Field(
         description="Name of the EKS cluster (for HyperPod: its orchestrator EKS cluster)."
     )
-    create_cluster: bool = Field(default=False)
-    new_cluster: NewClusterConfig = Field(default_factory=NewClusterConfig)
-    hyperpod: HyperPodConfig | None = None
-    namespace: DnsLabel = Field(default="ray")
-    ray_cluster_name: DnsLabel = Field(default="ray")
-    ray_image_repository: str = Field(default="rayproject/ray")
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    worker_groups: tuple[WorkerGroupConfig, ...] = Field(default=())
-    autoscaler: AutoscalerConfig = Field(default_factory=AutoscalerConfig)
-    gcs_fault_tolerance: GcsFaultToleranceConfig = Field(default_factory=GcsFaultToleranceConfig)
-    token_auth: bool = Field(default=True)
-    kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig)
-    retain_data: bool = Field(default=True)
-    fsx: FsxConfig = Field(default_factory=FsxConfig)
-    s3: S3Config = Field(default_factory=S3Config)
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
-    ray_jobs: tuple[RayJobConfig, ...] = Field(default=())
-    ray_services: tuple[RayServiceConfig, ...] = Field(default=())
-    expose_dashboards: bool = Field(default=False)
-    iam_mode: Literal["pod-identity", "irsa"] = Field(default="pod-identity")
-    manage_pod_identity_agent: bool = Field(default=False)
+    create_cluster: bool = Field(
+        default=False, description="Create the EKS cluster with pulumi-eks instead of using an existing one."
+    )
+    new_cluster: NewClusterConfig = Field(
+        default_factory=NewClusterConfig, description="Node groups and version used with createCluster."
+    )
+    hyperpod: HyperPodConfig | None = Field(
+        default=None, description="The HyperPod cluster (required for clusterType hyperpod)."
+    )
+    namespace: DnsLabel = Field(
+        default="ray", description="Namespace of the RayCluster, jobs, services and workload ConfigMaps."
+    )
+    ray_cluster_name: DnsLabel = Field(default="ray", description="Name of the long-running RayCluster.")
+    ray_image_repository: str = Field(
+        default="rayproject/ray", description="Ray image repository (e.g. an ECR mirror); the tag is pinned."
+    )
+    head: HeadConfig = Field(default_factory=HeadConfig, description="The Ray head pod.")
+    worker_groups: tuple[WorkerGroupConfig, ...] = Field(
+        default=(), description="Ray worker groups (at least one)."
+    )
+    autoscaler: AutoscalerConfig = Field(default_factory=AutoscalerConfig, description="Ray autoscaler v2.")
+    gcs_fault_tolerance: GcsFaultToleranceConfig = Field(
+        default_factory=GcsFaultToleranceConfig, description="GCS fault tolerance with an external Redis."
+    )
+    token_auth: bool = Field(
+        default=True, description="Ray token authentication (dashboard, Jobs API and GCS require the token)."
+    )
+    kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig, description="The KubeRay operator.")
+    retain_data: bool = Field(
+        default=True,
+        description="Keep data on pulumi destroy (FSx file systems, buckets); false deletes them with the stack.",
+    )
+    fsx: FsxConfig = Field(default_factory=FsxConfig, description="FSx for Lustre shared storage at /fsx.")
+    s3: S3Config = Field(default_factory=S3Config, description="S3 bucket mounted at /s3.")
+    monitoring: MonitoringConfig = Field(
+        default_factory=MonitoringConfig, description="Prometheus, Grafana, Ray dashboards and alerts."
+    )
+    ray_jobs: tuple[RayJobConfig, ...] = Field(default=(), description="RayJobs submitted after deploy.")
+    ray_services: tuple[RayServiceConfig, ...] = Field(
+        default=(), description="RayServices (Ray Serve apps)."
+    )
+    expose_dashboards: bool = Field(
+        default=False, description="Allow dashboards outside the cluster; default ClusterIP + port-forward."
+    )
+    iam_mode: Literal["pod-identity", "irsa"] = Field(
+        default="pod-identity", description="How pods get AWS credentials: EKS Pod Identity or IRSA."
+    )
+    manage_pod_identity_agent: bool = Field(
+        default=False,
+        description="Install the eks-pod-identity-agent add-on (for existing clusters that lack it; pod-identity only).",
+    )
 
     @field_validator("region")
     @classmethod
