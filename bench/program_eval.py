@@ -1,0 +1,248 @@
+"""Program evaluation: what ``__main__.py`` adds on top of importing the SDKs it uses.
+
+Each measurement is a FRESH Python process (a cold import is what ``pulumi up`` pays):
+
+* baseline: a process that imports pulumi, pulumi_aws, pulumi_kubernetes, pulumi_eks, pulumi_random,
+  pydantic and yaml;
+* program (one per ``Pulumi.<stack>.yaml``): a process that imports the same modules, then runs the
+  real ``__main__.py`` under mocks (``tests.pulumi_harness.run_program``) until every resource is
+  registered.
+
+The variants are interleaved (baseline, stack A, stack B, baseline, ...) so load from other users of
+the machine hits them alike. Target: program wall time <= 1.5 x baseline. When the target is
+missed (or with ``--profile``) one more program process runs under ``-X importtime`` and cProfile
+and the result file names the imports and functions the time goes to.
+
+Run: ``python -m bench.program_eval [--repeat 7]``
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/program_eval.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import _common as common
+
+NAME = "program_eval"
+TARGET_RATIO = 1.5
+SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_eks", "pulumi_random", "pydantic", "yaml")
+
+# The child reports its own phases and its peak RSS on its last stdout line.
+_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+import {modules}
+t1 = time.perf_counter()
+out = {{"import_s": t1 - t0}}
+stack = sys.argv[1] if len(sys.argv) > 1 else None
+if stack:
+    from tests.pulumi_harness import run_program
+    t2 = time.perf_counter()
+    run = run_program(stack)
+    t3 = time.perf_counter()
+    out.update(harness_import_s=t2 - t1, program_s=t3 - t2, resources=len(run.resources),
+               error=None if run.error is None else repr(run.error))
+out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("BENCH-RESULT " + json.dumps(out))
+""".format(modules=", ".join(SDK_MODULES))
+
+_PROFILED_CHILD = """
+import cProfile, pstats, sys, io
+import {modules}
+from tests.pulumi_harness import run_program
+profile = cProfile.Profile()
+profile.enable()
+run = run_program(sys.argv[1])
+profile.disable()
+stats = pstats.Stats(profile, stream=sys.stdout)
+stats.sort_stats("cumulative").print_stats(25)
+""".format(modules=", ".join(SDK_MODULES))
+
+
+def stacks() -> list[str]:
+    """Stacks with a ``Pulumi.<stack>.yaml`` in the repo."""
+    return sorted(
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in common.REPO.glob("Pulumi.*.yaml")
+    )
+
+
+def measure(stack: str | None) -> dict[str, Any]:
+    """One fresh process: wall time seen from outside plus what the child reports."""
+    argv = [sys.executable, "-c", _CHILD, *([stack] if stack else [])]
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=common.REPO, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"benchmark child for {stack or 'baseline'} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    if result.get("error"):
+        raise RuntimeError(f"__main__.py failed for stack {stack}: {result['error']}")
+    result["wall_s"] = wall
+    return result
+
+
+def _importtime(stack: str) -> list[dict[str, Any]]:
+    """Modules imported by the program (beyond the SDK baseline), by cumulative import time."""
+
+    def parse(stderr: str) -> dict[str, tuple[int, int]]:
+        """``import time: self | cumulative | <indent>name`` -> {name: (cumulative us, depth)}."""
+        found: dict[str, tuple[int, int]] = {}
+        for line in stderr.splitlines():
+            if not line.startswith("import time:") or "cumulative" in line:
+                continue
+            _, cumulative_us, raw_name = line.removeprefix("import time:").split("|", 2)
+            name = raw_name.rstrip()
+            depth = (len(name) - len(name.lstrip())) // 2
+            found[name.strip()] = (int(cumulative_us), depth)
+        return found
+
+    with_program = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", _CHILD, stack],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    baseline = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", _CHILD],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    base = parse(baseline.stderr)
+    extra = {name: value for name, value in parse(with_program.stderr).items() if name not in base}
+    top = sorted(extra.items(), key=lambda item: item[1][0], reverse=True)
+    return [
+        {"module": name, "cumulative_ms": round(us / 1000, 1), "depth": depth}
+        for name, (us, depth) in top[:15]
+    ]
+
+
+def _cprofile(stack: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROFILED_CHILD, stack],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout[-6000:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_parser = common.parser(NAME, __doc__.split("\n\n")[0], default_repeat=7)
+    args_parser.add_argument(
+        "--profile", action="store_true", help="always record -X importtime and cProfile"
+    )
+    args = args_parser.parse_args(argv)
+    run = common.Run(NAME, "Program evaluation (fresh process, under mocks)", __doc__.split("\n\n")[0], args)
+    all_stacks = stacks()
+    chosen = all_stacks[:1] if args.quick else all_stacks
+    repeat = max(1, args.repeat)
+
+    samples: dict[str, list[dict[str, Any]]] = {"baseline": [], **{s: [] for s in chosen}}
+    for index in range(repeat):
+        for variant in ("baseline", *chosen):
+            common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
+            samples[variant].append(measure(None if variant == "baseline" else variant))
+
+    def stat(variant: str, key: str) -> dict[str, Any]:
+        return common.summarize([s[key] for s in samples[variant] if key in s])
+
+    baseline_wall = stat("baseline", "wall_s")
+    per_stack: dict[str, Any] = {}
+    rows = [
+        [
+            "baseline (SDK imports only)",
+            "-",
+            common.fmt_s(baseline_wall),
+            "1.00x",
+            common.fmt_s(stat("baseline", "import_s")),
+            "-",
+            f"{stat('baseline', 'maxrss_kib')['median'] / 1024:.0f}",
+        ]
+    ]
+    targets = []
+    for stack in chosen:
+        wall = stat(stack, "wall_s")
+        ratio = common.ratio(wall["median"], baseline_wall["median"])
+        resources = sorted({s["resources"] for s in samples[stack]})
+        per_stack[stack] = {
+            "wall_s": wall,
+            "import_s": stat(stack, "import_s"),
+            "harness_import_s": stat(stack, "harness_import_s"),
+            "program_s": stat(stack, "program_s"),
+            "maxrss_kib": stat(stack, "maxrss_kib"),
+            "resources": resources[0] if len(resources) == 1 else resources,
+            "ratio_vs_baseline": ratio,
+        }
+        targets.append(common.target(f"{stack}: program / import baseline (wall)", ratio, TARGET_RATIO))
+        rows.append(
+            [
+                f"`{stack}` (import + run `__main__.py`)",
+                str(per_stack[stack]["resources"]),
+                common.fmt_s(wall),
+                common.fmt_x(ratio),
+                common.fmt_s(per_stack[stack]["import_s"]),
+                common.fmt_s(per_stack[stack]["program_s"]),
+                f"{per_stack[stack]['maxrss_kib']['median'] / 1024:.0f}",
+            ]
+        )
+
+    notes = [
+        "Wall = the whole fresh process as seen by the parent (interpreter start + imports + program). "
+        "Imports / program columns are measured inside the child (program = `run_program(stack)`, which "
+        "includes the mock engine's bookkeeping, so it slightly overstates the program's own cost).",
+        f"Peak RSS = `resource.getrusage(RUSAGE_SELF).ru_maxrss` of the child. Baseline imports: {', '.join(SDK_MODULES)}.",
+    ]
+    profile: dict[str, Any] = {}
+    missed = [t for t in targets if t["met"] is False]
+    if missed or args.profile:
+        worst = max(chosen, key=lambda s: per_stack[s]["ratio_vs_baseline"] or 0)
+        common.progress(NAME, f"profiling {worst} (-X importtime, cProfile)")
+        profile = {"stack": worst, "extra_imports": _importtime(worst), "cprofile_top": _cprofile(worst)}
+        top = ", ".join(f"{i['module']} {i['cumulative_ms']:.0f} ms" for i in profile["extra_imports"][:5])
+        notes.append(f"Profile of `{worst}`: imports beyond the SDK baseline (cumulative): {top}.")
+    run.write(
+        settings={"stacks": chosen, "sdk_modules": list(SDK_MODULES), "python": sys.executable},
+        targets=targets,
+        table={
+            "columns": [
+                "variant",
+                "resources",
+                "wall s median (min-max)",
+                "vs baseline",
+                "imports s",
+                "program s",
+                "peak RSS MiB",
+            ],
+            "rows": rows,
+        },
+        notes=notes,
+        results={
+            "baseline": {
+                "wall_s": baseline_wall,
+                "import_s": stat("baseline", "import_s"),
+                "maxrss_kib": stat("baseline", "maxrss_kib"),
+            },
+            "stacks": per_stack,
+            "profile": profile,
+            "raw": samples,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
