@@ -51,11 +51,16 @@ def ray_executable() -> str:
 
 
 def client_env() -> dict[str, str]:
-    """Environment for client commands: no inherited Ray address or token."""
+    """Environment for the head and client commands: venv first on PATH, no inherited Ray address or token."""
     env = dict(os.environ)
     for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
         env.pop(name, None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # As with an activated venv: job entrypoints run `python` from PATH on the head.
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        [venv_bin, *(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)]
+    )
     return env
 
 
