@@ -15,6 +15,8 @@ the variants alternate ``--repeat`` times; every run must exit 0 and print ``qui
 Target: median(workloads run) / median(ray job submit) <= 1.2. The head is stopped by its process
 group in a ``finally`` (not ``ray stop``, which would stop other users' Ray on the machine).
 
+``--quick`` (smoke test): no warm-up, no third variant, one run each.
+
 Run: ``python -m bench.submission [--repeat 5]``
 """
 
@@ -109,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             variants = commands(head, local_dir, staging)
             samples = {variant: [] for variant in variants}
             shown = {variant: _display(argv_, scratch, head) for variant, argv_ in variants.items()}
-            for variant, argv_ in variants.items():
-                common.progress(NAME, f"warm-up: {variant}")
-                run_checked(variant, argv_)
+            if args.quick:  # smoke test: the two compared commands once each, no warm-up
+                variants = {k: v for k, v in variants.items() if k != "workloads submit"}
+                samples = {variant: [] for variant in variants}
+            else:
+                for variant, argv_ in variants.items():
+                    common.progress(NAME, f"warm-up: {variant}")
+                    run_checked(variant, argv_)
             for index in range(repeat):
                 for variant, argv_ in variants.items():
                     common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
