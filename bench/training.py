@@ -13,7 +13,9 @@ epoch, written by rank 0 after the epoch's training and held-out evaluation) eve
   files' modification times (ns clock); should an early checkpoint be pruned (``num_to_keep``)
   before it is seen, the first observed epoch is used instead. Samples per epoch =
   the per-rank shard (train split // NUM_WORKERS) x NUM_WORKERS, as the training loop computes it.
-* scaling efficiency = samples/s(2 workers) / (2 x samples/s(1 worker)).
+* unthrottled samples/s = samples per epoch / (``epoch_0002`` - ``epoch_0001``): the second epoch
+  never waits for Ray Train's report queue (see the notes), so it is the compute-bound rate;
+* scaling efficiency = samples/s(2 workers) / (2 x samples/s(1 worker)), for both rates.
 
 Run: ``python -m bench.training [--repeat 3] [--epochs 10]``
 """
@@ -135,9 +137,19 @@ def train_once(
         "samples_per_epoch": per_epoch,
         "samples_per_s": per_epoch * (last - first) / span if span > 0 else None,
         "epoch_s": span / (last - first),
+        # Epoch 2 is persisted before any report waits (see the module docstring): compute-bound.
+        "unthrottled_samples_per_s": (
+            per_epoch / (written[2] - written[1])
+            if 1 in written and 2 in written and written[2] > written[1]
+            else None
+        ),
         "checkpoint_times_s": {str(k): v for k, v in written.items()},
         "final_accuracy": float(accuracy.group(1)) if accuracy else None,
     }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for workers in WORKER_COUNTS:
         throughput = common.summarize([s["samples_per_s"] for s in samples[workers] if s["samples_per_s"]])
+        unthrottled = common.summarize(
+            [s["unthrottled_samples_per_s"] for s in samples[workers] if s["unthrottled_samples_per_s"]]
+        )
         first = common.summarize([s["first_checkpoint_s"] for s in samples[workers]])
         wall = common.summarize([s["wall_s"] for s in samples[workers]])
         epoch_s = common.summarize([s["epoch_s"] for s in samples[workers]])
         accuracy = [s["final_accuracy"] for s in samples[workers]]
         results[str(workers)] = {
             "samples_per_s": throughput,
+            "unthrottled_samples_per_s": unthrottled,
             "first_checkpoint_s": first,
             "wall_s": wall,
             "epoch_s": epoch_s,
@@ -195,30 +211,38 @@ def main(argv: list[str] | None = None) -> int:
                 "n/a"
                 if throughput["median"] is None
                 else f"{throughput['median']:.0f} ({throughput['min']:.0f}-{throughput['max']:.0f})",
+                "n/a" if unthrottled["median"] is None else f"{unthrottled['median']:.0f}",
                 common.fmt_s(epoch_s),
                 common.fmt_s(first),
                 common.fmt_s(wall),
                 ", ".join("n/a" if a is None else f"{a:.3f}" for a in accuracy),
             ]
         )
-    one, two = results["1"]["samples_per_s"]["median"], results["2"]["samples_per_s"]["median"]
-    speedup = common.ratio(two, one)
+    speedup = common.ratio(results["2"]["samples_per_s"]["median"], results["1"]["samples_per_s"]["median"])
     efficiency = None if speedup is None else speedup / 2
+    raw_speedup = common.ratio(
+        results["2"]["unthrottled_samples_per_s"]["median"],
+        results["1"]["unthrottled_samples_per_s"]["median"],
+    )
+    raw_efficiency = None if raw_speedup is None else raw_speedup / 2
     results["speedup_2_vs_1"] = speedup
     results["scaling_efficiency"] = efficiency
+    results["unthrottled_speedup_2_vs_1"] = raw_speedup
+    results["unthrottled_scaling_efficiency"] = raw_efficiency
     epoch_medians = [results[str(n)]["epoch_s"]["median"] for n in WORKER_COUNTS]
     poll_bound = all(
         abs(m - TRAIN_POLL_INTERVAL_S) <= 0.2 * TRAIN_POLL_INTERVAL_S for m in epoch_medians if m is not None
     )
     results["bounded_by_train_poll_interval"] = poll_bound
     notes = [
-        f"Speedup 2 vs 1 worker: {common.fmt_x(speedup)}; scaling efficiency "
-        f"{'n/a' if efficiency is None else f'{efficiency:.0%}'} (ideal 100%). The head has 2 CPUs and the "
-        "machine 2 cores shared with the Ray head, the job driver and the CLI, so 2 workers compete for CPU.",
-        "The digits set is tiny (~1.4k training samples, 8x8 inputs): an epoch is a few hundred ms of compute, "
-        "so per-epoch held-out evaluation, `ray.train.report` and the checkpoint write are a large share of "
-        "each epoch and DDP all-reduce costs more than it saves. These numbers describe overhead, not GPU "
-        "training throughput.",
+        f"Speedup 2 vs 1 worker, steady (per-epoch reports): {common.fmt_x(speedup)}, scaling efficiency "
+        f"{_pct(efficiency)}; unthrottled (compute-bound epoch): {common.fmt_x(raw_speedup)}, scaling "
+        f"efficiency {_pct(raw_efficiency)} (ideal 100%). The head has 2 CPUs on a 2-core machine shared with "
+        "the Ray head, the job driver and the CLI, so 2 workers compete for the same cores, and the DDP "
+        "all-reduce (gloo, CPU) costs more than the halved shard saves on a model this small.",
+        "The digits set is tiny (~1.4k training samples, 8x8 inputs): a compute-bound epoch takes tens of "
+        "milliseconds, far less than job and worker-group start-up (see first checkpoint), so these numbers "
+        "describe framework overhead, not GPU training throughput.",
         (
             f"Steady-state epochs take {', '.join(f'{m:.2f}' for m in epoch_medians if m is not None)} s for "
             f"{', '.join(str(n) for n in WORKER_COUNTS)} workers: "
@@ -251,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             "columns": [
                 "NUM_WORKERS",
                 "samples/epoch",
-                "samples/s median (min-max)",
+                "samples/s steady median (min-max)",
+                "samples/s unthrottled",
                 "first checkpoint s",
                 "wall s",
                 "final held-out accuracy",
