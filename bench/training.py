@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 "samples/epoch",
                 "samples/s steady median (min-max)",
                 "samples/s unthrottled",
+                "s/epoch steady",
                 "first checkpoint s",
                 "wall s",
                 "final held-out accuracy",
