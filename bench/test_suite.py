@@ -8,7 +8,7 @@ two alternating ``--repeat`` times; the median wall time is reported with the py
 ``--quick`` (smoke test) only times ``tests/components/test_versions.py`` and collects, without
 running, the integration tests; its numbers say nothing about the suites.
 
-Run: ``python -m bench.test_suite [--repeat 3]``
+Run: ``python -m bench.test_suite [--repeat 3] [--suites unit integration]``
 """
 
 from __future__ import annotations
@@ -75,9 +75,21 @@ def run_suite(arguments: tuple[str, ...]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(NAME, __doc__.split("\n\n")[0], default_repeat=3).parse_args(argv)
+    args_parser = common.parser(NAME, __doc__.split("\n\n")[0], default_repeat=3)
+    args_parser.add_argument(
+        "--suites",
+        nargs="+",
+        choices=sorted(SUITES),
+        default=list(SUITES),
+        help="which suites to time (default: both)",
+    )
+    args = args_parser.parse_args(argv)
     run = common.Run(NAME, "Test suite wall time", __doc__.split("\n\n")[0], args)
-    suites = QUICK_SUITES if args.quick else SUITES
+    suites = {
+        name: arguments
+        for name, arguments in (QUICK_SUITES if args.quick else SUITES).items()
+        if name in args.suites
+    }
     repeat = max(1, args.repeat)
     samples: dict[str, list[dict[str, Any]]] = {suite: [] for suite in suites}
     for index in range(repeat):
@@ -113,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{suite}: pytest exited with {results[suite]['returncodes']}; see the summary.")
     if args.quick:
         notes.append("--quick: one small test file and an integration collect-only; not the suites' times.")
+    skipped = sorted(set(SUITES) - set(suites))
+    if skipped:
+        notes.append(f"Not timed in this run: {', '.join(skipped)} (--suites).")
     notes.append("`tests/bench` is excluded (its smoke test runs these benchmark scripts).")
     run.write(
         settings={
