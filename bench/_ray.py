@@ -25,12 +25,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 MARKER_ENV = "RAY_ON_EKS_BENCH_HEAD"
+T = TypeVar("T")
 
 
 class HeadError(RuntimeError):
@@ -255,3 +257,20 @@ def require_workloads_cli() -> None:
             "error: workloads/cli.py is missing: this benchmark drives `python -m workloads`; "
             "merge branch `workloads` first"
         )
+
+
+def with_retries(action: Callable[[], T], failures: list[str], *, attempts: int = 3) -> T:
+    """``action()``, retried after a failure (e.g. Ray's OOM killer on a shared machine).
+
+    Every failure is appended to ``failures`` (the result file reports them): a retry must not
+    hide that a run failed, only keep one transient failure from discarding the whole benchmark.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except RuntimeError as error:
+            failures.append(str(error)[-1500:])
+            if attempt == attempts:
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")

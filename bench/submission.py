@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     samples: dict[str, list[dict[str, Any]]] = {}
     shown: dict[str, str] = {}
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as scratch:
         local_dir = Path(scratch) / "local"
         staging = stage_files(get_workload(WORKLOAD), Path(scratch) / "staging")
@@ -117,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for variant, argv_ in variants.items():
                     common.progress(NAME, f"warm-up: {variant}")
-                    run_checked(variant, argv_)
+                    _ray.with_retries(partial(run_checked, variant, argv_), failures)
             for index in range(repeat):
                 for variant, argv_ in variants.items():
                     common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
-                    done = run_checked(variant, argv_)
+                    done = _ray.with_retries(partial(run_checked, variant, argv_), failures)
                     samples[variant].append(
                         {"wall_s": done.wall_s, "submitted_s": done.first(SUBMITTED_MARKERS[variant])}
                     )
@@ -170,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Median time after submission until exit: workloads run {cli_follow:.2f} s, ray job submit {ray_follow:.2f} s "
         "(`workloads` polls status + logs every 1 s; `ray job submit` tails the log stream)."
     )
+    if failures:
+        notes.append(
+            f"{len(failures)} run(s) failed and were retried (listed in results.failures); first failure: "
+            + failures[0].splitlines()[0]
+        )
     if targets[0]["met"] is False:
         notes.append(
             "Target MISSED: the breakdown above shows where the extra time goes (before submission = CLI start, "
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows,
         },
         notes=notes,
-        results={"variants": results, "raw": samples},
+        results={"variants": results, "raw": samples, "failures": failures},
     )
     return 0
 

@@ -23,10 +23,12 @@ Run: ``python -m bench.training [--repeat 3] [--epochs 10]``
 from __future__ import annotations
 
 import re
+import secrets
 import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +96,10 @@ def samples_per_epoch(num_workers: int) -> int:
 
 
 def train_once(
-    local_dir: Path, storage: Path, *, num_workers: int, epochs: int, run_name: str
+    local_dir: Path, storage: Path, *, num_workers: int, epochs: int, run_prefix: str
 ) -> dict[str, Any]:
     """One dt-pytorch run; returns its timings (raises when the job fails)."""
+    run_name = f"{run_prefix}-{secrets.token_hex(3)}"  # fresh per attempt: a retry must not resume
     argv = [
         sys.executable,
         "-m",
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 2 if args.quick else max(2, args.epochs)
     repeat = max(1, args.repeat)
     samples: dict[int, list[dict[str, Any]]] = {n: [] for n in WORKER_COUNTS}
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
         local_dir, storage = Path(scratch) / "local", Path(scratch) / "storage"
         common.progress(NAME, "starting the local Ray head")
@@ -172,12 +176,16 @@ def main(argv: list[str] | None = None) -> int:
                 for workers in WORKER_COUNTS:
                     common.progress(NAME, f"run {index + 1}/{repeat}: NUM_WORKERS={workers} EPOCHS={epochs}")
                     samples[workers].append(
-                        train_once(
-                            local_dir,
-                            storage,
-                            num_workers=workers,
-                            epochs=epochs,
-                            run_name=f"bench-{workers}w-{index}",
+                        _ray.with_retries(
+                            partial(
+                                train_once,
+                                local_dir,
+                                storage,
+                                num_workers=workers,
+                                epochs=epochs,
+                                run_prefix=f"bench-{workers}w-{index}",
+                            ),
+                            failures,
                         )
                     )
         finally:
@@ -262,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         "`samples_per_second` (global samples / time of the training loop only) and reporting both in the "
         "`ray.train.report` metrics would make this benchmark exact instead of inferred from checkpoint times.",
     ]
+    if failures:
+        notes.append(
+            f"{len(failures)} run(s) failed and were retried (listed in results.failures); first failure: "
+            + failures[0].splitlines()[0]
+        )
     run.write(
         settings={
             "workload": WORKLOAD,
@@ -285,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows,
         },
         notes=notes,
-        results={"workers": results, "raw": {str(k): v for k, v in samples.items()}},
+        results={"workers": results, "raw": {str(k): v for k, v in samples.items()}, "failures": failures},
     )
     return 0
 
