@@ -140,14 +140,18 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def target(name: str, value: float | None, limit: float, *, unit: str = "x") -> dict[str, Any]:
-    """A target ``value <= limit``; ``met`` is ``None`` when the value could not be measured."""
+def target(
+    name: str, value: float | None, limit: float, *, unit: str = "x", unmeasured: str = "not measured"
+) -> dict[str, Any]:
+    """A target ``value <= limit``; ``met`` is ``None`` (verdict ``unmeasured``) without a value."""
+    met = None if value is None else value <= limit
     return {
         "name": name,
         "value": value,
         "limit": limit,
         "unit": unit,
-        "met": None if value is None else value <= limit,
+        "met": met,
+        "verdict": unmeasured if met is None else ("met" if met else "MISSED"),
     }
 
 
@@ -213,7 +217,7 @@ class Run:
         path = out_dir / f"{self.name}.json"
         path.write_text(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
         for item in targets:
-            verdict = {True: "met", False: "MISSED", None: "not measured"}[item["met"]]
+            verdict = item["verdict"]
             print(f"[bench.{self.name}] target {item['name']}: {item['value']} <= {item['limit']}: {verdict}")
         print(f"[bench.{self.name}] wrote {path}")
         return path

@@ -41,8 +41,10 @@ def table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "**MISSED**", None: "not measured"}[met]
+def _verdict(item: dict[str, Any]) -> str:
+    if item["met"] is None:
+        return str(item.get("verdict") or "not measured")
+    return "met" if item["met"] else "**MISSED**"
 
 
 def _value(item: dict[str, Any]) -> str:
@@ -78,7 +80,7 @@ def render_one(doc: dict[str, Any]) -> list[str]:
         lines += table(
             ["target", "measured", "limit", "verdict"],
             [
-                [t["name"], _value(t), f"<= {t['limit']}{t.get('unit', '')}", _verdict(t["met"])]
+                [t["name"], _value(t), f"<= {t['limit']}{t.get('unit', '')}", _verdict(t)]
                 for t in doc["targets"]
             ],
         )
@@ -139,7 +141,7 @@ def render(results_dir: Path) -> str:
                     item["name"],
                     _value(item),
                     f"<= {item['limit']}{item.get('unit', '')}",
-                    _verdict(item["met"]),
+                    _verdict(item),
                 ]
             )
     if summary_rows:
