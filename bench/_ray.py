@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -274,3 +275,20 @@ def with_retries(action: Callable[[], T], failures: list[str], *, attempts: int 
                 raise
             time.sleep(5)
     raise AssertionError("unreachable")
+
+
+_JOB_ID = re.compile(r"submitting \S+ as (\S+):")
+
+
+def job_failure_reason(dashboard_url: str, output: str) -> str:
+    """The Jobs API's status message for the job a ``workloads`` command submitted (why it failed)."""
+    match = _JOB_ID.search(output)
+    if match is None:
+        return "no job was submitted"
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        info = JobSubmissionClient(dashboard_url).get_job_info(match.group(1))
+    except Exception as error:  # diagnostics only: never mask the failure being reported
+        return f"job {match.group(1)}: status unavailable ({type(error).__name__}: {error})"
+    return f"job {match.group(1)} {info.status}: {info.message or 'no message'}"

@@ -81,11 +81,12 @@ def _display(argv: list[str], scratch: str, head: _ray.LocalHead) -> str:
     return text.replace(scratch, "<scratch>").replace(str(head.dashboard_port), "<dashboard-port>")
 
 
-def run_checked(variant: str, argv: list[str]) -> _ray.TimedRun:
+def run_checked(variant: str, argv: list[str], dashboard_url: str) -> _ray.TimedRun:
     """One timed command that must succeed and show the workload's success line."""
     done = _ray.timed(argv, cwd=common.REPO, env=_ray.client_env(), timeout_s=600)
     if done.returncode != 0 or SUCCESS_LINE not in done.output:
-        raise RuntimeError(f"{variant} failed (exit {done.returncode}):\n{done.output[-3000:]}")
+        reason = _ray.job_failure_reason(dashboard_url, done.output)
+        raise RuntimeError(f"{variant} failed (exit {done.returncode}; {reason}):\n{done.output[-3000:]}")
     if variant == "workloads run" and "reusing local Ray head" not in done.output:
         raise RuntimeError(f"`workloads run` did not reuse the benchmark's head:\n{done.output[-2000:]}")
     return done
@@ -119,11 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for variant, argv_ in variants.items():
                     common.progress(NAME, f"warm-up: {variant}")
-                    _ray.with_retries(partial(run_checked, variant, argv_), failures)
+                    _ray.with_retries(partial(run_checked, variant, argv_, head.dashboard_url), failures)
             for index in range(repeat):
                 for variant, argv_ in variants.items():
                     common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
-                    done = _ray.with_retries(partial(run_checked, variant, argv_), failures)
+                    done = _ray.with_retries(
+                        partial(run_checked, variant, argv_, head.dashboard_url), failures
+                    )
                     samples[variant].append(
                         {"wall_s": done.wall_s, "submitted_s": done.first(SUBMITTED_MARKERS[variant])}
                     )

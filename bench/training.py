@@ -96,7 +96,7 @@ def samples_per_epoch(num_workers: int) -> int:
 
 
 def train_once(
-    local_dir: Path, storage: Path, *, num_workers: int, epochs: int, run_prefix: str
+    local_dir: Path, storage: Path, dashboard_url: str, *, num_workers: int, epochs: int, run_prefix: str
 ) -> dict[str, Any]:
     """One dt-pytorch run; returns its timings (raises when the job fails)."""
     run_name = f"{run_prefix}-{secrets.token_hex(3)}"  # fresh per attempt: a retry must not resume
@@ -125,7 +125,8 @@ def train_once(
     finally:
         watcher.stop()
     if done.returncode != 0:
-        raise RuntimeError(f"dt-pytorch with {num_workers} workers failed:\n{done.output[-3000:]}")
+        reason = _ray.job_failure_reason(dashboard_url, done.output)
+        raise RuntimeError(f"dt-pytorch with {num_workers} workers failed ({reason}):\n{done.output[-3000:]}")
     written = {epoch: at - started for epoch, at in sorted(watcher.written.items())}
     if len(written) < 2:
         raise RuntimeError(f"fewer than two epoch checkpoints were observed: {sorted(written)}")
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                 train_once,
                                 local_dir,
                                 storage,
+                                head.dashboard_url,
                                 num_workers=workers,
                                 epochs=epochs,
                                 run_prefix=f"bench-{workers}w-{index}",
