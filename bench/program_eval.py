@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ if __package__ in (None, ""):  # `python bench/program_eval.py`
 from bench import _common as common
 
 NAME = "program_eval"
+SUBMODULES = "baseline + SDK submodules"
 TARGET_RATIO = 1.5
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_eks", "pulumi_random", "pydantic", "yaml")
 
@@ -41,17 +43,24 @@ t0 = time.perf_counter()
 import {modules}
 t1 = time.perf_counter()
 out = {{"import_s": t1 - t0}}
-stack = sys.argv[1] if len(sys.argv) > 1 else None
-if stack:
+mode = sys.argv[1] if len(sys.argv) > 1 else ""
+if mode.startswith("modules="):  # the SDK submodules a program run loaded, without the program
+    import importlib
+    with open(mode.removeprefix("modules=")) as names:
+        for name in json.load(names):
+            importlib.import_module(name)
+    out["import_s"] = time.perf_counter() - t0
+elif mode.startswith("stack="):
     from tests.pulumi_harness import run_program
     t2 = time.perf_counter()
-    run = run_program(stack)
+    run = run_program(mode.removeprefix("stack="))
     t3 = time.perf_counter()
     out.update(harness_import_s=t2 - t1, program_s=t3 - t2, resources=len(run.resources),
-               error=None if run.error is None else repr(run.error))
+               error=None if run.error is None else repr(run.error),
+               sdk_modules_loaded=sorted(m for m in sys.modules if m.split(".")[0] in {sdk}))
 out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("BENCH-RESULT " + json.dumps(out))
-""".format(modules=", ".join(SDK_MODULES))
+""".format(modules=", ".join(SDK_MODULES), sdk=repr(set(SDK_MODULES)))
 
 _PROFILED_CHILD = """
 import cProfile, pstats, sys, io
@@ -73,20 +82,20 @@ def stacks() -> list[str]:
     )
 
 
-def measure(stack: str | None) -> dict[str, Any]:
-    """One fresh process: wall time seen from outside plus what the child reports."""
-    argv = [sys.executable, "-c", _CHILD, *([stack] if stack else [])]
+def measure(mode: str) -> dict[str, Any]:
+    """One fresh process (``mode``: "", ``stack=<s>`` or ``modules=<file>``): wall time + child report."""
+    argv = [sys.executable, "-c", _CHILD, *([mode] if mode else [])]
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=common.REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(
-            f"benchmark child for {stack or 'baseline'} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+            f"benchmark child for {mode or 'baseline'} failed ({done.returncode}):\n{done.stderr[-3000:]}"
         )
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
     if result.get("error"):
-        raise RuntimeError(f"__main__.py failed for stack {stack}: {result['error']}")
+        raise RuntimeError(f"__main__.py failed for {mode}: {result['error']}")
     result["wall_s"] = wall
     return result
 
@@ -107,7 +116,7 @@ def _importtime(stack: str) -> list[dict[str, Any]]:
         return found
 
     with_program = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", _CHILD, stack],
+        [sys.executable, "-X", "importtime", "-c", _CHILD, f"stack={stack}"],
         cwd=common.REPO,
         capture_output=True,
         text=True,
@@ -153,27 +162,52 @@ def main(argv: list[str] | None = None) -> int:
     chosen = all_stacks[:1] if args.quick else all_stacks
     repeat = max(1, args.repeat)
 
-    samples: dict[str, list[dict[str, Any]]] = {"baseline": [], **{s: [] for s in chosen}}
-    for index in range(repeat):
-        for variant in ("baseline", *chosen):
-            common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
-            samples[variant].append(measure(None if variant == "baseline" else variant))
+    # Untimed discovery run per stack (also warms the page cache for every variant alike): which
+    # SDK submodules does the program load? pulumi_aws & co. load submodules lazily, so the
+    # baseline's `import pulumi_aws` does not pay for `pulumi_aws.eks`; the second baseline does.
+    loaded: set[str] = set()
+    for stack in chosen:
+        common.progress(NAME, f"discovery run: {stack}")
+        loaded.update(measure(f"stack={stack}")["sdk_modules_loaded"])
+    samples: dict[str, list[dict[str, Any]]] = {"baseline": [], SUBMODULES: [], **{s: [] for s in chosen}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
+        json.dump(sorted(loaded), listing)
+    modes = {"baseline": "", SUBMODULES: f"modules={listing.name}", **{s: f"stack={s}" for s in chosen}}
+    try:
+        for index in range(repeat):
+            for variant, mode in modes.items():
+                common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
+                samples[variant].append(measure(mode))
+    finally:
+        Path(listing.name).unlink(missing_ok=True)
 
     def stat(variant: str, key: str) -> dict[str, Any]:
         return common.summarize([s[key] for s in samples[variant] if key in s])
 
     baseline_wall = stat("baseline", "wall_s")
+    full_wall = stat(SUBMODULES, "wall_s")
     per_stack: dict[str, Any] = {}
     rows = [
         [
-            "baseline (SDK imports only)",
+            f"baseline: `import {', '.join(SDK_MODULES)}`",
             "-",
             common.fmt_s(baseline_wall),
             "1.00x",
+            common.fmt_x(common.ratio(baseline_wall["median"], full_wall["median"])),
             common.fmt_s(stat("baseline", "import_s")),
             "-",
             f"{stat('baseline', 'maxrss_kib')['median'] / 1024:.0f}",
-        ]
+        ],
+        [
+            f"baseline + the {len(loaded)} SDK submodules the program loads",
+            "-",
+            common.fmt_s(full_wall),
+            common.fmt_x(common.ratio(full_wall["median"], baseline_wall["median"])),
+            "1.00x",
+            common.fmt_s(stat(SUBMODULES, "import_s")),
+            "-",
+            f"{stat(SUBMODULES, 'maxrss_kib')['median'] / 1024:.0f}",
+        ],
     ]
     targets = []
     for stack in chosen:
@@ -188,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             "maxrss_kib": stat(stack, "maxrss_kib"),
             "resources": resources[0] if len(resources) == 1 else resources,
             "ratio_vs_baseline": ratio,
+            "ratio_vs_baseline_with_submodules": common.ratio(wall["median"], full_wall["median"]),
         }
         targets.append(common.target(f"{stack}: program / import baseline (wall)", ratio, TARGET_RATIO))
         rows.append(
@@ -196,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(per_stack[stack]["resources"]),
                 common.fmt_s(wall),
                 common.fmt_x(ratio),
+                common.fmt_x(per_stack[stack]["ratio_vs_baseline_with_submodules"]),
                 common.fmt_s(per_stack[stack]["import_s"]),
                 common.fmt_s(per_stack[stack]["program_s"]),
                 f"{per_stack[stack]['maxrss_kib']['median'] / 1024:.0f}",
@@ -207,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         "Imports / program columns are measured inside the child (program = `run_program(stack)`, which "
         "includes the mock engine's bookkeeping, so it slightly overstates the program's own cost).",
         f"Peak RSS = `resource.getrusage(RUSAGE_SELF).ru_maxrss` of the child. Baseline imports: {', '.join(SDK_MODULES)}.",
+        "The target is measured against the baseline the task defines (top-level SDK imports). The SDKs "
+        "load their submodules lazily (`import pulumi_aws` does not import `pulumi_aws.eks`), so the "
+        "program's ratio includes importing the SDK submodules it uses; the second baseline imports "
+        "those too (the union over the measured stacks), so 'vs baseline + submodules' is the cost of the "
+        "program's own code: components, config validation and resource registration.",
     ]
     profile: dict[str, Any] = {}
     missed = [t for t in targets if t["met"] is False]
@@ -232,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 "resources",
                 "wall s median (min-max)",
                 "vs baseline",
+                "vs baseline + submodules",
                 "imports s",
                 "program s",
                 "peak RSS MiB",
@@ -240,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         notes=notes,
         results={
+            "baseline_with_submodules": {
+                "wall_s": full_wall,
+                "import_s": stat(SUBMODULES, "import_s"),
+                "maxrss_kib": stat(SUBMODULES, "maxrss_kib"),
+                "modules": sorted(loaded),
+            },
             "baseline": {
                 "wall_s": baseline_wall,
                 "import_s": stat("baseline", "import_s"),

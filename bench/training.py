@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 "n/a"
                 if throughput["median"] is None
                 else f"{throughput['median']:.0f} ({throughput['min']:.0f}-{throughput['max']:.0f})",
-                "n/a" if unthrottled["median"] is None else f"{unthrottled['median']:.0f}",
+                "n/a"
+                if unthrottled["median"] is None
+                else f"{unthrottled['median']:.0f} ({unthrottled['min']:.0f}-{unthrottled['max']:.0f})",
                 common.fmt_s(epoch_s),
                 common.fmt_s(first),
                 common.fmt_s(wall),
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 "NUM_WORKERS",
                 "samples/epoch",
                 "samples/s steady median (min-max)",
-                "samples/s unthrottled",
+                "samples/s unthrottled median (min-max)",
                 "s/epoch steady",
                 "first checkpoint s",
                 "wall s",
