@@ -49,7 +49,7 @@ def check_common(document: dict[str, Any], name: str) -> None:
     assert rows, "the table has no rows"
     assert all(len(row) == len(columns) for row in rows)
     for target in document["targets"]:
-        assert set(target) >= {"name", "value", "limit", "met"}
+        assert set(target) >= {"name", "value", "limit", "met", "verdict"}
         assert target["met"] is None or target["met"] == (target["value"] <= target["limit"])
 
 
@@ -64,6 +64,8 @@ def test_program_eval(tmp_path):
     check_common(document, "program_eval")
     results = document["results"]
     check_summary(results["baseline"]["wall_s"])
+    check_summary(results["baseline_with_submodules"]["wall_s"])
+    assert any(name.startswith("pulumi_aws.") for name in results["baseline_with_submodules"]["modules"])
     assert results["stacks"], "no stack was measured"
     for stack, result in results["stacks"].items():
         check_summary(result["wall_s"])
@@ -71,6 +73,7 @@ def test_program_eval(tmp_path):
         check_summary(result["maxrss_kib"])
         assert isinstance(result["resources"], int) and result["resources"] > 0, stack
         assert result["ratio_vs_baseline"] > 0
+        assert result["ratio_vs_baseline_with_submodules"] > 0
     assert len(document["targets"]) == len(results["stacks"])
     assert results["profile"]["extra_imports"], "--profile recorded no import times"
     assert "run_program" in results["profile"]["cprofile_top"]
