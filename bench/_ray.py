@@ -123,6 +123,12 @@ class LocalHead:
         env = client_env()
         env[MARKER_ENV] = self.marker
         env["RAY_AUTH_MODE"] = "disabled"
+        # As the workloads CLI's head does: Ray's memory monitor compares machine-wide usage with
+        # its threshold, so on a shared box it kills this head's workers for memory other programs
+        # use (seen here: a 23 GB mypy run got a quickstart JobSupervisor killed). Leave OOM to the
+        # kernel, and do not make Ray workers its first victims.
+        env["RAY_memory_monitor_refresh_ms"] = "0"
+        env["RAY_worker_oom_score_adjustment"] = "0"
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
                 command,
