@@ -132,7 +132,9 @@ def test_ensure_fashion_mnist_downloads_only_missing_files(
     assert not list(target.glob("*.part"))
 
 
-def test_ensure_fashion_mnist_fails_clearly_when_offline(tmp_path: Path, file_server: tuple[str, Path]) -> None:
+def test_ensure_fashion_mnist_fails_clearly_when_offline(
+    tmp_path: Path, file_server: tuple[str, Path]
+) -> None:
     base_url, _ = file_server  # empty mirror: every download is a 404
     with pytest.raises(DatasetError, match="put the Fashion-MNIST IDX files in"):
         ensure_fashion_mnist(tmp_path / "data", base_url=base_url)
