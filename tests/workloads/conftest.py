@@ -15,7 +15,7 @@ from workloads import local_cluster
 from workloads.cli import RunResult, run_local
 from workloads.local_cluster import LocalCluster, LocalClusterSpec
 
-TRAIN_EPOCHS = 10
+TRAIN_EPOCHS = 10  # test_workloads_integration.py asserts on this value too
 JOB_TIMEOUT_S = 600.0
 
 
