@@ -223,3 +223,11 @@ def test_import_light_modules_pull_in_no_heavy_packages(module: str) -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip() == ""
+
+
+def test_readme_documents_every_contract_variable_and_workload() -> None:
+    readme = (REPO_ROOT / "workloads" / "README.md").read_text()
+    for var in ENV_CONTRACT:
+        assert f"| `{var.name}` |" in readme, var.name
+    for workload in WORKLOADS.values():
+        assert f"| `{workload.name}` |" in readme, workload.name
