@@ -212,7 +212,13 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    spec = LocalClusterSpec(token=local_token()) if local_token() else LocalClusterSpec()
+    import os
+
+    from workloads.remote import token_from_env
+
+    # RAY_AUTH_MODE=token: a new local head gets token auth (RAY_AUTH_TOKEN or a random token).
+    token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    spec = LocalClusterSpec(token_auth=token_auth, token=token_from_env() if token_auth else None)
     return _finish(
         run_local(
             args.name,
@@ -222,18 +228,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             follow=not args.no_follow,
         )
     )
-
-
-def local_token() -> str | None:
-    """Token for a new local head: only when RAY_AUTH_MODE=token (RAY_AUTH_TOKEN or a fresh one)."""
-    import os
-    import secrets
-
-    from workloads.remote import token_from_env
-
-    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-        return None
-    return token_from_env() or secrets.token_hex(32)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

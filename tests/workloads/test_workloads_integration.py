@@ -221,7 +221,7 @@ def test_batch_inference_writes_predictions(local_dir: Path, trained: RunResult,
 
 def test_token_auth_refuses_missing_or_wrong_tokens(tmp_path: Path, ray_cluster: LocalCluster) -> None:
     token = secrets.token_hex(16)
-    secured = local_cluster.start(tmp_path, LocalClusterSpec(num_cpus=2, token=token), print)
+    secured = local_cluster.start(tmp_path, LocalClusterSpec(num_cpus=2, token_auth=True, token=token), print)
     try:
         for bad in (None, "wrong-token"):
             with pytest.raises(SubmissionError, match="authentication failed") as caught:
