@@ -42,11 +42,20 @@ def _quiet(_: str) -> None:
     return None
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free right now (held open together)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,18 +175,19 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # Short temp dir: Ray puts unix sockets under it (path length limit).
     temp_dir = tempfile.mkdtemp(prefix="roe-", dir="/tmp")
     log_file = str(local_dir / f"ray-head-{cluster_id}.log")
-    ports = {
-        "port": free_port(),
-        "dashboard-port": free_port(),
-        "ray-client-server-port": free_port(),
-        "dashboard-agent-listen-port": free_port(),
-        "dashboard-agent-grpc-port": free_port(),
-        "runtime-env-agent-port": free_port(),
-        "metrics-export-port": free_port(),
-        "node-manager-port": free_port(),
-        "object-manager-port": free_port(),
-    }
-    serve_port = free_port()
+    flags = (
+        "port",
+        "dashboard-port",
+        "ray-client-server-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+        "metrics-export-port",
+        "node-manager-port",
+        "object-manager-port",
+    )
+    *numbers, serve_port = free_ports(len(flags) + 1)
+    ports = dict(zip(flags, numbers, strict=True))
     token = (spec.token or secrets.token_hex(32)) if spec.token_auth else None
     command = [
         _ray_executable(),
@@ -202,6 +212,9 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # Ray's memory monitor compares *machine-wide* usage to its threshold, so on a shared dev box
     # it kills Ray workers for memory other programs use. Leave OOM handling to the kernel.
     env["RAY_memory_monitor_refresh_ms"] = "0"
+    # ... and do not make Ray workers the kernel OOM killer's first victims (Ray's default is
+    # oom_score_adj=1000): on a dev box the process using the memory should be the one to go.
+    env["RAY_worker_oom_score_adjustment"] = "0"
     env.pop("RAY_ADDRESS", None)
     # Job entrypoints say `python`: make that this interpreter (the one with Ray installed).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -61,3 +61,8 @@ def test_reuse_refuses_a_head_without_the_requested_token_auth(tmp_path: Path) -
 def test_storage_dir_is_absolute(tmp_path: Path) -> None:
     assert local_cluster.storage_dir(tmp_path) == (tmp_path / "storage").resolve()
     assert local_cluster.storage_dir(tmp_path).is_absolute()
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = local_cluster.free_ports(40)
+    assert len(set(ports)) == 40 and all(1024 < port < 65536 for port in ports)
