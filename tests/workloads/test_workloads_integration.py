@@ -129,7 +129,7 @@ def test_fresh_job_resumes_from_the_newest_checkpoint(
 def test_killed_worker_resumes_from_a_checkpoint(
     local_dir: Path, ray_cluster: LocalCluster, storage_path: Path
 ) -> None:
-    epochs = 30
+    epochs = 20
     run_dir = storage_path / "checkpoints" / "fault-injection"
     submitted = run_local(
         "dt-pytorch",
@@ -145,15 +145,16 @@ def test_killed_worker_resumes_from_a_checkpoint(
     target = submitted.target
     client = jobs.job_client(target)
 
+    # Wait until two epochs are checkpointed and both workers have logged their pids.
     deadline = time.monotonic() + 300
-    while not (run_dir / "epoch_0002" / "model.json").exists():  # two epochs checkpointed
-        assert time.monotonic() < deadline, client.get_job_logs(submitted.job_id)[-3000:]
-        assert str(client.get_job_status(submitted.job_id).value) not in jobs.TERMINAL_STATUSES
+    workers: dict[int, int] = {}
+    while not ((run_dir / "epoch_0002" / "model.json").exists() and set(workers) == {0, 1}):
+        logs = client.get_job_logs(submitted.job_id)
+        assert time.monotonic() < deadline, logs[-3000:]
+        assert str(client.get_job_status(submitted.job_id).value) not in jobs.TERMINAL_STATUSES, logs[-3000:]
+        workers = {int(rank): int(pid) for rank, _, pid in WORKER_RE.findall(logs)}
         time.sleep(0.2)
-    workers = {
-        int(rank): int(pid) for rank, _, pid in WORKER_RE.findall(client.get_job_logs(submitted.job_id))
-    }
-    assert set(workers) == {0, 1}
+    assert newest_checkpoint(run_dir) is not None
     os.kill(workers[1], signal.SIGKILL)
 
     outcome = jobs.follow(target, submitted.job_id, output=lambda _: None, timeout_s=JOB_TIMEOUT_S)
