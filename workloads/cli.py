@@ -69,12 +69,17 @@ class RunResult:
     target: Target
     job: JobOutcome | None = None
     job_id: str | None = None
+    deployed: bool = False
+    """A service deployed and RUNNING."""
     serve_url: str | None = None
+    """Where a locally deployed service answers (``None`` on a cluster)."""
 
     @property
     def ok(self) -> bool:
-        """Whether the job succeeded (or the service deployed)."""
-        return self.serve_url is not None if self.job is None else self.job.succeeded
+        """Whether the job succeeded, was submitted (no follow) or the service is RUNNING."""
+        if self.job is not None:
+            return self.job.succeeded
+        return self.deployed or self.job_id is not None
 
 
 def _resolve_env(name: str, overrides: dict[str, str], storage_default: Path | None) -> dict[str, str]:
@@ -119,9 +124,7 @@ def execute(
                 http_host=serve_http[0] if serve_http else None,
                 http_port=serve_http[1] if serve_http else None,
             )
-            return RunResult(
-                workload=name, target=target, serve_url=serve_url or "(the RayService's serve URL)"
-            )
+            return RunResult(workload=name, target=target, deployed=True, serve_url=serve_url)
         job_id = jobs.submit(
             target, workload, env=env, staging_dir=staging, with_pip=remote, output=_progress
         )
@@ -180,6 +183,9 @@ def open_target(args: argparse.Namespace) -> Iterator[Target]:
 
 
 def _finish(result: RunResult) -> int:
+    if result.deployed and result.serve_url is None:
+        _print("Serve application is RUNNING on the cluster (Serve's HTTP port 8000 on the head service)")
+        return 0
     if result.serve_url is not None:
         _print(f"Serve application is RUNNING at {result.serve_url}")
         _print(f"  curl -s {result.serve_url}/healthz")
@@ -212,7 +218,13 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    spec = LocalClusterSpec(token=local_token()) if local_token() else LocalClusterSpec()
+    import os
+
+    from workloads.remote import token_from_env
+
+    # RAY_AUTH_MODE=token: a new local head gets token auth (RAY_AUTH_TOKEN or a random token).
+    token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    spec = LocalClusterSpec(token_auth=token_auth, token=token_from_env() if token_auth else None)
     return _finish(
         run_local(
             args.name,
@@ -222,18 +234,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             follow=not args.no_follow,
         )
     )
-
-
-def local_token() -> str | None:
-    """Token for a new local head: only when RAY_AUTH_MODE=token (RAY_AUTH_TOKEN or a fresh one)."""
-    import os
-    import secrets
-
-    from workloads.remote import token_from_env
-
-    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-        return None
-    return token_from_env() or secrets.token_hex(32)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

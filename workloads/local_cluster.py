@@ -42,11 +42,20 @@ def _quiet(_: str) -> None:
     return None
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free right now (held open together)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,8 +64,10 @@ class LocalClusterSpec:
 
     num_cpus: int = 4
     object_store_memory: int = 500 * 1024 * 1024
+    token_auth: bool = False
+    """Start with Ray token authentication (``RAY_AUTH_MODE=token``)."""
     token: str | None = None
-    """Enable Ray token authentication with this token (``None``: authentication disabled)."""
+    """The token when ``token_auth`` (default: a new random one)."""
     start_timeout_s: float = 120.0
 
 
@@ -164,18 +175,20 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # Short temp dir: Ray puts unix sockets under it (path length limit).
     temp_dir = tempfile.mkdtemp(prefix="roe-", dir="/tmp")
     log_file = str(local_dir / f"ray-head-{cluster_id}.log")
-    ports = {
-        "port": free_port(),
-        "dashboard-port": free_port(),
-        "ray-client-server-port": free_port(),
-        "dashboard-agent-listen-port": free_port(),
-        "dashboard-agent-grpc-port": free_port(),
-        "runtime-env-agent-port": free_port(),
-        "metrics-export-port": free_port(),
-        "node-manager-port": free_port(),
-        "object-manager-port": free_port(),
-    }
-    serve_port = free_port()
+    flags = (
+        "port",
+        "dashboard-port",
+        "ray-client-server-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+        "metrics-export-port",
+        "node-manager-port",
+        "object-manager-port",
+    )
+    *numbers, serve_port = free_ports(len(flags) + 1)
+    ports = dict(zip(flags, numbers, strict=True))
+    token = (spec.token or secrets.token_hex(32)) if spec.token_auth else None
     command = [
         _ray_executable(),
         "start",
@@ -196,13 +209,19 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # Keep every Ray address on loopback (Ray otherwise swaps 127.0.0.1 for the node's own IP).
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray's memory monitor compares *machine-wide* usage to its threshold, so on a shared dev box
+    # it kills Ray workers for memory other programs use. Leave OOM handling to the kernel.
+    env["RAY_memory_monitor_refresh_ms"] = "0"
+    # ... and do not make Ray workers the kernel OOM killer's first victims (Ray's default is
+    # oom_score_adj=1000): on a dev box the process using the memory should be the one to go.
+    env["RAY_worker_oom_score_adjustment"] = "0"
     env.pop("RAY_ADDRESS", None)
     # Job entrypoints say `python`: make that this interpreter (the one with Ray installed).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("RAY_AUTH_TOKEN_PATH", None)
-    if spec.token:
+    if token:
         env["RAY_AUTH_MODE"] = "token"
-        env["RAY_AUTH_TOKEN"] = spec.token
+        env["RAY_AUTH_TOKEN"] = token
     else:
         env["RAY_AUTH_MODE"] = "disabled"
         env.pop("RAY_AUTH_TOKEN", None)
@@ -225,12 +244,12 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
         serve_port=serve_port,
         temp_dir=temp_dir,
         log_file=log_file,
-        token=spec.token,
+        token=token,
     )
     _write_state(local_dir, cluster)
     deadline = time.monotonic() + spec.start_timeout_s
     next_note = time.monotonic() + 10
-    while not _dashboard_up(cluster.dashboard_url, spec.token):
+    while not _dashboard_up(cluster.dashboard_url, token):
         if process.poll() is not None:
             stop(cluster)
             state_file(local_dir).unlink(missing_ok=True)
@@ -255,9 +274,13 @@ def ensure(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet)
     """Reuse the recorded cluster when it is alive and answering, else start one."""
     cluster = read_state(local_dir)
     if cluster is not None:
-        if spec.token is not None and cluster.token != spec.token:
+        # A head with token auth is reused as is (the CLI knows its token); asking for token auth
+        # (or for a specific token) from a head without it (or with another token) is an error.
+        if (spec.token_auth and cluster.token is None) or (
+            spec.token is not None and cluster.token is not None and spec.token != cluster.token
+        ):
             raise LocalClusterError(
-                "the running local cluster was started with a different auth setting; "
+                "the running local Ray head was started with a different auth setting; "
                 "stop it with `python -m workloads down` first"
             )
         if _dashboard_up(cluster.dashboard_url, cluster.token):

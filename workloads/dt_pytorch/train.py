@@ -89,6 +89,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from workloads.dt_pytorch.data import load_dataset
     from workloads.dt_pytorch.model import (
+        MODEL_FILE,
         OPTIMIZER_FILE,
         ModelMeta,
         build_model,
@@ -119,11 +120,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = build_model(input_dim=split.num_features, hidden_dim=HIDDEN_DIM, num_classes=split.num_classes)
     optimizer_state: dict[str, Any] | None = None
     start_epoch = 0
+    # Ray Train's own checkpoint (worker-group restart, or a run snapshot with the same name)
+    # wins; otherwise the newest checkpoint the driver found in the run directory.
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and config.get("resume_from"):
+        checkpoint = ray.train.Checkpoint.from_directory(str(config["resume_from"]))
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             start_epoch = read_meta(Path(directory)).epoch
-            model.load_state_dict(torch.load(Path(directory) / "model.pt", weights_only=True))
+            model.load_state_dict(torch.load(Path(directory) / MODEL_FILE, weights_only=True))
             optimizer_state = torch.load(Path(directory) / OPTIMIZER_FILE, weights_only=True)
         if rank == 0:
             print(f"resumed from checkpoint epoch {start_epoch}", flush=True)
@@ -217,16 +222,16 @@ def run(settings: TrainSettings) -> int:
             print(f"error: {error}", file=sys.stderr, flush=True)
             return 1
 
-    resume_from = None
+    resume_from: str | None = None
     found = newest_checkpoint(settings.run_dir)
     if found is not None:
         epoch, path = found
         print(f"found checkpoint epoch {epoch} at {path}; training resumes from it", flush=True)
-        resume_from = ray.train.Checkpoint.from_directory(str(path))
+        resume_from = str(path)
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"settings": settings},
+        train_loop_config={"settings": settings, "resume_from": resume_from},
         scaling_config=ScalingConfig(
             num_workers=settings.num_workers,
             use_gpu=settings.use_gpu,
@@ -238,7 +243,6 @@ def run(settings: TrainSettings) -> int:
             failure_config=FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
         ),
-        resume_from_checkpoint=resume_from,
     )
     try:
         trainer.fit()
