@@ -58,7 +58,9 @@ elif mode.startswith("stack="):
     out.update(harness_import_s=t2 - t1, program_s=t3 - t2, resources=len(run.resources),
                error=None if run.error is None else repr(run.error),
                sdk_modules_loaded=sorted(m for m in sys.modules if m.split(".")[0] in {sdk}))
-out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_SELF)
+out["maxrss_kib"] = usage.ru_maxrss
+out["cpu_s"] = usage.ru_utime + usage.ru_stime  # whole process, interpreter start included
 print("BENCH-RESULT " + json.dumps(out))
 """.format(modules=", ".join(SDK_MODULES), sdk=repr(set(SDK_MODULES)))
 
@@ -225,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_vs_baseline_with_submodules": common.ratio(wall["median"], full_wall["median"]),
             # Minima are the least disturbed runs: on a busy machine their ratio is the steadier one.
             "ratio_of_minima": common.ratio(wall["min"], baseline_wall["min"]),
+            # CPU seconds barely depend on other load (no waiting for a core): the steadiest ratio.
+            "cpu_s": stat(stack, "cpu_s"),
+            "cpu_ratio_vs_baseline": common.ratio(
+                stat(stack, "cpu_s")["median"], stat("baseline", "cpu_s")["median"]
+            ),
         }
         targets.append(common.target(f"{stack}: program / import baseline (wall)", ratio, TARGET_RATIO))
         rows.append(
@@ -252,9 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         "program's own code: components, config validation and resource registration.",
     ]
     notes.append(
-        "Ratio of the fastest runs (least disturbed by other load): "
+        "Cross-checks that other load on the machine disturbs less: ratio of the fastest runs "
         + ", ".join(f"{stack} {common.fmt_x(per_stack[stack]['ratio_of_minima'])}" for stack in chosen)
-        + "."
+        + "; ratio of median CPU time (user+sys of the whole child process) "
+        + ", ".join(f"{stack} {common.fmt_x(per_stack[stack]['cpu_ratio_vs_baseline'])}" for stack in chosen)
+        + f" (baseline {common.fmt_s(stat('baseline', 'cpu_s'))} CPU s). When these disagree with the wall "
+        "ratio the machine was busy: rerun on a quiet machine."
     )
     profile: dict[str, Any] = {}
     missed = [t for t in targets if t["met"] is False]
@@ -296,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 "modules": sorted(loaded),
             },
             "baseline": {
+                "cpu_s": stat("baseline", "cpu_s"),
                 "wall_s": baseline_wall,
                 "import_s": stat("baseline", "import_s"),
                 "maxrss_kib": stat("baseline", "maxrss_kib"),

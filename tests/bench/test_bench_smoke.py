@@ -74,6 +74,8 @@ def test_program_eval(tmp_path):
         assert isinstance(result["resources"], int) and result["resources"] > 0, stack
         assert result["ratio_vs_baseline"] > 0
         assert result["ratio_vs_baseline_with_submodules"] > 0
+        check_summary(result["cpu_s"])
+        assert result["cpu_ratio_vs_baseline"] > 0
     assert len(document["targets"]) == len(results["stacks"])
     assert results["profile"]["extra_imports"], "--profile recorded no import times"
     assert "run_program" in results["profile"]["cprofile_top"]
