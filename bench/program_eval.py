@@ -1,0 +1,323 @@
+"""Program evaluation: what ``__main__.py`` adds on top of importing the SDKs it uses.
+
+Each measurement is a FRESH Python process (a cold import is what ``pulumi up`` pays):
+
+* baseline: a process that imports pulumi, pulumi_aws, pulumi_kubernetes, pulumi_eks, pulumi_random,
+  pydantic and yaml;
+* program (one per ``Pulumi.<stack>.yaml``): a process that imports the same modules, then runs the
+  real ``__main__.py`` under mocks (``tests.pulumi_harness.run_program``) until every resource is
+  registered.
+
+The variants are interleaved (baseline, stack A, stack B, baseline, ...) so load from other users of
+the machine hits them alike. Target: program wall time <= 1.5 x baseline. Then the slowest stack runs once more
+under ``-X importtime`` and under cProfile and the result file names the imports and functions
+the time goes to (skipped with ``--quick`` unless ``--profile``).
+
+Run: ``python -m bench.program_eval [--repeat 7]``
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/program_eval.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import _common as common
+
+NAME = "program_eval"
+SUBMODULES = "baseline + SDK submodules"
+TARGET_RATIO = 1.5
+SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_eks", "pulumi_random", "pydantic", "yaml")
+
+# The child reports its own phases and its peak RSS on its last stdout line.
+_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+import {modules}
+t1 = time.perf_counter()
+out = {{"import_s": t1 - t0}}
+mode = sys.argv[1] if len(sys.argv) > 1 else ""
+if mode.startswith("modules="):  # the SDK submodules a program run loaded, without the program
+    import importlib
+    with open(mode.removeprefix("modules=")) as names:
+        for name in json.load(names):
+            importlib.import_module(name)
+    out["import_s"] = time.perf_counter() - t0
+elif mode.startswith("stack="):
+    from tests.pulumi_harness import run_program
+    t2 = time.perf_counter()
+    run = run_program(mode.removeprefix("stack="))
+    t3 = time.perf_counter()
+    out.update(harness_import_s=t2 - t1, program_s=t3 - t2, resources=len(run.resources),
+               error=None if run.error is None else repr(run.error),
+               sdk_modules_loaded=sorted(m for m in sys.modules if m.split(".")[0] in {sdk}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+out["maxrss_kib"] = usage.ru_maxrss
+out["cpu_s"] = usage.ru_utime + usage.ru_stime  # whole process, interpreter start included
+print("BENCH-RESULT " + json.dumps(out))
+""".format(modules=", ".join(SDK_MODULES), sdk=repr(set(SDK_MODULES)))
+
+_PROFILED_CHILD = """
+import cProfile, pstats, sys, io
+import {modules}
+from tests.pulumi_harness import run_program
+profile = cProfile.Profile()
+profile.enable()
+run = run_program(sys.argv[1])
+profile.disable()
+stats = pstats.Stats(profile, stream=sys.stdout)
+stats.sort_stats("cumulative").print_stats(25)
+""".format(modules=", ".join(SDK_MODULES))
+
+
+def stacks() -> list[str]:
+    """Stacks with a ``Pulumi.<stack>.yaml`` in the repo."""
+    return sorted(
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in common.REPO.glob("Pulumi.*.yaml")
+    )
+
+
+def measure(mode: str) -> dict[str, Any]:
+    """One fresh process (``mode``: "", ``stack=<s>`` or ``modules=<file>``): wall time + child report."""
+    argv = [sys.executable, "-c", _CHILD, *([mode] if mode else [])]
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=common.REPO, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"benchmark child for {mode or 'baseline'} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    if result.get("error"):
+        raise RuntimeError(f"__main__.py failed for {mode}: {result['error']}")
+    result["wall_s"] = wall
+    return result
+
+
+def _importtime(stack: str) -> list[dict[str, Any]]:
+    """Modules imported by the program (beyond the SDK baseline), by cumulative import time."""
+
+    def parse(stderr: str) -> dict[str, tuple[int, int]]:
+        """``import time: self | cumulative | <indent>name`` -> {name: (cumulative us, depth)}."""
+        found: dict[str, tuple[int, int]] = {}
+        for line in stderr.splitlines():
+            if not line.startswith("import time:") or "cumulative" in line:
+                continue
+            _, cumulative_us, raw_name = line.removeprefix("import time:").split("|", 2)
+            name = raw_name.rstrip()
+            depth = (len(name) - len(name.lstrip())) // 2
+            found[name.strip()] = (int(cumulative_us), depth)
+        return found
+
+    with_program = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", _CHILD, f"stack={stack}"],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    baseline = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", _CHILD],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    base = parse(baseline.stderr)
+    extra = {name: value for name, value in parse(with_program.stderr).items() if name not in base}
+    top = sorted(extra.items(), key=lambda item: item[1][0], reverse=True)
+    return [
+        {"module": name, "cumulative_ms": round(us / 1000, 1), "depth": depth}
+        for name, (us, depth) in top[:15]
+    ]
+
+
+def _cprofile(stack: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROFILED_CHILD, stack],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout[-6000:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_parser = common.parser(NAME, __doc__.split("\n\n")[0], default_repeat=7)
+    args_parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record -X importtime and cProfile (default: on, except with --quick)",
+    )
+    args = args_parser.parse_args(argv)
+    run = common.Run(NAME, "Program evaluation (fresh process, under mocks)", __doc__.split("\n\n")[0], args)
+    all_stacks = stacks()
+    chosen = all_stacks[:1] if args.quick else all_stacks
+    repeat = max(1, args.repeat)
+
+    # Untimed discovery run per stack (also warms the page cache for every variant alike): which
+    # SDK submodules does the program load? pulumi_aws & co. load submodules lazily, so the
+    # baseline's `import pulumi_aws` does not pay for `pulumi_aws.eks`; the second baseline does.
+    loaded: set[str] = set()
+    for stack in chosen:
+        common.progress(NAME, f"discovery run: {stack}")
+        loaded.update(measure(f"stack={stack}")["sdk_modules_loaded"])
+    samples: dict[str, list[dict[str, Any]]] = {"baseline": [], SUBMODULES: [], **{s: [] for s in chosen}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
+        json.dump(sorted(loaded), listing)
+    modes = {"baseline": "", SUBMODULES: f"modules={listing.name}", **{s: f"stack={s}" for s in chosen}}
+    try:
+        for index in range(repeat):
+            for variant, mode in modes.items():
+                common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
+                samples[variant].append(measure(mode))
+    finally:
+        Path(listing.name).unlink(missing_ok=True)
+
+    def stat(variant: str, key: str) -> dict[str, Any]:
+        return common.summarize([s[key] for s in samples[variant] if key in s])
+
+    baseline_wall = stat("baseline", "wall_s")
+    full_wall = stat(SUBMODULES, "wall_s")
+    per_stack: dict[str, Any] = {}
+    rows = [
+        [
+            f"baseline: `import {', '.join(SDK_MODULES)}`",
+            "-",
+            common.fmt_s(baseline_wall),
+            "1.00x",
+            common.fmt_x(common.ratio(baseline_wall["median"], full_wall["median"])),
+            common.fmt_s(stat("baseline", "import_s")),
+            "-",
+            f"{stat('baseline', 'maxrss_kib')['median'] / 1024:.0f}",
+        ],
+        [
+            f"baseline + the {len(loaded)} SDK submodules the program loads",
+            "-",
+            common.fmt_s(full_wall),
+            common.fmt_x(common.ratio(full_wall["median"], baseline_wall["median"])),
+            "1.00x",
+            common.fmt_s(stat(SUBMODULES, "import_s")),
+            "-",
+            f"{stat(SUBMODULES, 'maxrss_kib')['median'] / 1024:.0f}",
+        ],
+    ]
+    targets = []
+    for stack in chosen:
+        wall = stat(stack, "wall_s")
+        ratio = common.ratio(wall["median"], baseline_wall["median"])
+        resources = sorted({s["resources"] for s in samples[stack]})
+        per_stack[stack] = {
+            "wall_s": wall,
+            "import_s": stat(stack, "import_s"),
+            "harness_import_s": stat(stack, "harness_import_s"),
+            "program_s": stat(stack, "program_s"),
+            "maxrss_kib": stat(stack, "maxrss_kib"),
+            "resources": resources[0] if len(resources) == 1 else resources,
+            "ratio_vs_baseline": ratio,
+            "ratio_vs_baseline_with_submodules": common.ratio(wall["median"], full_wall["median"]),
+            # Minima are the least disturbed runs: on a busy machine their ratio is the steadier one.
+            "ratio_of_minima": common.ratio(wall["min"], baseline_wall["min"]),
+            # CPU seconds barely depend on other load (no waiting for a core): the steadiest ratio.
+            "cpu_s": stat(stack, "cpu_s"),
+            "cpu_ratio_vs_baseline": common.ratio(
+                stat(stack, "cpu_s")["median"], stat("baseline", "cpu_s")["median"]
+            ),
+        }
+        targets.append(common.target(f"{stack}: program / import baseline (wall)", ratio, TARGET_RATIO))
+        rows.append(
+            [
+                f"`{stack}` (import + run `__main__.py`)",
+                str(per_stack[stack]["resources"]),
+                common.fmt_s(wall),
+                common.fmt_x(ratio),
+                common.fmt_x(per_stack[stack]["ratio_vs_baseline_with_submodules"]),
+                common.fmt_s(per_stack[stack]["import_s"]),
+                common.fmt_s(per_stack[stack]["program_s"]),
+                f"{per_stack[stack]['maxrss_kib']['median'] / 1024:.0f}",
+            ]
+        )
+
+    notes = [
+        "Wall = the whole fresh process as seen by the parent (interpreter start + imports + program). "
+        "Imports / program columns are measured inside the child (program = `run_program(stack)`, which "
+        "includes the mock engine's bookkeeping, so it slightly overstates the program's own cost).",
+        f"Peak RSS = `resource.getrusage(RUSAGE_SELF).ru_maxrss` of the child. Baseline imports: {', '.join(SDK_MODULES)}.",
+        "The target is measured against the baseline the task defines (top-level SDK imports). The SDKs "
+        "load their submodules lazily (`import pulumi_aws` does not import `pulumi_aws.eks`), so the "
+        "program's ratio includes importing the SDK submodules it uses; the second baseline imports "
+        "those too (the union over the measured stacks), so 'vs baseline + submodules' is the cost of the "
+        "program's own code: components, config validation and resource registration.",
+    ]
+    notes.append(
+        "Cross-checks that other load on the machine disturbs less: ratio of the fastest runs "
+        + ", ".join(f"{stack} {common.fmt_x(per_stack[stack]['ratio_of_minima'])}" for stack in chosen)
+        + "; ratio of median CPU time (user+sys of the whole child process) "
+        + ", ".join(f"{stack} {common.fmt_x(per_stack[stack]['cpu_ratio_vs_baseline'])}" for stack in chosen)
+        + f" (baseline {common.fmt_s(stat('baseline', 'cpu_s'))} CPU s). When these disagree with the wall "
+        "ratio the machine was busy: rerun on a quiet machine."
+    )
+    profile: dict[str, Any] = {}
+    missed = [t for t in targets if t["met"] is False]
+    if missed or args.profile or not args.quick:
+        worst = max(chosen, key=lambda s: per_stack[s]["ratio_vs_baseline"] or 0)
+        common.progress(NAME, f"profiling {worst} (-X importtime, cProfile)")
+        profile = {"stack": worst, "extra_imports": _importtime(worst), "cprofile_top": _cprofile(worst)}
+        top = ", ".join(f"{i['module']} {i['cumulative_ms']:.0f} ms" for i in profile["extra_imports"][:5])
+        notes.append(f"Profile of `{worst}`: imports beyond the SDK baseline (cumulative): {top}.")
+        if missed:
+            extra_s = per_stack[worst]["wall_s"]["median"] - baseline_wall["median"]
+            notes.append(
+                f"Target MISSED for {', '.join(t['name'].split(':')[0] for t in missed)}: `{worst}` adds "
+                f"{extra_s:.2f} s to the {baseline_wall['median']:.2f} s import baseline; the import profile "
+                "above and the cProfile below show which modules and calls that time is spent in."
+            )
+    run.write(
+        settings={"stacks": chosen, "sdk_modules": list(SDK_MODULES), "python": sys.executable},
+        targets=targets,
+        table={
+            "columns": [
+                "variant",
+                "resources",
+                "wall s median (min-max)",
+                "vs baseline",
+                "vs baseline + submodules",
+                "imports s",
+                "program s",
+                "peak RSS MiB",
+            ],
+            "rows": rows,
+        },
+        notes=notes,
+        results={
+            "baseline_with_submodules": {
+                "wall_s": full_wall,
+                "import_s": stat(SUBMODULES, "import_s"),
+                "maxrss_kib": stat(SUBMODULES, "maxrss_kib"),
+                "modules": sorted(loaded),
+            },
+            "baseline": {
+                "cpu_s": stat("baseline", "cpu_s"),
+                "wall_s": baseline_wall,
+                "import_s": stat("baseline", "import_s"),
+                "maxrss_kib": stat("baseline", "maxrss_kib"),
+            },
+            "stacks": per_stack,
+            "profile": profile,
+            "raw": samples,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Smoke test of the benchmark scripts: each runs with its smallest settings and writes its JSON.
+
+Only the SHAPE of the result files is checked (fields, one row per variant, a verdict per target),
+never the numbers: timings on a shared machine are not assertions. The benchmarks that start a
+local Ray head are marked ``integration``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench._common import COMMON_FIELDS, REPO
+
+
+def run_benchmark(name: str, output_dir: Path, *extra: str, as_file: bool = False) -> dict[str, Any]:
+    """Run ``python -m bench.<name> --repeat 1 --quick`` (or ``python bench/<name>.py``); return its JSON."""
+    target = [str(REPO / "bench" / f"{name}.py")] if as_file else ["-m", f"bench.{name}"]
+    done = subprocess.run(
+        [sys.executable, *target, "--repeat", "1", "--quick", "--output-dir", str(output_dir), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench.{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    document: dict[str, Any] = json.loads((output_dir / f"{name}.json").read_text())
+    return document
+
+
+def check_common(document: dict[str, Any], name: str) -> None:
+    missing = [key for key in COMMON_FIELDS if key not in document]
+    assert not missing, f"{name}.json lacks {missing}"
+    assert document["benchmark"] == name
+    assert document["settings"]["repeat"] == 1
+    assert document["settings"]["quick"] is True
+    assert f"bench.{name}" in document["command"]
+    for key in ("nproc", "memory_gib", "cpu_model"):
+        assert document["machine"][key], key
+    for key in ("python", "pulumi", "ray"):
+        assert document["versions"][key], key
+    columns, rows = document["table"]["columns"], document["table"]["rows"]
+    assert rows, "the table has no rows"
+    assert all(len(row) == len(columns) for row in rows)
+    for target in document["targets"]:
+        assert set(target) >= {"name", "value", "limit", "met", "verdict"}
+        assert target["met"] is None or target["met"] == (target["value"] <= target["limit"])
+
+
+def check_summary(summary: dict[str, Any]) -> None:
+    assert set(summary) >= {"n", "median", "min", "max", "samples"}
+    assert summary["n"] == len(summary["samples"]) >= 1
+    assert summary["min"] <= summary["median"] <= summary["max"]
+
+
+def test_program_eval(tmp_path):
+    document = run_benchmark("program_eval", tmp_path, "--profile")
+    check_common(document, "program_eval")
+    results = document["results"]
+    check_summary(results["baseline"]["wall_s"])
+    check_summary(results["baseline_with_submodules"]["wall_s"])
+    assert any(name.startswith("pulumi_aws.") for name in results["baseline_with_submodules"]["modules"])
+    assert results["stacks"], "no stack was measured"
+    for stack, result in results["stacks"].items():
+        check_summary(result["wall_s"])
+        check_summary(result["program_s"])
+        check_summary(result["maxrss_kib"])
+        assert isinstance(result["resources"], int) and result["resources"] > 0, stack
+        assert result["ratio_vs_baseline"] > 0
+        assert result["ratio_vs_baseline_with_submodules"] > 0
+        check_summary(result["cpu_s"])
+        assert result["cpu_ratio_vs_baseline"] > 0
+    assert len(document["targets"]) == len(results["stacks"])
+    assert results["profile"]["extra_imports"], "--profile recorded no import times"
+    assert "run_program" in results["profile"]["cprofile_top"]
+
+
+def test_scaling(tmp_path):
+    document = run_benchmark("scaling", tmp_path, as_file=True)  # also covers `python bench/<name>.py`
+    check_common(document, "scaling")
+    for dimension in ("rayJobs", "workerGroups"):
+        result = document["results"][dimension]
+        assert len(result["sizes"]) == 3
+        for size in result["sizes"]:
+            check_summary(result["time_s"][str(size)])
+            assert result["resources"][str(size)] > 0
+        assert "per_item_s" in result and "growth_ratio" in result and "superlinear" in result
+
+
+def test_test_suite(tmp_path):
+    document = run_benchmark("test_suite", tmp_path)
+    check_common(document, "test_suite")
+    for suite in ("unit", "integration"):
+        result = document["results"][suite]
+        check_summary(result["wall_s"])
+        assert result["ok"] is True, result
+        assert "pytest" in result["command"]
+    assert document["results"]["unit"]["counts"].get("passed", 0) > 0
+
+
+def test_report_renders_every_result(tmp_path):
+    run_benchmark("scaling", tmp_path)
+    output = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.report", "--results-dir", str(tmp_path), "--output", str(output)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = output.read_text()
+    assert "## Scaling with RayJobs and worker groups" in text
+    assert "python -m bench.scaling" in text
+    assert "Not measured yet" in text  # the other benchmarks have no result file in tmp_path
+
+
+@pytest.mark.integration
+def test_submission(tmp_path):
+    document = run_benchmark("submission", tmp_path)
+    check_common(document, "submission")
+    variants = document["results"]["variants"]
+    assert {"workloads run", "ray job submit"} <= set(variants)
+    for variant in variants.values():
+        check_summary(variant["wall_s"])
+        check_summary(variant["submitted_s"])
+    assert document["targets"][0]["value"] > 0
+
+
+@pytest.mark.integration
+def test_training(tmp_path):
+    document = run_benchmark("training", tmp_path)
+    check_common(document, "training")
+    workers = document["results"]["workers"]
+    for count in ("1", "2"):
+        check_summary(workers[count]["samples_per_s"])
+        check_summary(workers[count]["first_checkpoint_s"])
+        assert workers[count]["samples_per_epoch"] > 0
+    assert "scaling_efficiency" in workers

@@ -1,0 +1,108 @@
+"""Unit tests of env-contract parsing (workloads.settings and each workload's settings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workloads.batch_inference.predict import BatchSettings
+from workloads.dt_pytorch.train import TrainSettings
+from workloads.serve.app import ServeSettings
+from workloads.settings import EnvReader, SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_come_from_the_contract_and_paths_derive_from_storage() -> None:
+    settings = TrainSettings.from_env({"STORAGE_PATH": "/fsx"})
+    assert settings.num_workers == 2 and settings.epochs == 10 and settings.batch_size == 32
+    assert settings.use_gpu is False and settings.dataset == "digits"
+    assert settings.checkpoint_dir == Path("/fsx/checkpoints")
+    assert settings.run_dir == Path("/fsx/checkpoints/dt-pytorch")
+    assert settings.model_path == Path("/fsx/models/latest")
+    assert settings.data_dir == Path("/fsx/datasets/digits")
+
+
+def test_explicit_values_win_over_derived_ones() -> None:
+    settings = TrainSettings.from_env(
+        {
+            "STORAGE_PATH": "/fsx",
+            "CHECKPOINT_DIR": "/s3/ckpt",
+            "MODEL_PATH": "/s3/model",
+            "NUM_WORKERS": "4",
+            "USE_GPU": "TRUE",
+            "LEARNING_RATE": "1e-3",
+            "DATASET": "fashion-mnist",
+        }
+    )
+    assert settings.checkpoint_dir == Path("/s3/ckpt") and settings.model_path == Path("/s3/model")
+    assert settings.num_workers == 4 and settings.use_gpu is True and settings.learning_rate == 0.001
+    assert settings.data_dir == Path("/fsx/datasets/fashion-mnist")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("NUM_WORKERS", "abc", "NUM_WORKERS must be an integer >= 1, got 'abc'"),
+        ("NUM_WORKERS", "0", "NUM_WORKERS must be an integer >= 1, got '0'"),
+        ("EPOCHS", "2.5", "EPOCHS must be an integer >= 1"),
+        ("MAX_FAILURES", "-1", "MAX_FAILURES must be an integer >= 0"),
+        ("USE_GPU", "maybe", "USE_GPU must be true or false, got 'maybe'"),
+        ("LEARNING_RATE", "-0.1", "LEARNING_RATE must be a number > 0"),
+        ("LEARNING_RATE", "nan", "LEARNING_RATE must be a number > 0"),
+        ("CPUS_PER_WORKER", "x", "CPUS_PER_WORKER must be a number > 0"),
+        ("DATASET", "cifar", "DATASET must be one of digits, fashion-mnist; got 'cifar'"),
+        ("CHECKPOINT_DIR", "relative/dir", "CHECKPOINT_DIR must be an absolute path"),
+        ("RUN_NAME", "a/b", "RUN_NAME must be a plain directory name"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        TrainSettings.from_env({"STORAGE_PATH": "/fsx", name: value})
+    assert fragment in str(caught.value)
+
+
+def test_storage_path_is_required_when_paths_are_derived() -> None:
+    with pytest.raises(SettingsError, match="STORAGE_PATH is required"):
+        TrainSettings.from_env({})
+    # ... but not when every path is given explicitly.
+    settings = ServeSettings.from_env({"MODEL_PATH": "/models/m"})
+    assert settings.model_path == Path("/models/m")
+    with pytest.raises(SettingsError, match="STORAGE_PATH is required"):
+        ServeSettings.from_env({})
+
+
+def test_batch_settings_derive_output_under_storage() -> None:
+    settings = BatchSettings.from_env({"STORAGE_PATH": "/fsx", "BATCH_SIZE": "64"})
+    assert settings.batch_size == 64
+    assert settings.result_dir == Path("/fsx/predictions/batch-inference")
+    assert settings.model_path == Path("/fsx/models/latest")
+
+
+def test_reader_refuses_names_outside_the_contract() -> None:
+    with pytest.raises(SettingsError, match="not part of the workload env contract"):
+        EnvReader({"HOME": "/root"}).string("HOME")
+
+
+def test_empty_value_falls_back_to_the_default() -> None:
+    assert EnvReader({"EPOCHS": "  "}).integer("EPOCHS", minimum=1) == 10
+
+
+def test_entrypoint_reports_bad_env_without_traceback() -> None:
+    env = {**os.environ, "STORAGE_PATH": "/tmp/unused", "NUM_WORKERS": "zero"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "workloads.dt_pytorch.train"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "configuration error: NUM_WORKERS must be an integer >= 1, got 'zero'" in completed.stderr
+    assert "Traceback" not in completed.stderr

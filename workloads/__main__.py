@@ -1,0 +1,5 @@
+"""``python -m workloads``: the job CLI (see :mod:`workloads.cli`)."""
+
+from workloads.cli import main
+
+raise SystemExit(main())

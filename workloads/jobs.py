@@ -1,0 +1,253 @@
+"""Job submission through the Ray Jobs API, shared by ``run`` (local) and ``submit`` (cluster).
+
+A submission carries the catalog entrypoint, a ``working_dir`` staged with exactly the workload's
+catalog ``files`` (the ConfigMap layout) and ``env_vars`` from :func:`workloads.catalog.workload_env`,
+so a local run exercises the same contract as the RayJob on the cluster.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workloads.catalog import Workload
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+LOG_TAIL_LINES = 25
+
+Output = Callable[[str], None]
+
+
+class SubmissionError(RuntimeError):
+    """A user-facing failure: unreachable cluster, refused auth, failed job... (no traceback)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """A Ray dashboard to talk to."""
+
+    address: str
+    """Dashboard HTTP address, e.g. ``http://127.0.0.1:8265``."""
+    token: str | None = None
+    """Ray auth token, sent as ``Authorization: Bearer``; ``None`` when token auth is off."""
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers for the dashboard APIs."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOutcome:
+    """How a followed job ended."""
+
+    job_id: str
+    status: str
+    logs: str
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the job SUCCEEDED."""
+        return self.status == "SUCCEEDED"
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` log lines."""
+        return "\n".join(self.logs.splitlines()[-lines:])
+
+
+def _translate(error: Exception, target: Target) -> SubmissionError:
+    """Map Ray SDK / HTTP errors to one-line user errors."""
+    from ray.exceptions import AuthenticationError
+
+    if isinstance(error, AuthenticationError):
+        hint = (
+            "the token was rejected"
+            if target.token
+            else "the cluster requires a token: set RAY_AUTH_TOKEN (or use --stack)"
+        )
+        first_line = str(error.message).strip().splitlines()[0]
+        return SubmissionError(f"authentication failed at {target.address}: {first_line} ({hint})")
+    if isinstance(error, ConnectionError):
+        return SubmissionError(f"no reachable Ray cluster at {target.address}: {error}")
+    if isinstance(error, RuntimeError):  # the SDK's "Request failed with status code ...: ..."
+        return SubmissionError(str(error).rstrip("."))
+    return SubmissionError(f"{type(error).__name__}: {error}")
+
+
+def job_client(target: Target) -> JobSubmissionClient:
+    """A connected Jobs API client; raises :class:`SubmissionError` when unreachable or refused."""
+    import requests
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(target.address, headers=target.headers())
+        client.list_jobs()  # surfaces auth failures now rather than at the first real call
+    except (ConnectionError, AuthenticationError, requests.RequestException, RuntimeError) as error:
+        raise _translate(error, target) from None
+    return client
+
+
+def call(target: Target, action: Callable[[], Any]) -> Any:
+    """Run one SDK call, turning its failures into :class:`SubmissionError`."""
+    import requests
+    from ray.exceptions import AuthenticationError
+
+    try:
+        return action()
+    except (ConnectionError, AuthenticationError, requests.RequestException, RuntimeError) as error:
+        raise _translate(error, target) from None
+
+
+def stage_files(workload: Workload, destination: Path, *, source_root: Path = REPO_ROOT) -> Path:
+    """Copy exactly the workload's catalog ``files`` into ``destination`` (ConfigMap layout)."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    for relative in workload.files:
+        source = source_root / relative
+        if not source.is_file():
+            raise SubmissionError(
+                f"catalog file {relative} of {workload.name} is missing under {source_root}"
+            )
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return destination
+
+
+def new_submission_id(workload: Workload) -> str:
+    """A readable, unique job id: ``<name>-<UTC time>-<random>``."""
+    return f"{workload.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def runtime_env(
+    workload: Workload, *, env: Mapping[str, str], working_dir: Path, with_pip: bool
+) -> dict[str, Any]:
+    """The job runtime_env: staged ``working_dir``, contract ``env_vars`` and optionally ``pip``."""
+    result: dict[str, Any] = {"working_dir": str(working_dir), "env_vars": dict(env)}
+    if with_pip and workload.pip:
+        result["pip"] = list(workload.pip)
+    return result
+
+
+def submit(
+    target: Target,
+    workload: Workload,
+    *,
+    env: Mapping[str, str],
+    staging_dir: Path,
+    with_pip: bool,
+    output: Output,
+) -> str:
+    """Stage the files and submit ``workload``; returns the job id."""
+    if workload.kind != "job":
+        raise SubmissionError(f"{workload.name} is a {workload.kind}, not a job")
+    client = job_client(target)
+    stage_files(workload, staging_dir)
+    job_id = new_submission_id(workload)
+    output(f"submitting {workload.name} as {job_id}: {workload.entrypoint()}")
+    call(
+        target,
+        lambda: client.submit_job(
+            entrypoint=workload.entrypoint(),
+            submission_id=job_id,
+            runtime_env=runtime_env(workload, env=env, working_dir=staging_dir, with_pip=with_pip),
+            metadata={"workload": workload.name},
+        ),
+    )
+    return job_id
+
+
+def follow(
+    target: Target,
+    job_id: str,
+    *,
+    output: Output,
+    poll_s: float = 1.0,
+    timeout_s: float | None = None,
+) -> JobOutcome:
+    """Stream the job's logs to ``output`` until it ends (or ``timeout_s`` passes)."""
+    client = job_client(target)
+    printed = 0
+    status = "PENDING"
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        status = str(call(target, lambda: client.get_job_status(job_id)).value)
+        logs: str = call(target, lambda: client.get_job_logs(job_id))
+        if len(logs) > printed:
+            output(logs[printed:].rstrip("\n"))
+            printed = len(logs)
+        if status in TERMINAL_STATUSES:
+            return JobOutcome(job_id=job_id, status=status, logs=logs)
+        if deadline is not None and time.monotonic() > deadline:
+            raise SubmissionError(f"job {job_id} still {status} after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+def deploy_serve(
+    target: Target,
+    workload: Workload,
+    *,
+    env: Mapping[str, str],
+    staging_dir: Path,
+    with_pip: bool,
+    output: Output,
+    http_host: str | None = None,
+    http_port: int | None = None,
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """Deploy the serve config document via Serve's REST API and wait until it is RUNNING.
+
+    The staged catalog files are uploaded to the cluster and referenced as the application's
+    ``working_dir``; everything else is :func:`workloads.serve.config.build_serve_config`.
+    Returns the deployed document.
+    """
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    from workloads.serve.config import APP_NAME, build_serve_config
+
+    if workload.kind != "service":
+        raise SubmissionError(f"{workload.name} is a {workload.kind}, not a service")
+    client = call(target, lambda: ServeSubmissionClient(target.address, headers=target.headers()))
+    stage_files(workload, staging_dir)
+    uploaded: dict[str, Any] = {"working_dir": str(staging_dir)}
+    output(f"uploading {len(workload.files)} workload files")
+    # The SDK's own upload step (as `serve run` / job submission use): local dir -> gcs:// URI.
+    call(target, lambda: client._upload_working_dir_if_needed(uploaded))
+    document = build_serve_config(
+        env=env,
+        working_dir=str(uploaded["working_dir"]),
+        pip=workload.pip if with_pip else (),
+        http_host=http_host,
+        http_port=http_port,
+    )
+    output(f"deploying Serve application {APP_NAME!r} ({document['applications'][0]['import_path']})")
+    call(target, lambda: client.deploy_applications(document))
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        details = call(target, client.get_serve_details)
+        application = (details.get("applications") or {}).get(APP_NAME) or {}
+        status = str(application.get("status", "NOT_STARTED"))
+        if status != last:
+            output(f"Serve application {APP_NAME!r}: {status}")
+            last = status
+        if status == "RUNNING":
+            return document
+        if status in {"DEPLOY_FAILED", "UNHEALTHY"}:
+            message = str(application.get("message", "")).strip()
+            raise SubmissionError(f"Serve application {APP_NAME!r} is {status}: {message[-2000:]}")
+        if time.monotonic() > deadline:
+            raise SubmissionError(
+                f"Serve application {APP_NAME!r} not RUNNING after {timeout_s:.0f}s ({status})"
+            )
+        time.sleep(1.0)
