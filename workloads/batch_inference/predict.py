@@ -115,7 +115,7 @@ def run(settings: BatchSettings) -> int:
     correct_column = written.map_batches(
         lambda batch: {"correct": (batch["prediction"] == batch["label"]).astype(np.int64)}
     )
-    correct: int = int(correct_column.sum("correct") or 0)  # type: ignore[arg-type]
+    correct: int = int(correct_column.sum("correct") or 0)
     accuracy = correct / total if total else 0.0
     summary = {"rows": total, "correct": correct, "accuracy": accuracy, "model_epoch": meta.epoch}
     (settings.output_path / f"{RESULT_DIR_NAME}-{SUMMARY_FILE}").write_text(json.dumps(summary, indent=2))
