@@ -1,0 +1,1 @@
+"""batch-inference: offline predictions with Ray Data and the trained dt-pytorch model."""

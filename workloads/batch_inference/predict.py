@@ -1,0 +1,139 @@
+"""batch-inference: Ray Data batch predictions over the held-out set with the trained model.
+
+Reads BATCH_SIZE, DATASET, DATA_DIR, SEED, STORAGE_PATH, MODEL_PATH and OUTPUT_PATH. Writes
+parquet files (columns ``id``, ``label``, ``prediction``) to ``OUTPUT_PATH/batch-inference`` and
+``OUTPUT_PATH/batch-inference-summary.json``, and prints the accuracy.
+Run: ``python -m workloads.batch_inference.predict`` (inside a Ray job).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
+
+RESULT_DIR_NAME = "batch-inference"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings:
+    """batch-inference parameters, parsed from the env contract."""
+
+    batch_size: int
+    dataset: str
+    data_dir: Path
+    seed: int
+    model_path: Path
+    output_path: Path
+
+    @property
+    def result_dir(self) -> Path:
+        """Directory of the parquet predictions."""
+        return self.output_path / RESULT_DIR_NAME
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BatchSettings:
+        """Parse and validate; raises :class:`SettingsError` naming the bad variable."""
+        from workloads.dt_pytorch.data import DATASETS
+
+        env = EnvReader(environ)
+        dataset = env.choice("DATASET", DATASETS)
+        return cls(
+            batch_size=env.integer("BATCH_SIZE", minimum=1),
+            dataset=dataset,
+            data_dir=env.path("DATA_DIR", derived=env.storage_subdir("datasets", dataset)),
+            seed=env.integer("SEED", minimum=0),
+            model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+            output_path=env.path("OUTPUT_PATH", derived=env.storage_subdir("predictions")),
+        )
+
+
+class Predictor:
+    """Ray Data callable class: one model per actor, predictions per batch."""
+
+    def __init__(self, model_path: str) -> None:
+        from workloads.dt_pytorch.model import load_model
+
+        self._model, self._meta = load_model(Path(model_path))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from workloads.dt_pytorch.model import predict
+
+        features = np.stack([np.asarray(row, dtype=np.float32) for row in batch["features"]])
+        predictions = predict(self._model, self._meta, features)
+        return {"id": batch["id"], "label": batch["label"], "prediction": predictions}
+
+
+def run(settings: BatchSettings) -> int:
+    """Predict, write the results, print the accuracy; returns the exit status."""
+    import ray
+
+    from workloads.dt_pytorch.data import DatasetError, load_dataset
+    from workloads.dt_pytorch.model import ModelNotFoundError, read_meta
+
+    try:
+        meta = read_meta(settings.model_path)
+        if meta.dataset != settings.dataset:
+            print(
+                f"error: the model at {settings.model_path} was trained on {meta.dataset!r}, "
+                f"DATASET is {settings.dataset!r}",
+                file=sys.stderr,
+            )
+            return 1
+        split = load_dataset(settings.dataset, seed=settings.seed, data_dir=settings.data_dir)
+    except (ModelNotFoundError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    ray.init()
+    print(f"model epoch {meta.epoch} from {settings.model_path}; {len(split.y_test)} rows", flush=True)
+    rows: list[dict[str, Any]] = [
+        {"id": index, "features": features.tolist(), "label": int(label)}
+        for index, (features, label) in enumerate(zip(split.x_test, split.y_test, strict=True))
+    ]
+    predictions = ray.data.from_items(rows).map_batches(
+        Predictor,
+        fn_constructor_kwargs={"model_path": str(settings.model_path)},
+        batch_size=settings.batch_size,
+        concurrency=2,
+        num_cpus=0.5,
+    )
+    shutil.rmtree(settings.result_dir, ignore_errors=True)
+    predictions.write_parquet(str(settings.result_dir))
+
+    written = ray.data.read_parquet(str(settings.result_dir))
+    total = written.count()
+    correct_column = written.map_batches(
+        lambda batch: {"correct": (batch["prediction"] == batch["label"]).astype(np.int64)}
+    )
+    correct: int = int(correct_column.sum("correct") or 0)  # type: ignore[arg-type]
+    accuracy = correct / total if total else 0.0
+    summary = {"rows": total, "correct": correct, "accuracy": accuracy, "model_epoch": meta.epoch}
+    (settings.output_path / f"{RESULT_DIR_NAME}-{SUMMARY_FILE}").write_text(json.dumps(summary, indent=2))
+    print(f"batch-inference accuracy {accuracy:.4f} ({correct}/{total}); written to {settings.result_dir}")
+    if total != len(split.y_test):
+        print(f"error: wrote {total} predictions for {len(split.y_test)} rows", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``python -m workloads.batch_inference.predict``."""
+    try:
+        settings = BatchSettings.from_env()
+    except SettingsError as error:
+        exit_on_settings_error(error)
+    return run(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

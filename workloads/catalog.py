@@ -1,0 +1,286 @@
+"""The workload catalog: one table that the job CLI and the KubeRay builders share.
+
+Import-light on purpose (standard library only): the Pulumi program imports this module to build
+RayJobs, RayServices and the ConfigMaps that carry the workload code, so it must not pull in Ray,
+torch or scikit-learn.
+
+The environment-variable contract (:data:`ENV_CONTRACT`) is the *only* way a workload is
+parameterised. A workload reads nothing else from its environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+CODE_ROOT = "/opt/ray-on-eks"
+"""Directory put on ``PYTHONPATH`` in every Ray container of the cluster."""
+
+WORKLOADS_MOUNT_PATH = "/opt/ray-on-eks/workloads"
+"""Where the workload ConfigMap files are mounted (same layout as the repo's ``workloads/``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvVar:
+    """One variable of the workload environment contract."""
+
+    name: str
+    description: str
+    default: str | None
+    """Value used when the variable is unset; ``None`` means "required" or "derived"."""
+
+
+ENV_CONTRACT: tuple[EnvVar, ...] = (
+    EnvVar(
+        name="STORAGE_PATH",
+        description=(
+            "Root of the shared storage every Ray pod mounts (FSx for Lustre at /fsx or the S3 "
+            "mount at /s3 on the cluster; <repo>/.ray-on-eks/storage for local runs). Required by "
+            "workloads with needs_storage."
+        ),
+        default=None,
+    ),
+    EnvVar(
+        name="NUM_WORKERS",
+        description="Number of Ray Train workers (distributed data-parallel processes), integer >= 1.",
+        default="2",
+    ),
+    EnvVar(
+        name="CPUS_PER_WORKER",
+        description="CPUs reserved by each Ray Train worker, number > 0.",
+        default="1",
+    ),
+    EnvVar(
+        name="USE_GPU",
+        description="Give each Ray Train worker one GPU (true/false).",
+        default="false",
+    ),
+    EnvVar(
+        name="EPOCHS",
+        description="Number of training epochs, integer >= 1.",
+        default="10",
+    ),
+    EnvVar(
+        name="BATCH_SIZE",
+        description="Per-worker training batch size (also the batch-inference batch size), integer >= 1.",
+        default="32",
+    ),
+    EnvVar(
+        name="LEARNING_RATE",
+        description="Adam learning rate, number > 0.",
+        default="0.003",
+    ),
+    EnvVar(
+        name="DATASET",
+        description=(
+            "Training data set: 'digits' (scikit-learn's bundled 8x8 digits, offline) or "
+            "'fashion-mnist' (IDX files from DATA_DIR, downloaded there if missing)."
+        ),
+        default="digits",
+    ),
+    EnvVar(
+        name="DATA_DIR",
+        description=(
+            "Directory with the fashion-mnist IDX .gz files. Derived: STORAGE_PATH/datasets/fashion-mnist."
+        ),
+        default=None,
+    ),
+    EnvVar(
+        name="SEED",
+        description="Seed for the train/held-out split, shuffling and model initialisation.",
+        default="0",
+    ),
+    EnvVar(
+        name="RUN_NAME",
+        description="Ray Train run name; checkpoints go to CHECKPOINT_DIR/RUN_NAME.",
+        default="dt-pytorch",
+    ),
+    EnvVar(
+        name="CHECKPOINT_DIR",
+        description=(
+            "Ray Train storage path (run directories with per-epoch checkpoints). "
+            "Derived: STORAGE_PATH/checkpoints."
+        ),
+        default=None,
+    ),
+    EnvVar(
+        name="MAX_FAILURES",
+        description=(
+            "Worker-group restarts Ray Train allows before failing the run (FailureConfig), integer >= 0."
+        ),
+        default="3",
+    ),
+    EnvVar(
+        name="MODEL_PATH",
+        description=(
+            "Directory of the exported model (model.pt + model.json) that training writes and serve / "
+            "batch-inference load. Derived: STORAGE_PATH/models/latest."
+        ),
+        default=None,
+    ),
+    EnvVar(
+        name="OUTPUT_PATH",
+        description="Directory batch-inference writes its predictions to. Derived: STORAGE_PATH/predictions.",
+        default=None,
+    ),
+)
+
+_CONTRACT_BY_NAME: Mapping[str, EnvVar] = MappingProxyType({var.name: var for var in ENV_CONTRACT})
+
+
+def contract_default(name: str) -> str | None:
+    """The contract default of ``name``; raises ``KeyError`` for a name outside the contract."""
+    return _CONTRACT_BY_NAME[name].default
+
+
+def _defaults(*names: str) -> Mapping[str, str]:
+    """Frozen mapping of the contract defaults of ``names`` (each must have a default)."""
+    values: dict[str, str] = {}
+    for name in names:
+        default = _CONTRACT_BY_NAME[name].default
+        if default is None:
+            raise ValueError(f"{name} has no contract default")
+        values[name] = default
+    return MappingProxyType(values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """A Ray program the cluster can run, and what it needs to run there."""
+
+    name: str
+    kind: Literal["job", "service"]
+    module: str
+    files: tuple[str, ...]
+    """Repo-relative paths of every ``workloads/`` file the module imports at run time."""
+    env_defaults: Mapping[str, str]
+    pip: tuple[str, ...]
+    """Pinned packages the stock rayproject/ray image lacks (for the cluster runtime_env)."""
+    needs_storage: bool
+    description: str
+
+    def entrypoint(self) -> str:
+        """The command that starts the workload (RayJob entrypoint, local job entrypoint)."""
+        return f"python -m {self.module}"
+
+
+_PACKAGE_FILES = ("workloads/__init__.py", "workloads/catalog.py", "workloads/settings.py")
+_MODEL_FILES = (
+    "workloads/dt_pytorch/__init__.py",
+    "workloads/dt_pytorch/data.py",
+    "workloads/dt_pytorch/model.py",
+)
+_TORCH_PIP = ("torch==2.13.0", "scikit-learn==1.9.1")
+
+WORKLOADS: Mapping[str, Workload] = MappingProxyType(
+    {
+        workload.name: workload
+        for workload in (
+            Workload(
+                name="quickstart",
+                kind="job",
+                module="workloads.quickstart.main",
+                files=(*_PACKAGE_FILES, "workloads/quickstart/__init__.py", "workloads/quickstart/main.py"),
+                env_defaults=MappingProxyType({}),
+                pip=(),
+                needs_storage=False,
+                description=(
+                    "Prints the cluster resources, runs a few remote tasks and an actor, checks results."
+                ),
+            ),
+            Workload(
+                name="dt-pytorch",
+                kind="job",
+                module="workloads.dt_pytorch.train",
+                files=(*_PACKAGE_FILES, *_MODEL_FILES, "workloads/dt_pytorch/train.py"),
+                env_defaults=_defaults(
+                    "NUM_WORKERS",
+                    "CPUS_PER_WORKER",
+                    "USE_GPU",
+                    "EPOCHS",
+                    "BATCH_SIZE",
+                    "LEARNING_RATE",
+                    "DATASET",
+                    "SEED",
+                    "RUN_NAME",
+                    "MAX_FAILURES",
+                ),
+                pip=_TORCH_PIP,
+                needs_storage=True,
+                description=(
+                    "Ray Train TorchTrainer (DDP) MLP classifier; per-epoch checkpoints under "
+                    "CHECKPOINT_DIR, resumes from the newest one, exports the model to MODEL_PATH."
+                ),
+            ),
+            Workload(
+                name="serve",
+                kind="service",
+                module="workloads.serve.app",
+                files=(
+                    *_PACKAGE_FILES,
+                    *_MODEL_FILES,
+                    "workloads/serve/__init__.py",
+                    "workloads/serve/app.py",
+                    "workloads/serve/config.py",
+                ),
+                env_defaults=MappingProxyType({}),
+                pip=_TORCH_PIP,
+                needs_storage=True,
+                description=(
+                    "Ray Serve HTTP app: POST /predict with the newest trained model from MODEL_PATH, "
+                    "GET /healthz."
+                ),
+            ),
+            Workload(
+                name="batch-inference",
+                kind="job",
+                module="workloads.batch_inference.predict",
+                files=(
+                    *_PACKAGE_FILES,
+                    *_MODEL_FILES,
+                    "workloads/batch_inference/__init__.py",
+                    "workloads/batch_inference/predict.py",
+                ),
+                env_defaults=_defaults("BATCH_SIZE", "DATASET", "SEED"),
+                pip=_TORCH_PIP,
+                needs_storage=True,
+                description=(
+                    "Ray Data batch inference with the trained model over the held-out set; writes "
+                    "parquet predictions to OUTPUT_PATH and prints the accuracy."
+                ),
+            ),
+        )
+    }
+)
+
+
+class UnknownWorkloadError(ValueError):
+    """Raised for a workload name that is not in :data:`WORKLOADS`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown workload {name!r}; known workloads: {', '.join(sorted(WORKLOADS))}")
+
+
+def get_workload(name: str) -> Workload:
+    """The catalog entry called ``name``; raises :class:`UnknownWorkloadError` otherwise."""
+    try:
+        return WORKLOADS[name]
+    except KeyError:
+        raise UnknownWorkloadError(name) from None
+
+
+def workload_env(workload: Workload, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of one run: the workload's ``env_defaults`` updated with ``overrides``.
+
+    Raises ``ValueError`` naming any override outside :data:`ENV_CONTRACT`.
+    """
+    env = dict(workload.env_defaults)
+    for name, value in (overrides or {}).items():
+        if name not in _CONTRACT_BY_NAME:
+            valid = ", ".join(var.name for var in ENV_CONTRACT)
+            raise ValueError(f"{name!r} is not in the workload env contract; valid names: {valid}")
+        env[name] = value
+    return env

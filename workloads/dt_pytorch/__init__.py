@@ -1,0 +1,1 @@
+"""dt-pytorch: distributed data-parallel training with Ray Train's TorchTrainer."""

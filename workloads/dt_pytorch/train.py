@@ -1,0 +1,269 @@
+"""dt-pytorch: train an MLP classifier with Ray Train's TorchTrainer (DDP across NUM_WORKERS).
+
+Reads only the env contract: NUM_WORKERS, CPUS_PER_WORKER, USE_GPU, EPOCHS, BATCH_SIZE,
+LEARNING_RATE, DATASET, DATA_DIR, SEED, RUN_NAME, STORAGE_PATH, CHECKPOINT_DIR, MAX_FAILURES,
+MODEL_PATH.
+
+* Every epoch, rank 0 writes a checkpoint ``CHECKPOINT_DIR/RUN_NAME/epoch_NNNN`` (model, optimizer,
+  held-out accuracy) through ``ray.train.report``.
+* A failed worker makes Ray Train restart the worker group (``FailureConfig(max_failures)``) from
+  the latest reported checkpoint; a fresh job with the same RUN_NAME resumes from the newest
+  checkpoint in the run directory. Both log ``resumed from checkpoint epoch N``.
+* At the end the newest checkpoint's model is exported to MODEL_PATH for serve / batch-inference.
+
+Run: ``python -m workloads.dt_pytorch.train`` (inside a Ray job; connects to the running cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
+
+HIDDEN_DIM = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """dt-pytorch parameters, parsed from the env contract."""
+
+    num_workers: int
+    cpus_per_worker: float
+    use_gpu: bool
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    dataset: str
+    data_dir: Path
+    seed: int
+    run_name: str
+    checkpoint_dir: Path
+    max_failures: int
+    model_path: Path
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory of this run's checkpoints."""
+        return self.checkpoint_dir / self.run_name
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainSettings:
+        """Parse and validate; raises :class:`SettingsError` naming the bad variable."""
+        from workloads.dt_pytorch.data import DATASETS
+
+        env = EnvReader(environ)
+        run_name = env.string("RUN_NAME")
+        if "/" in run_name or run_name in {".", ".."}:
+            raise SettingsError(f"RUN_NAME must be a plain directory name, got {run_name!r}")
+        dataset = env.choice("DATASET", DATASETS)
+        return cls(
+            num_workers=env.integer("NUM_WORKERS", minimum=1),
+            cpus_per_worker=env.positive_float("CPUS_PER_WORKER"),
+            use_gpu=env.boolean("USE_GPU"),
+            epochs=env.integer("EPOCHS", minimum=1),
+            batch_size=env.integer("BATCH_SIZE", minimum=1),
+            learning_rate=env.positive_float("LEARNING_RATE"),
+            dataset=dataset,
+            data_dir=env.path("DATA_DIR", derived=env.storage_subdir("datasets", dataset)),
+            seed=env.integer("SEED", minimum=0),
+            run_name=run_name,
+            checkpoint_dir=env.path("CHECKPOINT_DIR", derived=env.storage_subdir("checkpoints")),
+            max_failures=env.integer("MAX_FAILURES", minimum=0),
+            model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+        )
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """One DDP worker: train on its shard, evaluate on the held-out set, checkpoint each epoch."""
+    import numpy as np
+    import ray.train
+    import ray.train.torch
+    import torch
+    from torch import nn
+
+    from workloads.dt_pytorch.data import load_dataset
+    from workloads.dt_pytorch.model import (
+        OPTIMIZER_FILE,
+        ModelMeta,
+        build_model,
+        checkpoint_dir_name,
+        read_meta,
+        write_model_dir,
+    )
+
+    settings: TrainSettings = config["settings"]
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    # Visible to the fault-injection test and to operators: which process is which rank.
+    print(f"worker rank {rank}/{world_size} pid {os.getpid()}", flush=True)
+
+    split = load_dataset(settings.dataset, seed=settings.seed, data_dir=settings.data_dir)
+    scale = split.feature_scale
+    # Equal-sized shards: DDP needs every rank to run the same number of steps.
+    per_rank = len(split.x_train) // world_size
+    order = np.random.default_rng(settings.seed).permutation(len(split.x_train))
+    shard = order[rank * per_rank : (rank + 1) * per_rank]
+    x_train = torch.as_tensor(split.x_train[shard] / scale, dtype=torch.float32)
+    y_train = torch.as_tensor(split.y_train[shard])
+    x_test = torch.as_tensor(split.x_test / scale, dtype=torch.float32).to(device)
+    y_test = torch.as_tensor(split.y_test).to(device)
+
+    torch.manual_seed(settings.seed)
+    model = build_model(input_dim=split.num_features, hidden_dim=HIDDEN_DIM, num_classes=split.num_classes)
+    optimizer_state: dict[str, Any] | None = None
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start_epoch = read_meta(Path(directory)).epoch
+            model.load_state_dict(torch.load(Path(directory) / "model.pt", weights_only=True))
+            optimizer_state = torch.load(Path(directory) / OPTIMIZER_FILE, weights_only=True)
+        if rank == 0:
+            print(f"resumed from checkpoint epoch {start_epoch}", flush=True)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    loss_fn = nn.CrossEntropyLoss()
+    unwrapped: nn.Module = getattr(model, "module", model)
+
+    def held_out_accuracy() -> float:
+        model.eval()
+        with torch.no_grad():
+            predictions = model(x_test).argmax(dim=1)
+        model.train()
+        return float((predictions == y_test).float().mean().item())
+
+    if start_epoch >= settings.epochs:
+        accuracy = held_out_accuracy()
+        if rank == 0:
+            print(f"already trained to epoch {start_epoch}; held-out accuracy {accuracy:.4f}", flush=True)
+        ray.train.report({"epoch": start_epoch, "held_out_accuracy": accuracy, "loss": float("nan")})
+        return
+
+    for epoch in range(start_epoch + 1, settings.epochs + 1):
+        generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch * 31 + rank)
+        permutation = torch.randperm(len(x_train), generator=generator)
+        model.train()
+        total_loss, batches = 0.0, 0
+        for start in range(0, len(permutation), settings.batch_size):
+            index = permutation[start : start + settings.batch_size]
+            inputs, labels = x_train[index].to(device), y_train[index].to(device)
+            optimizer.zero_grad()
+            loss = loss_fn(model(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.item())
+            batches += 1
+        accuracy = held_out_accuracy()
+        metrics = {"epoch": epoch, "loss": total_loss / max(batches, 1), "held_out_accuracy": accuracy}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as directory:
+                write_model_dir(
+                    Path(directory),
+                    state_dict={k: v.detach().cpu() for k, v in unwrapped.state_dict().items()},
+                    optimizer_state=optimizer.state_dict(),
+                    meta=ModelMeta(
+                        input_dim=split.num_features,
+                        hidden_dim=HIDDEN_DIM,
+                        num_classes=split.num_classes,
+                        feature_scale=scale,
+                        dataset=settings.dataset,
+                        epoch=epoch,
+                        held_out_accuracy=accuracy,
+                    ),
+                )
+                ray.train.report(
+                    metrics,
+                    checkpoint=ray.train.Checkpoint.from_directory(directory),
+                    checkpoint_dir_name=checkpoint_dir_name(epoch),
+                )
+            print(
+                f"epoch {epoch}/{settings.epochs} loss={metrics['loss']:.4f} "
+                f"held_out_accuracy={accuracy:.4f}",
+                flush=True,
+            )
+        else:
+            ray.train.report(metrics)
+
+
+def run(settings: TrainSettings) -> int:
+    """Drive the TorchTrainer; returns the process exit status."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from workloads.dt_pytorch.data import DatasetError, ensure_fashion_mnist
+    from workloads.dt_pytorch.model import export_model, newest_checkpoint
+
+    ray.init()
+    print(f"cluster resources: {ray.cluster_resources()}", flush=True)
+    print(
+        f"training {settings.dataset} for {settings.epochs} epochs on {settings.num_workers} workers; "
+        f"checkpoints in {settings.run_dir}",
+        flush=True,
+    )
+    if settings.dataset == "fashion-mnist":
+        try:
+            ensure_fashion_mnist(settings.data_dir)
+        except DatasetError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return 1
+
+    resume_from = None
+    found = newest_checkpoint(settings.run_dir)
+    if found is not None:
+        epoch, path = found
+        print(f"found checkpoint epoch {epoch} at {path}; training resumes from it", flush=True)
+        resume_from = ray.train.Checkpoint.from_directory(str(path))
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"settings": settings},
+        scaling_config=ScalingConfig(
+            num_workers=settings.num_workers,
+            use_gpu=settings.use_gpu,
+            resources_per_worker={"CPU": settings.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=settings.run_name,
+            storage_path=str(settings.checkpoint_dir),
+            failure_config=FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+        ),
+        resume_from_checkpoint=resume_from,
+    )
+    try:
+        trainer.fit()
+    except Exception as error:  # Ray Train wraps worker failures; report them in one line.
+        print(f"error: training failed: {error}", file=sys.stderr, flush=True)
+        return 1
+
+    found = newest_checkpoint(settings.run_dir)
+    if found is None:
+        print(f"error: training finished without a checkpoint in {settings.run_dir}", file=sys.stderr)
+        return 1
+    meta = export_model(found[1], settings.model_path)
+    print(f"final held-out accuracy {meta.held_out_accuracy:.4f} at epoch {meta.epoch}", flush=True)
+    print(f"model exported to {settings.model_path}", flush=True)
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``python -m workloads.dt_pytorch.train``."""
+    try:
+        settings = TrainSettings.from_env()
+    except SettingsError as error:
+        exit_on_settings_error(error)
+    return run(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

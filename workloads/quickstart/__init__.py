@@ -1,0 +1,1 @@
+"""quickstart: the smallest end-to-end check that a Ray cluster schedules work."""

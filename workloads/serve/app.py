@@ -1,0 +1,180 @@
+"""serve: Ray Serve application answering digit predictions with the newest dt-pytorch model.
+
+Endpoints (relative to the route prefix):
+
+* ``POST /predict`` with ``{"instances": [[64 numbers], ...]}`` -> ``{"predictions": [...], "model": {...}}``.
+  Malformed input gets a 4xx JSON ``{"error": "..."}``, never a 500.
+* ``GET /healthz`` -> 200 when a model is loaded, 503 (with the reason) otherwise.
+
+Reads MODEL_PATH (default STORAGE_PATH/models/latest) and reloads the model when training exports
+a newer one. Deployed from :func:`workloads.serve.config.build_serve_config` (import path
+``workloads.serve.app:app``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from workloads.serve.config import DEPLOYMENT_NAME, HEALTH_PATH, PREDICT_PATH
+from workloads.settings import EnvReader
+
+MAX_INSTANCES = 1024
+
+
+class BadRequestError(ValueError):
+    """A client error, answered with ``status`` and the message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings:
+    """serve parameters, parsed from the env contract."""
+
+    model_path: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:
+        """Parse; raises ``SettingsError`` when neither MODEL_PATH nor STORAGE_PATH is usable."""
+        env = EnvReader(environ)
+        return cls(model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")))
+
+
+def parse_instances(payload: Any, *, input_dim: int) -> list[list[float]]:
+    """Validate a decoded ``/predict`` body; raises :class:`BadRequestError` with the reason."""
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadRequestError('body must be a JSON object with an "instances" list')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequestError('"instances" must be a non-empty list of rows')
+    if len(instances) > MAX_INSTANCES:
+        raise BadRequestError(
+            f"at most {MAX_INSTANCES} instances per request, got {len(instances)}", status=413
+        )
+    rows: list[list[float]] = []
+    for index, row in enumerate(instances):
+        if not isinstance(row, list) or len(row) != input_dim:
+            size = len(row) if isinstance(row, list) else type(row).__name__
+            raise BadRequestError(f"instances[{index}] must be a list of {input_dim} numbers, got {size}")
+        for value in row:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise BadRequestError(
+                    f"instances[{index}] contains a non-numeric or non-finite value: {value!r}"
+                )
+        rows.append([float(value) for value in row])
+    return rows
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+class Classifier:
+    """Loads the model from MODEL_PATH and answers HTTP requests."""
+
+    def __init__(self) -> None:
+        self._model_path = ServeSettings.from_env().model_path
+        self._lock = threading.Lock()
+        self._loaded: tuple[int, Any, Any] | None = None  # (mtime_ns of model.json, model, meta)
+        self._load_error: str | None = None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """(Re)load the model when ``model.json`` changed since the last load."""
+        from workloads.dt_pytorch.model import META_FILE, ModelNotFoundError, load_model
+
+        try:
+            stamp = (self._model_path / META_FILE).stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        with self._lock:
+            if self._loaded is not None and self._loaded[0] == stamp:
+                return
+            try:
+                model, meta = load_model(self._model_path)
+            except (ModelNotFoundError, OSError, ValueError, RuntimeError) as error:
+                if self._loaded is None:
+                    self._load_error = str(error)
+                return
+            self._loaded = (stamp, model, meta)
+            self._load_error = None
+            print(f"loaded model epoch {meta.epoch} from {self._model_path}", flush=True)
+
+    def _model_info(self, meta: Any) -> dict[str, Any]:
+        return {
+            "path": str(self._model_path),
+            "epoch": meta.epoch,
+            "dataset": meta.dataset,
+            "held_out_accuracy": meta.held_out_accuracy,
+        }
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        """Route ``/predict`` and ``/healthz``; every answer is JSON."""
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        path = request.url.path
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        path = "/" + path.strip("/")
+        if path == HEALTH_PATH:
+            if request.method != "GET":
+                return JSONResponse({"error": f"{HEALTH_PATH} accepts GET"}, status_code=405)
+            self._refresh()
+            if self._loaded is None:
+                return JSONResponse({"status": "unavailable", "error": self._load_error}, status_code=503)
+            return JSONResponse({"status": "ok", "model": self._model_info(self._loaded[2])})
+        if path == PREDICT_PATH:
+            if request.method != "POST":
+                return JSONResponse({"error": f"{PREDICT_PATH} accepts POST"}, status_code=405)
+            return await self._predict(request)
+        return JSONResponse(
+            {"error": f"no route {path}; use POST {PREDICT_PATH} or GET {HEALTH_PATH}"}, status_code=404
+        )
+
+    async def _predict(self, request: Request) -> JSONResponse:
+        import numpy as np
+
+        from workloads.dt_pytorch.model import predict
+
+        self._refresh()
+        if self._loaded is None:
+            return JSONResponse({"error": f"model not available: {self._load_error}"}, status_code=503)
+        _, model, meta = self._loaded
+        body = await request.body()
+        try:
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as error:
+                raise BadRequestError(f"body is not valid JSON: {error}") from None
+            rows = parse_instances(payload, input_dim=meta.input_dim)
+        except BadRequestError as error:
+            return JSONResponse({"error": str(error)}, status_code=error.status)
+        predictions = predict(model, meta, np.asarray(rows, dtype=np.float32))
+        return JSONResponse({"predictions": predictions.tolist(), "model": self._model_info(meta)})
+
+
+app = Classifier.bind()  # type: ignore[attr-defined]
+
+
+def main() -> int:
+    """``python -m workloads.serve.app``: deploy the app on the connected cluster and return.
+
+    The RayService path uses the config document instead; this is for ad-hoc runs inside a job.
+    """
+    from workloads.serve.config import APP_NAME
+
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    print(f"deployed Serve application {APP_NAME!r} at route prefix /", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

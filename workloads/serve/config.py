@@ -1,0 +1,74 @@
+"""The Ray Serve config document (``serveConfigV2``) of the serve workload (standard library only).
+
+The same document goes into a RayService's ``serveConfigV2`` on the cluster and is deployed by the
+local CLI through Serve's REST API (``PUT /api/serve/applications/``). The only local addition is a
+``working_dir`` (the staged catalog files uploaded to the local cluster), because a local head has
+no ConfigMap mounted at ``/opt/ray-on-eks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+APP_NAME = "classifier"
+IMPORT_PATH = "workloads.serve.app:app"
+DEPLOYMENT_NAME = "Classifier"
+PREDICT_PATH = "/predict"
+HEALTH_PATH = "/healthz"
+
+
+def build_serve_config(
+    *,
+    env: Mapping[str, str],
+    num_replicas: int = 1,
+    route_prefix: str = "/",
+    app_name: str = APP_NAME,
+    num_cpus_per_replica: float = 0.5,
+    working_dir: str | None = None,
+    pip: Sequence[str] = (),
+    http_host: str | None = None,
+    http_port: int | None = None,
+) -> dict[str, Any]:
+    """The Serve config document for the serve workload.
+
+    ``env`` becomes the application's ``runtime_env.env_vars`` (use ``workload_env``).
+    ``working_dir`` / ``pip`` are added to the runtime_env only when given; ``http_options`` only
+    when ``http_host`` or ``http_port`` is given.
+    """
+    if num_replicas < 1:
+        raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+    if not route_prefix.startswith("/"):
+        raise ValueError(f"route_prefix must start with '/', got {route_prefix!r}")
+    if not num_cpus_per_replica > 0:
+        raise ValueError(f"num_cpus_per_replica must be > 0, got {num_cpus_per_replica}")
+    runtime_env: dict[str, Any] = {"env_vars": {str(k): str(v) for k, v in env.items()}}
+    if working_dir is not None:
+        runtime_env["working_dir"] = working_dir
+    if pip:
+        runtime_env["pip"] = list(pip)
+    document: dict[str, Any] = {
+        "applications": [
+            {
+                "name": app_name,
+                "route_prefix": route_prefix,
+                "import_path": IMPORT_PATH,
+                "runtime_env": runtime_env,
+                "deployments": [
+                    {
+                        "name": DEPLOYMENT_NAME,
+                        "num_replicas": num_replicas,
+                        "ray_actor_options": {"num_cpus": num_cpus_per_replica},
+                    }
+                ],
+            }
+        ]
+    }
+    http_options: dict[str, Any] = {}
+    if http_host is not None:
+        http_options["host"] = http_host
+    if http_port is not None:
+        http_options["port"] = http_port
+    if http_options:
+        document["http_options"] = http_options
+    return document

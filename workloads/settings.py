@@ -1,0 +1,110 @@
+"""Typed, validated reading of the workload environment contract (standard library only).
+
+Workloads build their settings with :class:`EnvReader`, which only accepts names from
+:data:`workloads.catalog.ENV_CONTRACT`, applies the contract defaults and turns bad values into a
+:class:`SettingsError` whose message names the variable, the bad value and what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NoReturn
+
+from workloads.catalog import contract_default
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class SettingsError(ValueError):
+    """A contract variable is missing or has a value the workload cannot use."""
+
+
+class EnvReader:
+    """Reads contract variables from ``environ`` (default: ``os.environ``)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ: Mapping[str, str] = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        """The value of ``name`` (contract default when unset or empty); ``None`` if neither."""
+        try:
+            default = contract_default(name)
+        except KeyError:
+            raise SettingsError(f"{name} is not part of the workload env contract") from None
+        value = self._environ.get(name, "").strip()
+        return value if value else default
+
+    def string(self, name: str) -> str:
+        """A required string."""
+        value = self.raw(name)
+        if value is None:
+            raise SettingsError(f"{name} is required but not set")
+        return value
+
+    def integer(self, name: str, *, minimum: int) -> int:
+        """An integer >= ``minimum``."""
+        value = self.string(name)
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+        if number < minimum:
+            raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        return number
+
+    def positive_float(self, name: str) -> float:
+        """A finite number > 0."""
+        value = self.string(name)
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number > 0, got {value!r}") from None
+        if not number > 0 or number == float("inf"):
+            raise SettingsError(f"{name} must be a number > 0, got {value!r}")
+        return number
+
+    def boolean(self, name: str) -> bool:
+        """``true``/``false`` (also 1/0, yes/no, on/off), case-insensitive."""
+        value = self.string(name)
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """One of ``choices``."""
+        value = self.string(name)
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def path(self, name: str, *, derived: Callable[[], Path] | None = None) -> Path:
+        """An absolute path; when unset, ``derived()`` (e.g. a directory under STORAGE_PATH)."""
+        value = self.raw(name)
+        if value is None:
+            if derived is None:
+                raise SettingsError(f"{name} is required but not set")
+            return derived()
+        path = Path(value)
+        if not path.is_absolute():
+            raise SettingsError(f"{name} must be an absolute path, got {value!r}")
+        return path
+
+    def storage_path(self) -> Path:
+        """``STORAGE_PATH`` (required by every workload with ``needs_storage``)."""
+        return self.path("STORAGE_PATH")
+
+    def storage_subdir(self, *parts: str) -> Callable[[], Path]:
+        """A ``derived`` callable for ``STORAGE_PATH/<parts>``."""
+        return lambda: self.storage_path().joinpath(*parts)
+
+
+def exit_on_settings_error(error: SettingsError) -> NoReturn:
+    """Print a one-line configuration error (no traceback) and exit with status 2."""
+    print(f"configuration error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
