@@ -1,0 +1,1 @@
+"""Pure builders: plain dicts in, plain dicts out (Kubernetes manifests, Helm values), no Pulumi."""
