@@ -599,7 +599,6 @@ class StackConfig(_Model):
             raise ValueError("\n".join(problems))
         return self
 
-
     def _ray_cluster_problems(self) -> list[str]:
         """Rules of the RayCluster / RayJob / RayService section that span several keys."""
         problems: list[str] = []

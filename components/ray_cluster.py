@@ -37,15 +37,13 @@ from components.builders.ray import (
     build_ray_cluster,
     build_ray_job,
     build_ray_service,
+    build_stuck_pod_cleanup_spec,
     build_workloads_config_map_data,
-    container_security_context,
     content_hash,
     head_service_name,
-    pod_security_context,
     port_forward_command,
     read_workload_files,
     run_env,
-    stuck_pod_cleanup_script,
     workload_files,
 )
 from components.config import (
@@ -56,13 +54,16 @@ from components.config import (
     RayServiceConfig,
     WorkerGroupConfig,
 )
-from components.versions import KUBECTL_IMAGE
 from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CLEANUP_SCHEDULE = "*/5 * * * *"
-CLEANUP_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
+
+
+def _untyped(value: Any) -> Any:
+    """Builder dicts go to the SDK untyped: mypy cannot check (and runs out of memory inferring)
+    deeply nested literals against the SDK's TypedDict unions; the CRD/schema tests check them."""
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +76,8 @@ class SharedVolume:
 
     name: str  # "fsx" | "s3": the PVC is f"{name}-claim"
     mount_path: str  # contract.FSX_MOUNT_PATH / S3_MOUNT_PATH
-    claim_spec: pulumi.Input[Mapping[str, Any]]  # PersistentVolumeClaim .spec built by the storage component
+    # PersistentVolumeClaim .spec built by the storage component.
+    claim_spec: pulumi.Input[Mapping[str, Any]]
     read_only: bool = False
 
 
@@ -105,10 +107,15 @@ class RayClusterStackArgs:
     kuberay: pulumi.Resource | None = None
     # Keep the namespace and claims on `pulumi destroy` (the data behind the claims survives).
     retain_data: bool = True
-    volumes: Sequence[SharedVolume] = ()  # RayClusterStack creates the PVCs in its namespace and mounts them in head + workers
-    storage_path: str | None = None  # STORAGE_PATH for workloads (e.g. "/fsx/ray-results" or "s3://bucket/ray-results"); None -> local path, single-node only
-    head_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)  # e.g. RAY_GRAFANA_HOST, RAY_PROMETHEUS_HOST from Monitoring
-    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)  # IRSA role-arn annotation
+    # RayClusterStack creates the PVCs in its namespace and mounts them in head + workers.
+    volumes: Sequence[SharedVolume] = ()
+    # STORAGE_PATH for workloads (e.g. "/fsx/ray-results" or "s3://bucket/ray-results");
+    # None -> local path, single-node only.
+    storage_path: str | None = None
+    # Head container only, e.g. RAY_GRAFANA_HOST, RAY_PROMETHEUS_HOST from Monitoring.
+    head_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # On the ray-workloads service account, e.g. the IRSA role-arn annotation.
+    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class RayClusterStack(pulumi.ComponentResource):
@@ -223,7 +230,7 @@ class RayClusterStack(pulumi.ComponentResource):
             k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume.name}-claim",
                 metadata={"name": claim_name(volume.name), "namespace": ns},
-                spec=volume.claim_spec,
+                spec=_untyped(volume.claim_spec),
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[namespace], retain_on_delete=args.retain_data
                 ),
@@ -283,7 +290,7 @@ class RayClusterStack(pulumi.ComponentResource):
             self._stuck_pod_cleanup(name, ns, in_ns)
 
         self.namespace: pulumi.Output[str] = namespace.metadata["name"]
-        self.ray_cluster_name: pulumi.Output[str] = self.ray_cluster.metadata["name"]
+        self.ray_cluster_name: pulumi.Output[str] = _untyped(self.ray_cluster).metadata["name"]
         self.head_service_name: pulumi.Output[str] = self.ray_cluster_name.apply(head_service_name)
         self.dashboard_port_forward_command: pulumi.Output[str] = pulumi.Output.all(
             self.namespace, self.ray_cluster_name
@@ -313,63 +320,25 @@ class RayClusterStack(pulumi.ComponentResource):
         role = k8s.rbac.v1.Role(
             f"{name}-cleanup-role",
             metadata={"name": sa_name, "namespace": namespace},
-            rules=[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]}],
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=["pods"], verbs=["get", "list", "delete"]
+                )
+            ],
             opts=opts,
         )
         binding = k8s.rbac.v1.RoleBinding(
             f"{name}-cleanup-role-binding",
             metadata={"name": sa_name, "namespace": namespace},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa_name},
-            subjects=[{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}],
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=sa_name
+            ),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=sa_name, namespace=namespace)],
             opts=opts,
         )
-        security = {**container_security_context(), "readOnlyRootFilesystem": True}
         k8s.batch.v1.CronJob(
             f"{name}-stuck-pod-cleanup",
             metadata={"name": sa_name, "namespace": namespace},
-            spec={
-                "schedule": CLEANUP_SCHEDULE,
-                "concurrencyPolicy": "Forbid",
-                "successfulJobsHistoryLimit": 1,
-                "failedJobsHistoryLimit": 3,
-                "jobTemplate": {
-                    "spec": {
-                        "backoffLimit": 0,
-                        "ttlSecondsAfterFinished": 3600,
-                        "template": {
-                            "spec": {
-                                "serviceAccountName": sa_name,
-                                "restartPolicy": "Never",
-                                "securityContext": {
-                                    **pod_security_context(),
-                                    "runAsUser": 65534,
-                                    "runAsGroup": 65534,
-                                    "fsGroup": 65534,
-                                },
-                                "containers": [
-                                    {
-                                        "name": "cleanup",
-                                        "image": KUBECTL_IMAGE,
-                                        "command": ["/bin/sh", "-c", stuck_pod_cleanup_script(namespace)],
-                                        # kubectl writes its discovery cache under $HOME.
-                                        "env": [{"name": "HOME", "value": "/tmp"}],
-                                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                                        "resources": {
-                                            "requests": dict(CLEANUP_RESOURCES),
-                                            "limits": dict(CLEANUP_RESOURCES),
-                                        },
-                                        "securityContext": {
-                                            **security,
-                                            "runAsUser": 65534,
-                                            "runAsGroup": 65534,
-                                        },
-                                    }
-                                ],
-                                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                            }
-                        },
-                    }
-                },
-            },
+            spec=_untyped(build_stuck_pod_cleanup_spec(namespace=namespace, service_account=sa_name)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role, binding]),
         )

@@ -13,7 +13,7 @@ validate every document against the real KubeRay v1.7.0 CRDs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from components.config import (
     RayServiceConfig,
     WorkerGroupConfig,
 )
-from components.versions import RAY_VERSION, ray_image
+from components.versions import KUBECTL_IMAGE, RAY_VERSION, ray_image
 from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, workload_env
 
 API_VERSION = "ray.io/v1"
@@ -47,6 +47,9 @@ AUTH_TOKEN_SECRET_KEY = "auth_token"
 # Autoscaler sidecar (in the head pod): KubeRay's documented sizing, requests = limits.
 AUTOSCALER_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
 SUBMITTER_RESOURCES = {"cpu": "500m", "memory": "1Gi"}
+CLEANUP_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
+CLEANUP_SCHEDULE = "*/5 * * * *"
+NOBODY = 65534
 # pulumi-kubernetes await annotations: `pulumi up` waits for KubeRay to report the cluster ready
 # before anything that depends on it (RayJobs) is created. Pulling a multi-GB GPU image and scaling
 # nodes takes longer than the 10 minute default.
@@ -99,7 +102,7 @@ class PodContext:
 
 
 def config_map_key(path: str) -> str:
-    """ConfigMap key of a repo-relative file (keys cannot contain '/'): ``a/b/c.py`` -> ``b--c.py``.
+    """ConfigMap key of a repo file (keys cannot contain '/'): ``workloads/serve/app.py`` -> ``serve--app.py``.
 
     The leading ``workloads/`` is dropped because the volume is mounted at WORKLOADS_MOUNT_PATH.
     """
@@ -573,9 +576,7 @@ def stuck_pod_cleanup_script(namespace: str) -> str:
     ``UnexpectedAdmissionError`` (device plugin not ready yet); KubeRay does not replace them.
     """
     selector = contract.RAY_NODE_TYPE_LABEL
-    jsonpath = (
-        '{range .items[?(@.status.reason=="UnexpectedAdmissionError")]}{.metadata.name}{"\\n"}{end}'
-    )
+    jsonpath = '{range .items[?(@.status.reason=="UnexpectedAdmissionError")]}{.metadata.name}{"\\n"}{end}'
     return (
         "set -eu\n"
         f"kubectl get pods -n {namespace} -l {selector} -o jsonpath='{jsonpath}' "
@@ -583,5 +584,52 @@ def stuck_pod_cleanup_script(namespace: str) -> str:
     )
 
 
-def unique(items: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+def build_stuck_pod_cleanup_spec(*, namespace: str, service_account: str) -> dict[str, Any]:
+    """CronJob ``spec`` running :func:`stuck_pod_cleanup_script` every 5 minutes as ``nobody``."""
+    container_context = {
+        **container_security_context(),
+        "runAsUser": NOBODY,
+        "runAsGroup": NOBODY,
+        "readOnlyRootFilesystem": True,
+    }
+    return {
+        "schedule": CLEANUP_SCHEDULE,
+        "concurrencyPolicy": "Forbid",
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {
+            "spec": {
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 3600,
+                "template": {
+                    "metadata": {"labels": dict(PART_OF)},
+                    "spec": {
+                        "serviceAccountName": service_account,
+                        "restartPolicy": "Never",
+                        "securityContext": {
+                            **pod_security_context(),
+                            "runAsUser": NOBODY,
+                            "runAsGroup": NOBODY,
+                            "fsGroup": NOBODY,
+                        },
+                        "containers": [
+                            {
+                                "name": "cleanup",
+                                "image": KUBECTL_IMAGE,
+                                "command": ["/bin/sh", "-c", stuck_pod_cleanup_script(namespace)],
+                                # kubectl writes its discovery cache under $HOME; the root fs is read-only.
+                                "env": [{"name": "HOME", "value": "/tmp"}],
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                                "resources": {
+                                    "requests": dict(CLEANUP_RESOURCES),
+                                    "limits": dict(CLEANUP_RESOURCES),
+                                },
+                                "securityContext": container_context,
+                            }
+                        ],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    },
+                },
+            }
+        },
+    }

@@ -101,7 +101,10 @@ def test_operator_container_is_non_root_by_chart_default(chart_values: dict[str,
 
 
 def test_feature_gates_keep_every_default_and_apply_overrides() -> None:
-    gates = {g["name"]: g["enabled"] for g in build_feature_gates({"RayCronJob": True, "RayJobDeletionPolicy": False})}
+    gates = {
+        g["name"]: g["enabled"]
+        for g in build_feature_gates({"RayCronJob": True, "RayJobDeletionPolicy": False})
+    }
     assert set(gates) == set(KUBERAY_FEATURE_GATES)
     assert gates["RayCronJob"] is True
     assert gates["RayJobDeletionPolicy"] is False

@@ -201,13 +201,17 @@ def test_user_tolerations_and_node_selector_are_kept() -> None:
     group = CPU.model_validate(
         {
             **CPU.model_dump(by_alias=True),
-            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ray", "effect": "NoSchedule"}],
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "ray", "effect": "NoSchedule"}
+            ],
             "nodeSelector": {"team": "ml", INSTANCE_TYPE_LABEL: "overridden"},
         }
     )
     (spec,) = build_ray_cluster_spec(_shape(worker_groups=(group,)), PODS)["workerGroupSpecs"]
     pod = spec["template"]["spec"]
-    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ray", "effect": "NoSchedule"}]
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "ray", "effect": "NoSchedule"}
+    ]
     # The configured instance type wins over a conflicting user label.
     assert pod["nodeSelector"] == {"team": "ml", INSTANCE_TYPE_LABEL: "m6i.2xlarge"}
 
@@ -365,7 +369,9 @@ def _job(**fields: Any) -> RayJobConfig:
 def test_shared_job_targets_the_stack_cluster() -> None:
     job = _job(env={"EPOCHS": "3"}, activeDeadlineSeconds=600, backoffLimit=2)
     workload = get_workload("dt-pytorch")
-    doc = build_ray_job(job=job, workload=workload, namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS)
+    doc = build_ray_job(
+        job=job, workload=workload, namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS
+    )
     spec = doc["spec"]
     assert spec["entrypoint"] == workload.entrypoint()
     assert spec["clusterSelector"] == {contract.RAY_CLUSTER_LABEL: "ray"}
@@ -400,7 +406,12 @@ def test_ephemeral_job_gets_its_own_cluster_that_shuts_down() -> None:
 
 def test_job_submitter_is_non_root_and_sized() -> None:
     doc = build_ray_job(
-        job=_job(), workload=get_workload("quickstart"), namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS
+        job=_job(),
+        workload=get_workload("quickstart"),
+        namespace="ray",
+        cluster_name="ray",
+        shape=_shape(),
+        pods=PODS,
     )
     template = doc["spec"]["submitterPodTemplate"]
     _assert_non_root(template["spec"], template["spec"]["containers"])
@@ -450,7 +461,10 @@ def test_ray_service_serves_from_mounted_code_with_the_same_cluster_builder() ->
     assert "working_dir" not in app["runtime_env"]  # code comes from the ConfigMap, not a zip
     assert spec["upgradeStrategy"] == {"type": "NewCluster"}
     assert spec["rayClusterConfig"]["rayVersion"] == RAY_VERSION
-    head_ports = {p["name"] for p in spec["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]}
+    head_ports = {
+        p["name"]
+        for p in spec["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
+    }
     assert "serve" in head_ports
 
 
@@ -472,9 +486,14 @@ def _variants() -> dict[str, dict[str, Any]]:
     return {
         "plain": build_ray_cluster(name="ray", namespace="ray", shape=_shape(), pods=PODS),
         "autoscaler": build_ray_cluster(name="ray", namespace="ray", shape=autoscaled, pods=PODS),
-        "gcs-ft": build_ray_cluster(name="ray", namespace="ray", shape=_shape(gcs_fault_tolerance=_gcs_ft()), pods=PODS),
+        "gcs-ft": build_ray_cluster(
+            name="ray", namespace="ray", shape=_shape(gcs_fault_tolerance=_gcs_ft()), pods=PODS
+        ),
         "exposed-no-auth": build_ray_cluster(
-            name="ray", namespace="ray", shape=_shape(expose_dashboards=True, token_auth=False), pods=PodContext()
+            name="ray",
+            namespace="ray",
+            shape=_shape(expose_dashboards=True, token_auth=False),
+            pods=PodContext(),
         ),
         "hyperpod": build_ray_cluster(name="ray", namespace="ray", shape=hyperpod, pods=PODS),
         "ephemeral-job": build_ray_job(
@@ -486,7 +505,12 @@ def _variants() -> dict[str, dict[str, Any]]:
             pods=PODS,
         ),
         "shared-job": build_ray_job(
-            job=_job(), workload=get_workload("quickstart"), namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS
+            job=_job(),
+            workload=get_workload("quickstart"),
+            namespace="ray",
+            cluster_name="ray",
+            shape=_shape(),
+            pods=PODS,
         ),
         "service": _service_doc(),
         "service-autoscaled-gcs-ft": _service_doc(
@@ -514,7 +538,9 @@ def test_variant_validates_against_the_kuberay_crd(variant: str, shared_schemas:
         (lambda d: d.update(apiVersion="ray.io/v1alpha1"), "apiVersion"),
     ],
 )
-def test_schema_validation_rejects_a_broken_document(breakage: Any, expected: str, shared_schemas: Path) -> None:
+def test_schema_validation_rejects_a_broken_document(
+    breakage: Any, expected: str, shared_schemas: Path
+) -> None:
     doc = copy.deepcopy(_variants()["autoscaler"])
     breakage(doc)
     problems = validation_errors(doc, shared_schemas / "kuberay-v1.7.0")
