@@ -66,6 +66,10 @@ class KubeRayOperatorArgs:
     service_monitor: bool = False
     service_monitor_labels: Mapping[str, str] = field(default_factory=dict)
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    # Resources the Helm release must wait for, e.g. the Monitoring component when service_monitor is
+    # on: the chart's ServiceMonitor needs the monitoring.coreos.com CRDs kube-prometheus-stack installs.
+    # (A component's own depends_on does not reach its children, hence this explicit hook.)
+    release_depends_on: Sequence[pulumi.Resource] = ()
 
 
 class KubeRayOperator(pulumi.ComponentResource):
@@ -76,8 +80,7 @@ class KubeRayOperator(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ray-on-eks:k8s:KubeRayOperator", name, None, opts)
         cfg = args.config
-        # Validate before creating anything (the ServiceMonitor CRD comes from monitoring, which must
-        # then be installed; the builder raises on unknown feature gates).
+        # Build (and so validate: unknown feature gates raise) before creating anything.
         values = build_kuberay_values(
             cpu=cfg.cpu,
             memory=cfg.memory,
@@ -126,7 +129,9 @@ class KubeRayOperator(pulumi.ComponentResource):
             atomic=True,
             cleanup_on_fail=True,
             timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.crds, namespace]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*self.crds, namespace, *args.release_depends_on]
+            ),
         )
 
         self.namespace: pulumi.Output[str] = namespace.metadata["name"]

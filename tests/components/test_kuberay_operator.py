@@ -6,12 +6,22 @@ import json
 import re
 from pathlib import Path
 
+import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 
 from components.builders.kuberay import build_kuberay_values
-from components.config import parse_stack_config
-from components.kuberay_operator import CRD_KINDS, CRD_ROOT, crd_dir, load_crds
+from components.config import KubeRayConfig, parse_stack_config
+from components.kuberay_operator import (
+    CRD_KINDS,
+    CRD_ROOT,
+    KubeRayOperator,
+    KubeRayOperatorArgs,
+    crd_dir,
+    load_crds,
+)
 from components.versions import KUBERAY_CHART, KUBERAY_CHART_REPO, KUBERAY_VERSION
+from tests import pulumi_harness
 from tests.pulumi_harness import ProgramRun, run_program
 
 CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
@@ -118,3 +128,40 @@ def _raw(run: ProgramRun) -> dict[str, object]:
             text = value.strip()
             raw[key.split(":", 1)[1]] = json.loads(text) if text[:1] in "{[" else value
     return raw
+
+
+def test_crds_reach_the_engine_unchanged(stack_runs: dict[str, ProgramRun]) -> None:
+    # Keys such as openAPIV3Schema and x-kubernetes-* must not be renamed on the way to the provider.
+    run = stack_runs["dev"]
+    by_name = {doc["metadata"]["name"]: doc for doc in load_crds()}
+    for crd in run.of_type(CRD_TYPE):
+        doc = by_name[crd.inputs["metadata"]["name"]]
+        assert crd.inputs["spec"] == doc["spec"]
+
+
+def _operator_after_monitoring() -> None:
+    monitoring = pulumi.ComponentResource("test:index:Monitoring", "monitoring")
+    marker = k8s.core.v1.Namespace(
+        "monitoring-namespace",
+        metadata={"name": "monitoring"},
+        opts=pulumi.ResourceOptions(parent=monitoring),
+    )
+    KubeRayOperator(
+        "kuberay",
+        KubeRayOperatorArgs(
+            config=KubeRayConfig(),
+            watch_namespaces=["ray"],
+            service_monitor=True,
+            release_depends_on=[marker],
+        ),
+    )
+
+
+def test_release_waits_for_what_the_service_monitor_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pulumi_harness, "_run_main", _operator_after_monitoring)
+    run = run_program("dev")
+    assert run.error is None, run.error
+    marker = run.one("kubernetes:core/v1:Namespace", "monitoring-namespace")
+    release = run.one(RELEASE_TYPE)
+    assert marker.urn in release.dependencies
+    assert release.inputs["values"]["metrics"]["serviceMonitor"]["enabled"] is True
