@@ -13,7 +13,7 @@ from components import contract
 from components.builders.ray import config_map_key
 from components.config import HeadConfig, RayJobConfig, WorkerGroupConfig
 from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume, claim_name
-from components.versions import KUBECTL_IMAGE
+from components.versions import KUBECTL_IMAGE, RAY_VERSION
 from tests import pulumi_harness
 from tests.kuberay_schemas import validation_errors
 from tests.pulumi_harness import REPO, ProgramRun, run_program
@@ -378,3 +378,25 @@ def test_volumes_head_env_and_service_account_hooks(monkeypatch: pytest.MonkeyPa
     assert (
         yaml.safe_load(job.inputs["spec"]["runtimeEnvYAML"])["env_vars"]["STORAGE_PATH"] == "/fsx/ray-results"
     )
+
+
+def test_every_cluster_runs_the_pinned_ray_version(stack_run: ProgramRun) -> None:
+    specs = [_cluster(stack_run).inputs["spec"]]
+    for kind in ("RayJob", "RayService"):
+        for resource in stack_run.custom_resources(kind):
+            spec = resource.inputs["spec"]
+            specs += [s for s in (spec.get("rayClusterSpec"), spec.get("rayClusterConfig")) if s]
+    for spec in specs:
+        assert spec["rayVersion"] == RAY_VERSION
+        for pod in _cluster_pods(spec):
+            for container in pod["containers"]:
+                assert container["image"].split(":")[1].startswith(f"{RAY_VERSION}-"), container["image"]
+
+
+def test_no_jobs_or_services_means_no_code_volume() -> None:
+    run = run_program("dev", {"rayJobs": [], "rayServices": []})
+    assert run.error is None, run.error
+    assert run.of_type("kubernetes:core/v1:ConfigMap") == []
+    for pod in _cluster_pods(_cluster(run).inputs["spec"]):
+        assert all("configMap" not in v for v in pod.get("volumes", []))
+        assert {"name": "PYTHONPATH", "value": "/opt/ray-on-eks"} in pod["containers"][0]["env"]
