@@ -54,6 +54,7 @@ from components.config import (
     RayServiceConfig,
     WorkerGroupConfig,
 )
+from components.versions import RAY_IMAGE_REPOSITORY
 from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
@@ -98,7 +99,7 @@ class RayClusterStackArgs:
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
     gcs_fault_tolerance: GcsFaultToleranceConfig = field(default_factory=GcsFaultToleranceConfig)
     token_auth: bool = True
-    ray_image_repository: str = "rayproject/ray"
+    ray_image_repository: str = RAY_IMAGE_REPOSITORY
     expose_dashboards: bool = False
     ray_jobs: Sequence[RayJobConfig] = ()
     ray_services: Sequence[RayServiceConfig] = ()
@@ -199,6 +200,9 @@ class RayClusterStack(pulumi.ComponentResource):
         ]
 
         # ---- resources -----------------------------------------------------------------------
+        # With retainData the namespace and the claims outlive `pulumi destroy`: deleting the namespace
+        # would delete the claims and, under a Delete reclaim policy, the data behind them. A later
+        # `pulumi up` adopts them again (server-side apply upserts).
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",

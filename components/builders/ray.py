@@ -30,7 +30,7 @@ from components.config import (
     RayServiceConfig,
     WorkerGroupConfig,
 )
-from components.versions import KUBECTL_IMAGE, RAY_VERSION, ray_image
+from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION, ray_image
 from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, workload_env
 
 API_VERSION = "ray.io/v1"
@@ -80,7 +80,7 @@ class ClusterShape:
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
     gcs_fault_tolerance: GcsFaultToleranceConfig = field(default_factory=GcsFaultToleranceConfig)
     token_auth: bool = True
-    image_repository: str = "rayproject/ray"
+    image_repository: str = RAY_IMAGE_REPOSITORY
     expose_dashboards: bool = False
 
 
