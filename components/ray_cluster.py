@@ -21,8 +21,8 @@ and ``ray_auth_token_secret_name`` (``None`` without token auth; the Secret's ke
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import pulumi_kubernetes as k8s
 
 from components import contract
 from components.builders.ray import (
+    API_VERSION,
     ClaimMount,
     ClusterShape,
     PodContext,
@@ -82,6 +83,20 @@ class SharedVolume:
     read_only: bool = False
 
 
+@dataclass(frozen=True)
+class _Documents:
+    """The RayCluster, RayJob and RayService documents of one stack."""
+
+    cluster: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    services: list[dict[str, Any]]
+
+
+def _item(kind: str, index: int, key: str) -> Callable[[_Documents], Any]:
+    """Selector of ``key`` of the ``index``-th job or service document."""
+    return lambda docs: getattr(docs, kind)[index][key]
+
+
 def claim_name(volume_name: str) -> str:
     """Name of the PersistentVolumeClaim RayClusterStack creates for a :class:`SharedVolume`."""
     return f"{volume_name}-claim"
@@ -112,11 +127,12 @@ class RayClusterStackArgs:
     volumes: Sequence[SharedVolume] = ()
     # STORAGE_PATH for workloads (e.g. "/fsx/ray-results" or "s3://bucket/ray-results");
     # None -> local path, single-node only.
-    storage_path: str | None = None
+    storage_path: pulumi.Input[str | None] | None = None
     # Head container only, e.g. RAY_GRAFANA_HOST, RAY_PROMETHEUS_HOST from Monitoring.
     head_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # On the ray-workloads service account, e.g. the IRSA role-arn annotation.
-    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # (An Output of the whole mapping works too, e.g. S3Mountpoint.ray_service_account_annotations.)
+    service_account_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
 
 
 class RayClusterStack(pulumi.ComponentResource):
@@ -132,14 +148,6 @@ class RayClusterStack(pulumi.ComponentResource):
             raise ValueError(f"RayClusterStackArgs.volumes: volume names must be unique, got {names}")
         jobs = [(job, get_workload(job.workload)) for job in args.ray_jobs]
         services = [(svc, get_workload(svc.workload)) for svc in args.ray_services]
-        needs_storage = [w.name for _, w in [*jobs, *services] if w.needs_storage]
-        if needs_storage and not args.storage_path:
-            pulumi.log.warn(
-                f"workloads {', '.join(sorted(set(needs_storage)))} need shared storage but neither FSx nor "
-                "S3 is enabled: STORAGE_PATH is unset and checkpoints stay on one pod's local disk",
-                resource=self,
-            )
-
         files = read_workload_files(workload_files([w for _, w in [*jobs, *services]]), REPO_ROOT)
         data, items = build_workloads_config_map_data(files)
         config_map_name = f"{args.ray_cluster_name}-workloads-{content_hash(data)}" if data else None
@@ -167,37 +175,63 @@ class RayClusterStack(pulumi.ComponentResource):
                 )
                 for v in args.volumes
             ),
-            storage_path=args.storage_path,
             head_env=dict(args.head_env),
         )
         ns = args.namespace
-        cluster_doc = build_ray_cluster(name=args.ray_cluster_name, namespace=ns, shape=shape, pods=pods)
-        job_docs = [
-            build_ray_job(
-                job=job,
-                workload=workload,
-                namespace=ns,
-                cluster_name=args.ray_cluster_name,
-                shape=shape,
-                pods=pods,
-            )
-            for job, workload in jobs
-        ]
-        service_docs = [
-            build_ray_service(
-                service=svc,
-                workload=workload,
-                namespace=ns,
-                shape=shape,
-                pods=pods,
-                serve_config=build_serve_config(
-                    env=run_env(workload, svc.env, args.storage_path),
-                    num_replicas=svc.num_replicas,
-                    pip=workload.pip,
+        needs_storage = sorted({w.name for _, w in [*jobs, *services] if w.needs_storage})
+
+        def documents(storage_path: str | None) -> _Documents:
+            """Every Ray document for one STORAGE_PATH (plain dicts; no resources are created here)."""
+            if needs_storage and not storage_path:
+                pulumi.log.warn(
+                    f"workloads {', '.join(needs_storage)} need shared storage but neither FSx nor S3 is "
+                    "enabled: STORAGE_PATH is unset and checkpoints stay on one pod's local disk",
+                    resource=self,
+                )
+            with_storage = replace(pods, storage_path=storage_path)
+            return _Documents(
+                cluster=build_ray_cluster(
+                    name=args.ray_cluster_name, namespace=ns, shape=shape, pods=with_storage
                 ),
+                jobs=[
+                    build_ray_job(
+                        job=job,
+                        workload=workload,
+                        namespace=ns,
+                        cluster_name=args.ray_cluster_name,
+                        shape=shape,
+                        pods=with_storage,
+                    )
+                    for job, workload in jobs
+                ],
+                services=[
+                    build_ray_service(
+                        service=svc,
+                        workload=workload,
+                        namespace=ns,
+                        shape=shape,
+                        pods=with_storage,
+                        serve_config=build_serve_config(
+                            env=run_env(workload, svc.env, storage_path),
+                            num_replicas=svc.num_replicas,
+                            pip=workload.pip,
+                        ),
+                    )
+                    for svc, workload in services
+                ],
             )
-            for svc, workload in services
-        ]
+
+        # STORAGE_PATH may only be known after deployment (an S3 bucket's generated name); then the
+        # documents are built once it resolves. A plain value builds them right away (and validates).
+        storage_path = args.storage_path
+        docs: _Documents | pulumi.Output[_Documents]
+        if storage_path is None or isinstance(storage_path, str):
+            docs = documents(storage_path)
+        else:
+            docs = pulumi.Output.from_input(_untyped(storage_path)).apply(documents)
+
+        def pick(select: Callable[[_Documents], Any]) -> Any:
+            return select(docs) if isinstance(docs, _Documents) else docs.apply(select)
 
         # ---- resources -----------------------------------------------------------------------
         # With retainData the namespace and the claims outlive `pulumi destroy`: deleting the namespace
@@ -224,7 +258,7 @@ class RayClusterStack(pulumi.ComponentResource):
             metadata={
                 "name": contract.RAY_SERVICE_ACCOUNT,
                 "namespace": ns,
-                "annotations": dict(args.service_account_annotations),
+                "annotations": args.service_account_annotations,
             },
             # Only the head pod mounts a token, and only for the autoscaler (pod-level override).
             automount_service_account_token=False,
@@ -261,40 +295,42 @@ class RayClusterStack(pulumi.ComponentResource):
 
         self.ray_cluster = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
-            api_version=cluster_doc["apiVersion"],
-            kind=cluster_doc["kind"],
-            metadata=cluster_doc["metadata"],
-            spec=cluster_doc["spec"],
+            api_version=API_VERSION,
+            kind="RayCluster",
+            metadata=pick(lambda d: d.cluster["metadata"]),
+            spec=pick(lambda d: d.cluster["spec"]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=pod_inputs),
         )
         self.ray_jobs = [
             k8s.apiextensions.CustomResource(
-                f"{name}-job-{doc['metadata']['name']}",
-                api_version=doc["apiVersion"],
-                kind=doc["kind"],
-                metadata=doc["metadata"],
-                spec=doc["spec"],
+                f"{name}-job-{job.name}",
+                api_version=API_VERSION,
+                kind="RayJob",
+                metadata=pick(_item("jobs", index, "metadata")),
+                spec=pick(_item("jobs", index, "spec")),
                 # Submitted only once the shared cluster is ready (its waitFor annotation).
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*pod_inputs, self.ray_cluster]),
             )
-            for doc in job_docs
+            for index, (job, _) in enumerate(jobs)
         ]
         self.ray_services = [
             k8s.apiextensions.CustomResource(
-                f"{name}-service-{doc['metadata']['name']}",
-                api_version=doc["apiVersion"],
-                kind=doc["kind"],
-                metadata=doc["metadata"],
-                spec=doc["spec"],
+                f"{name}-service-{svc.name}",
+                api_version=API_VERSION,
+                kind="RayService",
+                metadata=pick(_item("services", index, "metadata")),
+                spec=pick(_item("services", index, "spec")),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=pod_inputs),
             )
-            for doc in service_docs
+            for index, (svc, _) in enumerate(services)
         ]
         if args.cluster_type == "hyperpod":
             self._stuck_pod_cleanup(name, ns, in_ns)
 
         self.namespace: pulumi.Output[str] = namespace.metadata["name"]
-        self.ray_cluster_name: pulumi.Output[str] = _untyped(self.ray_cluster).metadata["name"]
+        self.ray_cluster_name: pulumi.Output[str] = pulumi.Output.all(
+            _untyped(self.ray_cluster).metadata, args.ray_cluster_name
+        ).apply(lambda v: (v[0] or {}).get("name") or v[1])
         self.head_service_name: pulumi.Output[str] = self.ray_cluster_name.apply(head_service_name)
         self.dashboard_port_forward_command: pulumi.Output[str] = pulumi.Output.all(
             self.namespace, self.ray_cluster_name

@@ -11,7 +11,7 @@ import yaml
 
 from components import contract
 from components.builders.ray import config_map_key
-from components.config import HeadConfig, RayJobConfig, WorkerGroupConfig
+from components.config import HeadConfig, RayJobConfig, RayServiceConfig, WorkerGroupConfig
 from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume, claim_name
 from components.versions import KUBECTL_IMAGE, RAY_VERSION
 from tests import pulumi_harness
@@ -400,3 +400,46 @@ def test_no_jobs_or_services_means_no_code_volume() -> None:
     for pod in _cluster_pods(_cluster(run).inputs["spec"]):
         assert all("configMap" not in v for v in pod.get("volumes", []))
         assert {"name": "PYTHONPATH", "value": "/opt/ray-on-eks"} in pod["containers"][0]["env"]
+
+
+def _output_hooked_program() -> None:
+    # The shapes the storage components produce: STORAGE_PATH from a generated bucket name and the
+    # IRSA annotation as an Output of the whole mapping.
+    RayClusterStack(
+        "ray",
+        RayClusterStackArgs(
+            cluster_type="eks",
+            namespace="ray",
+            ray_cluster_name="ray",
+            head=HeadConfig(),
+            worker_groups=[WorkerGroupConfig(name="cpu", instance_type="m6i.2xlarge")],
+            ray_jobs=[RayJobConfig(name="train", workload="dt-pytorch")],
+            ray_services=[RayServiceConfig(name="digits")],
+            storage_path=pulumi.Output.from_input("s3://bucket-1234/ray-results"),
+            service_account_annotations=pulumi.Output.from_input(
+                {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/ray"}
+            ),
+        ),
+    )
+
+
+def test_storage_path_and_annotations_may_be_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pulumi_harness, "_run_main", _output_hooked_program)
+    run = run_program("dev")
+    assert run.error is None, run.error
+    cluster = _cluster(run)
+    assert cluster.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.state}=ready"
+    for pod in _cluster_pods(cluster.inputs["spec"]):
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["STORAGE_PATH"] == "s3://bucket-1234/ray-results"
+    (job,) = run.custom_resources("RayJob")
+    assert cluster.urn in job.dependencies
+    runtime_env = yaml.safe_load(job.inputs["spec"]["runtimeEnvYAML"])
+    assert runtime_env["env_vars"]["STORAGE_PATH"] == "s3://bucket-1234/ray-results"
+    (service,) = run.custom_resources("RayService")
+    serve = yaml.safe_load(service.inputs["spec"]["serveConfigV2"])
+    assert (
+        serve["applications"][0]["runtime_env"]["env_vars"]["STORAGE_PATH"] == "s3://bucket-1234/ray-results"
+    )
+    account = run.one("kubernetes:core/v1:ServiceAccount")
+    assert account.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/ray")
