@@ -55,7 +55,7 @@ def test_missing_crd_folder_is_a_clear_error() -> None:
 
 
 def test_crds_are_pulumi_managed_and_retained(stack_run: ProgramRun) -> None:
-    crds = stack_run.of_type(CRD_TYPE)
+    crds = _ray_crds(stack_run)
     assert sorted(c.inputs["metadata"]["name"] for c in crds) == sorted(f"{k}.ray.io" for k in CRD_KINDS)
     for crd in crds:
         assert crd.retain_on_delete, f"{crd.name}: deleting a CRD deletes every Ray resource"
@@ -64,18 +64,18 @@ def test_crds_are_pulumi_managed_and_retained(stack_run: ProgramRun) -> None:
 
 
 def test_helm_release_is_pinned_skips_crds_and_depends_on_them(stack_run: ProgramRun) -> None:
-    release = stack_run.one(RELEASE_TYPE)
+    release = stack_run.one(RELEASE_TYPE, "kuberay-release")
     assert release.inputs["chart"] == KUBERAY_CHART
     assert release.inputs["version"] == KUBERAY_VERSION
     assert release.inputs["repositoryOpts"] == {"repo": KUBERAY_CHART_REPO}
     assert release.inputs["skipCrds"] is True
-    for crd in stack_run.of_type(CRD_TYPE):
+    for crd in _ray_crds(stack_run):
         assert crd.urn in release.dependencies
 
 
 def test_release_values_come_from_the_builder(stack_run: ProgramRun) -> None:
     config = parse_stack_config(_raw(stack_run))
-    release = stack_run.one(RELEASE_TYPE)
+    release = stack_run.one(RELEASE_TYPE, "kuberay-release")
     assert release.inputs["namespace"] == config.kuberay.namespace
     expected = build_kuberay_values(
         cpu=config.kuberay.cpu,
@@ -97,14 +97,14 @@ def test_operator_namespace_enforces_restricted(stack_run: ProgramRun) -> None:
 def test_service_monitor_off_without_monitoring() -> None:
     run = run_program("dev", {"monitoring": {"enabled": False}})
     assert run.error is None, run.error
-    values = run.one(RELEASE_TYPE).inputs["values"]
+    values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
 
 
 def test_feature_gate_overrides_reach_the_release() -> None:
     run = run_program("dev", {"kuberay": {"featureGates": {"RayCronJob": True}, "batchScheduler": "volcano"}})
     assert run.error is None, run.error
-    values = run.one(RELEASE_TYPE).inputs["values"]
+    values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
     assert {"name": "RayCronJob", "enabled": True} in values["featureGates"]
     assert values["batchScheduler"]["name"] == "volcano"
 
@@ -134,7 +134,7 @@ def test_crds_reach_the_engine_unchanged(stack_runs: dict[str, ProgramRun]) -> N
     # Keys such as openAPIV3Schema and x-kubernetes-* must not be renamed on the way to the provider.
     run = stack_runs["dev"]
     by_name = {doc["metadata"]["name"]: doc for doc in load_crds()}
-    for crd in run.of_type(CRD_TYPE):
+    for crd in _ray_crds(run):
         doc = by_name[crd.inputs["metadata"]["name"]]
         assert crd.inputs["spec"] == doc["spec"]
 
@@ -162,6 +162,11 @@ def test_release_waits_for_what_the_service_monitor_needs(monkeypatch: pytest.Mo
     run = run_program("dev")
     assert run.error is None, run.error
     marker = run.one("kubernetes:core/v1:Namespace", "monitoring-namespace")
-    release = run.one(RELEASE_TYPE)
+    release = run.one(RELEASE_TYPE, "kuberay-release")
     assert marker.urn in release.dependencies
     assert release.inputs["values"]["metrics"]["serviceMonitor"]["enabled"] is True
+
+
+def _ray_crds(run: ProgramRun) -> list[pulumi_harness.Registered]:
+    """The KubeRay CRDs (other components, e.g. monitoring, may register CRDs of their own)."""
+    return [c for c in run.of_type(CRD_TYPE) if c.inputs["spec"]["group"] == "ray.io"]

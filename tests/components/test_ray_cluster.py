@@ -53,9 +53,9 @@ def test_every_ray_resource_validates_against_the_kuberay_crds(
 
 def test_cluster_depends_on_the_crds_and_jobs_on_the_cluster(stack_run: ProgramRun) -> None:
     cluster = _cluster(stack_run)
-    crds = stack_run.of_type(CRD_TYPE)
+    crds = [c for c in stack_run.of_type(CRD_TYPE) if c.inputs["spec"]["group"] == "ray.io"]
     assert len(crds) == 3
-    release = stack_run.one("kubernetes:helm.sh/v3:Release")
+    release = stack_run.one("kubernetes:helm.sh/v3:Release", "kuberay-release")
     for resource in [
         cluster,
         *stack_run.custom_resources("RayJob"),
@@ -90,7 +90,7 @@ def test_jobs_and_services_match_the_stack_file(stack_run: ProgramRun) -> None:
 
 
 def test_workload_config_map_is_byte_identical_and_mounted(stack_run: ProgramRun) -> None:
-    (config_map,) = stack_run.of_type("kubernetes:core/v1:ConfigMap")
+    config_map = stack_run.one("kubernetes:core/v1:ConfigMap", "ray-workloads")
     data = config_map.inputs["data"]
     assert config_map.inputs["immutable"] is True
     used = {
@@ -165,7 +165,9 @@ def test_stack_outputs(stack_run: ProgramRun) -> None:
 
 
 def test_hyperpod_gets_the_stuck_pod_cleanup_and_eks_does_not(stack_run: ProgramRun) -> None:
-    cronjobs = stack_run.of_type("kubernetes:batch/v1:CronJob")
+    cronjobs = [
+        c for c in stack_run.of_type("kubernetes:batch/v1:CronJob") if c.name == "ray-stuck-pod-cleanup"
+    ]
     if stack_run.config["ray-on-eks:clusterType"] != "hyperpod":
         assert cronjobs == []
         return
@@ -177,12 +179,12 @@ def test_hyperpod_gets_the_stuck_pod_cleanup_and_eks_does_not(stack_run: Program
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"]["requests"] == container["resources"]["limits"]
-    role = stack_run.one("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    role = stack_run.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "ray-cleanup-role")
     assert role.inputs["metadata"]["namespace"] == cronjob.inputs["metadata"]["namespace"]
     assert role.inputs["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]}
     ]
-    binding = stack_run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    binding = stack_run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "ray-cleanup-role-binding")
     assert binding.inputs["subjects"][0]["name"] == pod["serviceAccountName"]
     assert binding.inputs["roleRef"]["name"] == role.inputs["metadata"]["name"]
 
@@ -245,8 +247,8 @@ def test_changing_a_script_renames_the_config_map(tmp_path: Path, monkeypatch: p
     (copy / "workloads/quickstart/main.py").write_text("print('changed')\n")
     monkeypatch.setattr(module, "REPO_ROOT", copy)
     after = run_program("dev")
-    old = before.one("kubernetes:core/v1:ConfigMap").inputs["metadata"]["name"]
-    new = after.one("kubernetes:core/v1:ConfigMap").inputs["metadata"]["name"]
+    old = before.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["metadata"]["name"]
+    new = after.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["metadata"]["name"]
     assert old != new
     volume = _cluster_pods(_cluster(after).inputs["spec"])[0]["volumes"][0]
     assert volume["configMap"]["name"] == new
@@ -370,7 +372,7 @@ def test_volumes_head_env_and_service_account_hooks(monkeypatch: pytest.MonkeyPa
         assert env["STORAGE_PATH"] == "/fsx/ray-results"
     head_env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
     assert head_env["RAY_GRAFANA_HOST"] == "http://grafana.monitoring"
-    account = run.one("kubernetes:core/v1:ServiceAccount")
+    account = run.one("kubernetes:core/v1:ServiceAccount", "ray-service-account")
     assert account.inputs["metadata"]["annotations"] == {
         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/ray"
     }
@@ -396,7 +398,7 @@ def test_every_cluster_runs_the_pinned_ray_version(stack_run: ProgramRun) -> Non
 def test_no_jobs_or_services_means_no_code_volume() -> None:
     run = run_program("dev", {"rayJobs": [], "rayServices": []})
     assert run.error is None, run.error
-    assert run.of_type("kubernetes:core/v1:ConfigMap") == []
+    assert [c for c in run.of_type("kubernetes:core/v1:ConfigMap") if c.name == "ray-workloads"] == []
     for pod in _cluster_pods(_cluster(run).inputs["spec"]):
         assert all("configMap" not in v for v in pod.get("volumes", []))
         assert {"name": "PYTHONPATH", "value": "/opt/ray-on-eks"} in pod["containers"][0]["env"]
@@ -441,5 +443,5 @@ def test_storage_path_and_annotations_may_be_outputs(monkeypatch: pytest.MonkeyP
     assert (
         serve["applications"][0]["runtime_env"]["env_vars"]["STORAGE_PATH"] == "s3://bucket-1234/ray-results"
     )
-    account = run.one("kubernetes:core/v1:ServiceAccount")
+    account = run.one("kubernetes:core/v1:ServiceAccount", "ray-service-account")
     assert account.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/ray")
