@@ -9,11 +9,15 @@ from components.builders.storage import storage_path_for
 from components.cluster import ClusterTarget, ClusterTargetArgs
 from components.config import load_stack_config
 from components.fsx_lustre import FsxLustreStorage, FsxLustreStorageArgs
+from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.monitoring import Monitoring, MonitoringArgs
+from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume
 from components.s3_mountpoint import S3Mountpoint, S3MountpointArgs
 from components.workload_identity import ClusterIdentity
 
 config = load_stack_config()
+# Every namespace with Ray pods: watched by the operator, scraped by Prometheus.
+ray_namespaces = tuple(dict.fromkeys([config.namespace, *config.kuberay.watch_namespaces]))
 
 target = ClusterTarget(
     "cluster",
@@ -101,17 +105,16 @@ storage_path: pulumi.Output[str | None] = (
 )
 pulumi.export("storagePath", storage_path)
 
-# Monitoring (optional): Prometheus + Grafana with Ray scraping, alerts and Ray's dashboards.
-# monitoring.ray_head_env goes to the Ray head (RAY_GRAFANA_HOST, ...) and
-# monitoring.kuberay_service_monitor to the KubeRay operator chart (metrics.serviceMonitor.enabled),
-# whose release must then depend on monitoring.release (it installs the ServiceMonitor CRD).
+# --- Monitoring (optional) ---------------------------------------------------------------------------
+# Prometheus + Grafana with Ray scraping, alerts and Ray's own dashboards. Its ray_head_env tells the
+# Ray dashboard where Grafana and Prometheus are.
 monitoring: Monitoring | None = None
 if config.monitoring.enabled:
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
             namespace=config.monitoring.namespace,
-            ray_namespaces=tuple(dict.fromkeys([config.namespace, *config.kuberay.watch_namespaces])),
+            ray_namespaces=ray_namespaces,
             prometheus_retention=config.monitoring.prometheus_retention,
             prometheus_storage_gib=config.monitoring.prometheus_storage_gib,
             storage_class=config.monitoring.storage_class,
@@ -124,3 +127,52 @@ if config.monitoring.enabled:
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
     pulumi.export("grafanaPortForwardCommand", monitoring.grafana_port_forward_command)
     pulumi.export("monitoringNamespace", monitoring.namespace)
+
+# --- KubeRay operator and the Ray cluster, jobs and services -----------------------------------------
+# The operator's ServiceMonitor needs the monitoring chart's CRDs, so its release waits for that chart.
+operator = KubeRayOperator(
+    "kuberay",
+    KubeRayOperatorArgs(
+        config=config.kuberay,
+        watch_namespaces=ray_namespaces,
+        service_monitor=monitoring is not None and monitoring.kuberay_service_monitor,
+        release_depends_on=[monitoring.release] if monitoring is not None else [],
+    ),
+    opts=pulumi.ResourceOptions(provider=target.provider),
+)
+# The storage components own drivers, IAM and StorageClass / PersistentVolumes; RayClusterStack owns
+# the namespace and creates the claims in it from their claim specs.
+volumes = [
+    SharedVolume(name=volume_name, mount_path=storage.mount_path, claim_spec=storage.claim_spec)
+    for volume_name, storage in (("fsx", fsx), ("s3", s3))
+    if storage is not None
+]
+ray = RayClusterStack(
+    "ray",
+    RayClusterStackArgs(
+        cluster_type=config.cluster_type,
+        namespace=config.namespace,
+        ray_cluster_name=config.ray_cluster_name,
+        head=config.head,
+        worker_groups=config.worker_groups,
+        autoscaler=config.autoscaler,
+        gcs_fault_tolerance=config.gcs_fault_tolerance,
+        token_auth=config.token_auth,
+        ray_image_repository=config.ray_image_repository,
+        expose_dashboards=config.expose_dashboards,
+        ray_jobs=config.ray_jobs,
+        ray_services=config.ray_services,
+        retain_data=config.retain_data,
+        kuberay=operator,
+        volumes=volumes,
+        storage_path=storage_path,
+        head_env=monitoring.ray_head_env if monitoring is not None else {},
+        service_account_annotations=s3.ray_service_account_annotations if s3 is not None else {},
+    ),
+    opts=pulumi.ResourceOptions(provider=target.provider, depends_on=[operator]),
+)
+pulumi.export("rayClusterName", ray.ray_cluster_name)
+pulumi.export("headServiceName", ray.head_service_name)
+pulumi.export("dashboardPortForwardCommand", ray.dashboard_port_forward_command)
+if ray.ray_auth_token_secret_name is not None:
+    pulumi.export("rayAuthTokenSecretName", ray.ray_auth_token_secret_name)

@@ -27,6 +27,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
+from workloads.catalog import ENV_CONTRACT, WORKLOADS
+
 PROJECT = "ray-on-eks"
 
 # --------------------------------------------------------------------------------------------------
@@ -309,6 +312,17 @@ class KubeRayConfig(_Model):
         default=(), description="Namespaces the operator watches; empty = the stack's Ray namespace only."
     )
 
+    @field_validator("feature_gates")
+    @classmethod
+    def _gates(cls, value: dict[str, bool]) -> dict[str, bool]:
+        unknown = sorted(set(value) - set(KUBERAY_FEATURE_GATES))
+        if unknown:
+            raise ValueError(
+                f"unknown feature gate(s) {', '.join(unknown)} for KubeRay {KUBERAY_VERSION} (the operator "
+                f"would exit at start); known gates: {', '.join(KUBERAY_FEATURE_GATES)}"
+            )
+        return value
+
 
 # --------------------------------------------------------------------------------------------------
 # Storage
@@ -522,6 +536,16 @@ class RayJobConfig(_Model):
     backoff_limit: NonNegativeInt = 0
     ttl_seconds_after_finished: NonNegativeInt = 3600
 
+    @field_validator("workload")
+    @classmethod
+    def _job_workload(cls, value: str) -> str:
+        return _workload_of_kind(value, "job")
+
+    @field_validator("env")
+    @classmethod
+    def _job_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return _contract_env(value)
+
 
 class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
@@ -533,6 +557,52 @@ class RayServiceConfig(_Model):
     num_replicas: PositiveInt = 1
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = "NewCluster"
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("workload")
+    @classmethod
+    def _service_workload(cls, value: str) -> str:
+        return _workload_of_kind(value, "service")
+
+    @field_validator("env")
+    @classmethod
+    def _service_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return _contract_env(value)
+
+    @field_validator("upgrade_strategy")
+    @classmethod
+    def _upgrade(cls, value: str) -> str:
+        if value == "NewClusterWithIncrementalUpgrade":
+            # KubeRay needs upgradeStrategy.clusterUpgradeOptions.gatewayClassName (a Gateway API
+            # controller) for it, which this stack does not install.
+            raise ValueError(
+                "NewClusterWithIncrementalUpgrade needs a Gateway API controller that this stack does not "
+                "install; use NewCluster (zero-downtime blue/green) or None"
+            )
+        return value
+
+
+def _workload_of_kind(name: str, kind: str) -> str:
+    """A workload name from workloads/catalog.py whose kind is ``kind`` (job or service)."""
+    valid = sorted(w.name for w in WORKLOADS.values() if w.kind == kind)
+    workload = WORKLOADS.get(name)
+    if workload is None:
+        raise ValueError(f"unknown workload; valid {kind} workloads: {', '.join(valid)}")
+    if workload.kind != kind:
+        where = "rayServices" if workload.kind == "service" else "rayJobs"
+        raise ValueError(
+            f"is a {workload.kind} workload, not a {kind}; run it from {where}, or pick one of: {', '.join(valid)}"
+        )
+    return name
+
+
+def _contract_env(env: dict[str, str]) -> dict[str, str]:
+    known = [var.name for var in ENV_CONTRACT]
+    unknown = sorted(set(env) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)} not in the workload env contract; valid names: {', '.join(known)}"
+        )
+    return env
 
 
 # --------------------------------------------------------------------------------------------------
@@ -654,6 +724,7 @@ class StackConfig(_Model):
                     f"workerGroups[{index}].instanceType: {group.instance_type!r} is a SageMaker instance type; "
                     f"on EKS use the EC2 name ({group.instance_type.removeprefix('ml.')})"
                 )
+        problems += self._ray_cluster_problems()
         problems += _duplicates("workerGroups", [g.name for g in self.worker_groups])
         problems += _duplicates("rayJobs", [j.name for j in self.ray_jobs])
         problems += _duplicates("rayServices", [s.name for s in self.ray_services])
@@ -691,6 +762,29 @@ class StackConfig(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _ray_cluster_problems(self) -> list[str]:
+        """Rules of the RayCluster / RayJob / RayService section that span several keys."""
+        problems: list[str] = []
+        if len(self.ray_cluster_name) > 50:
+            # KubeRay shortens longer names (utils.CheckName), so the head Service and the token
+            # Secret would not be called what the stack outputs say.
+            problems.append(
+                f"rayClusterName: {self.ray_cluster_name!r} is {len(self.ray_cluster_name)} characters; "
+                "KubeRay truncates names over 50, use at most 50"
+            )
+        head_type = self.head.instance_type
+        if self.cluster_type == "hyperpod" and not (head_type or "").startswith("ml."):
+            problems.append(
+                f"head.instanceType: {head_type!r} on HyperPod the head must be pinned to a HyperPod "
+                "instance type (ml.*, e.g. ml.m5.2xlarge) like every other Ray pod"
+            )
+        if self.cluster_type == "eks" and head_type and head_type.startswith("ml."):
+            problems.append(
+                f"head.instanceType: {head_type!r} is a SageMaker instance type; on EKS use the EC2 name "
+                f"({head_type.removeprefix('ml.')})"
+            )
+        return problems
 
 
 def _duplicates(key: str, names: list[str]) -> list[str]:

@@ -6,6 +6,9 @@ image tag, the RayCluster ``rayVersion`` and the ``ray`` pin in ``requirements.t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 # Ray: the image tag, RayCluster.spec.rayVersion and requirements.txt's ray pin are all this value.
 RAY_VERSION = "2.60.0"
 # Python inside the Ray image; matches the local interpreter so pickled objects and wheels agree.
@@ -16,11 +19,30 @@ RAY_IMAGE_REPOSITORY = "rayproject/ray"
 KUBERAY_VERSION = "1.7.0"
 KUBERAY_CHART = "kuberay-operator"
 KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
+# The feature gates of that chart version and their defaults (its values.yaml ``featureGates``). Helm
+# replaces a list value wholesale, so the operator builder always sends the full list; config may only
+# flip gates that this release knows (an unknown gate makes the operator exit at start).
+KUBERAY_FEATURE_GATES: Mapping[str, bool] = MappingProxyType(
+    {
+        "RayClusterStatusConditions": True,
+        "RayJobDeletionPolicy": True,
+        "RayMultiHostIndexing": True,
+        "RayServiceIncrementalUpgrade": True,
+        "RayCronJob": False,
+        "RayClusterMTLS": False,
+        "RayClusterNetworkPolicy": False,
+        "RayClusterHistoryServer": False,
+    }
+)
 
 # kube-prometheus-stack Helm chart (https://prometheus-community.github.io/helm-charts).
 KUBE_PROMETHEUS_STACK_VERSION = "88.5.3"
 KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
 KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+
+# kubectl (with a shell) for the HyperPod stuck-pod cleanup CronJob; Alpine-based, kubectl 1.33 to
+# match EKS_KUBERNETES_VERSION. The official registry.k8s.io/kubectl image has no shell to filter pods.
+KUBECTL_IMAGE = "alpine/k8s:1.33.4"
 
 # Kubernetes version for clusters this program creates (createCluster: true).
 EKS_KUBERNETES_VERSION = "1.33"

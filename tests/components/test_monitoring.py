@@ -248,7 +248,11 @@ def test_monitoring_disabled_creates_nothing() -> None:
     run = run_program("dev", {"monitoring": {"enabled": False}})
     assert run.error is None, run.error
     assert run.of_type(COMPONENT) == []
-    assert run.of_type(RELEASE) == []
+    charts = [r.inputs.get("chart") for r in run.of_type(RELEASE)]
+    assert "kube-prometheus-stack" not in charts
+    # The KubeRay operator then has no ServiceMonitor (its CRD would not exist).
+    kuberay_values = next(r for r in run.of_type(RELEASE) if r.inputs.get("chart") == "kuberay-operator")
+    assert not kuberay_values.inputs["values"].get("metrics", {}).get("serviceMonitor", {}).get("enabled")
     assert run.custom_resources("PodMonitor") == run.custom_resources("PrometheusRule") == []
     assert _dashboard_configmaps(run) == []
     assert run.of_type("random:index/randomPassword:RandomPassword") == []

@@ -1,0 +1,635 @@
+"""KubeRay manifests: RayCluster, RayJob and RayService documents, and the workload ConfigMap data.
+
+Pure: validated config models and plain values in, plain dicts out; no Pulumi resources. The one
+exception to "plain" is ``head_env``: its values may be ``pulumi.Input[str]`` (e.g. the Grafana host
+from the monitoring component); they are placed in the document untouched and Pulumi resolves them.
+
+One cluster-spec builder (:func:`build_ray_cluster_spec`) serves the stack's RayCluster, every
+ephemeral RayJob cluster and every RayService cluster, so all Ray pods share the same security
+context, image, mounts and environment. ``tests/components/builders/test_ray.py`` and the schema tests
+validate every document against the real KubeRay v1.7.0 CRDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import contract
+from components.cluster import GPU_TAINT_KEY, node_selector_for
+from components.config import (
+    AutoscalerConfig,
+    GcsFaultToleranceConfig,
+    HeadConfig,
+    RayJobConfig,
+    RayServiceConfig,
+    WorkerGroupConfig,
+)
+from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION, ray_image
+from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, workload_env
+
+API_VERSION = "ray.io/v1"
+# The rayproject/ray images run as user "ray" (uid 1000, primary group "users", gid 100).
+RAY_UID = 1000
+RAY_GID = 100
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+GPU_RESOURCE = "nvidia.com/gpu"
+WORKLOADS_VOLUME = "workloads"
+# Key of the token in the Secret KubeRay generates for ``authOptions: {mode: token}``. The Secret is
+# named after the RayCluster (KubeRay's ``utils.CheckName(cluster)``: names of <= 50 characters are
+# kept as they are, which config validation enforces for rayClusterName).
+AUTH_TOKEN_SECRET_KEY = "auth_token"
+# Autoscaler sidecar (in the head pod): KubeRay's documented sizing, requests = limits.
+AUTOSCALER_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
+SUBMITTER_RESOURCES = {"cpu": "500m", "memory": "1Gi"}
+CLEANUP_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
+CLEANUP_SCHEDULE = "*/5 * * * *"
+NOBODY = 65534
+# pulumi-kubernetes await annotations: `pulumi up` waits for KubeRay to report the cluster ready
+# before anything that depends on it (RayJobs) is created. Pulling a multi-GB GPU image and scaling
+# nodes takes longer than the 10 minute default.
+WAIT_FOR_READY = {
+    "pulumi.com/waitFor": "jsonpath={.status.state}=ready",
+    "pulumi.com/timeoutSeconds": "1800",
+}
+PART_OF = {"app.kubernetes.io/part-of": "ray-on-eks"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimMount:
+    """A PersistentVolumeClaim mounted in every Ray container."""
+
+    volume_name: str
+    claim_name: str
+    mount_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterShape:
+    """What a Ray cluster looks like: head, worker groups and cluster-wide options."""
+
+    cluster_type: str
+    head: HeadConfig
+    worker_groups: tuple[WorkerGroupConfig, ...]
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    gcs_fault_tolerance: GcsFaultToleranceConfig = field(default_factory=GcsFaultToleranceConfig)
+    token_auth: bool = True
+    image_repository: str = RAY_IMAGE_REPOSITORY
+    expose_dashboards: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodContext:
+    """What every Ray pod gets: service account, workload code, shared volumes and environment."""
+
+    service_account: str = contract.RAY_SERVICE_ACCOUNT
+    workloads_config_map: str | None = None
+    workloads_items: tuple[tuple[str, str], ...] = ()  # (ConfigMap key, path under the mount)
+    claims: tuple[ClaimMount, ...] = ()
+    storage_path: str | None = None
+    head_env: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Workload code as ConfigMap data
+# --------------------------------------------------------------------------------------------------
+
+
+def config_map_key(path: str) -> str:
+    """ConfigMap key of a repo file (keys cannot contain '/'): ``workloads/serve/app.py`` -> ``serve--app.py``.
+
+    The leading ``workloads/`` is dropped because the volume is mounted at WORKLOADS_MOUNT_PATH.
+    """
+    relative = mount_relative_path(path)
+    return relative.replace("/", "--")
+
+
+def mount_relative_path(path: str) -> str:
+    """Path of a repo file under the workloads mount: ``workloads/serve/app.py`` -> ``serve/app.py``."""
+    prefix = "workloads/"
+    if not path.startswith(prefix) or ".." in path.split("/"):
+        raise ValueError(f"workload file {path!r} is not under workloads/")
+    return path.removeprefix(prefix)
+
+
+def workload_files(workloads: Iterable[Workload]) -> list[str]:
+    """Sorted union of the repo-relative files the given workloads need at run time."""
+    return sorted({path for workload in workloads for path in workload.files})
+
+
+def read_workload_files(paths: Iterable[str], root: Path) -> dict[str, str]:
+    """Contents of ``paths`` (relative to ``root``), decoded exactly (no newline translation)."""
+    return {path: (root / path).read_bytes().decode("utf-8") for path in paths}
+
+
+def build_workloads_config_map_data(files: Mapping[str, str]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """ConfigMap ``data`` and the volume ``items`` (key -> path) that recreate the ``workloads/`` tree."""
+    data: dict[str, str] = {}
+    items: list[dict[str, str]] = []
+    for path in sorted(files):
+        key = config_map_key(path)
+        if key in data:
+            raise ValueError(f"two workload files map to the ConfigMap key {key!r}; rename one of them")
+        data[key] = files[path]
+        items.append({"key": key, "path": mount_relative_path(path)})
+    return data, items
+
+
+def content_hash(data: Mapping[str, str], length: int = 10) -> str:
+    """Stable short hash of ConfigMap data; part of the ConfigMap name so a code change rolls pods."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode())
+        digest.update(b"\0")
+        digest.update(data[key].encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pods
+# --------------------------------------------------------------------------------------------------
+
+
+def container_security_context() -> dict[str, Any]:
+    """Restricted-profile container context: non-root uid 1000, no escalation, no capabilities."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RAY_UID,
+        "runAsGroup": RAY_GID,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RAY_UID,
+        "runAsGroup": RAY_GID,
+        "fsGroup": RAY_GID,
+        # Only chown a volume whose root does not already belong to the group (large FSx trees).
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def ray_env(pods: PodContext) -> list[dict[str, Any]]:
+    """Environment of every Ray container: the code root on PYTHONPATH and, if set, STORAGE_PATH."""
+    env: list[dict[str, Any]] = [{"name": "PYTHONPATH", "value": CODE_ROOT}]
+    if pods.storage_path:
+        env.append({"name": "STORAGE_PATH", "value": pods.storage_path})
+    return env
+
+
+def _volumes(pods: PodContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if pods.workloads_config_map:
+        volumes.append(
+            {
+                "name": WORKLOADS_VOLUME,
+                "configMap": {
+                    "name": pods.workloads_config_map,
+                    "items": [{"key": key, "path": path} for key, path in pods.workloads_items],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
+        mounts.append({"name": WORKLOADS_VOLUME, "mountPath": WORKLOADS_MOUNT_PATH, "readOnly": True})
+    for claim in pods.claims:
+        volumes.append(
+            {
+                "name": claim.volume_name,
+                "persistentVolumeClaim": {"claimName": claim.claim_name, "readOnly": claim.read_only},
+            }
+        )
+        mounts.append({"name": claim.volume_name, "mountPath": claim.mount_path, "readOnly": claim.read_only})
+    return volumes, mounts
+
+
+def _resources(cpu: str, memory: str, extra: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Requests = limits: Ray sizes its object store and scheduling from the limits."""
+    amounts: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    for name, count in (extra or {}).items():
+        if count:
+            amounts[name] = count
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _pre_stop() -> dict[str, Any]:
+    # Let Ray drain and flush (object spilling, GCS) before the container gets SIGTERM.
+    return {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}}
+
+
+def _port(name: str, port: int) -> dict[str, Any]:
+    return {"name": name, "containerPort": port, "protocol": "TCP"}
+
+
+def _pod_spec(
+    *,
+    container: dict[str, Any],
+    pods: PodContext,
+    volumes: list[dict[str, Any]],
+    node_selector: Mapping[str, str],
+    tolerations: list[dict[str, Any]],
+    automount_token: bool,
+    restart_never: bool,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "serviceAccountName": pods.service_account,
+        "automountServiceAccountToken": automount_token,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+    }
+    if volumes:
+        spec["volumes"] = volumes
+    if node_selector:
+        spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if restart_never:
+        # Autoscaler v2: a Ray node is never restarted in place (a restarted pod would rejoin as a
+        # different Ray node); KubeRay replaces it instead.
+        spec["restartPolicy"] = "Never"
+    return spec
+
+
+def _tolerations(group: WorkerGroupConfig) -> list[dict[str, Any]]:
+    tolerations = [t.model_dump(exclude_none=True) for t in group.tolerations]
+    if group.gpus and not any(t.get("key") == GPU_TAINT_KEY for t in tolerations):
+        # GPU nodes carry the nvidia.com/gpu taint so that only pods asking for GPUs land there.
+        tolerations.append({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
+    return tolerations
+
+
+def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = False) -> dict[str, Any]:
+    """``headGroupSpec``: coordinator only (num-cpus 0 by default), dashboard on ClusterIP."""
+    volumes, mounts = _volumes(pods)
+    ports = [
+        _port("gcs-server", contract.RAY_GCS_PORT),
+        _port("dashboard", contract.RAY_DASHBOARD_PORT),
+        _port("client", contract.RAY_CLIENT_PORT),
+        _port(contract.RAY_METRICS_PORT_NAME, contract.RAY_METRICS_PORT),
+    ]
+    if serve:
+        ports.append(_port("serve", contract.RAY_SERVE_PORT))
+    env = ray_env(pods) + [{"name": name, "value": value} for name, value in pods.head_env.items()]
+    container: dict[str, Any] = {
+        "name": "ray-head",
+        "image": ray_image(gpu=False, repository=shape.image_repository),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": ports,
+        "env": env,
+        "resources": _resources(shape.head.cpu, shape.head.memory),
+        "securityContext": container_security_context(),
+        "lifecycle": _pre_stop(),
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    head: dict[str, Any] = {
+        # The dashboard listens on all pod interfaces; it is reachable only through the ClusterIP
+        # head Service (kubectl port-forward) unless exposeDashboards asks for an internal NLB.
+        "rayStartParams": {
+            "dashboard-host": "0.0.0.0",
+            "num-cpus": str(shape.head.num_cpus),
+            "metrics-export-port": str(contract.RAY_METRICS_PORT),
+        },
+        "serviceType": "LoadBalancer" if shape.expose_dashboards else "ClusterIP",
+        "template": {
+            "metadata": {"labels": dict(PART_OF)},
+            "spec": _pod_spec(
+                container=container,
+                pods=pods,
+                volumes=volumes,
+                node_selector=node_selector_for(shape.cluster_type, shape.head.instance_type),
+                tolerations=[],
+                # The autoscaler sidecar talks to the Kubernetes API with the pod's token.
+                automount_token=shape.autoscaler.enabled,
+                restart_never=shape.autoscaler.enabled,
+            ),
+        },
+    }
+    return head
+
+
+def build_worker_group(
+    shape: ClusterShape, group: WorkerGroupConfig, pods: PodContext, *, serve: bool = False
+) -> dict[str, Any]:
+    """One ``workerGroupSpecs`` entry: sized, GPU/EFA devices, tolerations and node selector."""
+    volumes, mounts = _volumes(pods)
+    ports = [_port(contract.RAY_METRICS_PORT_NAME, contract.RAY_METRICS_PORT)]
+    if serve:
+        ports.append(_port("serve", contract.RAY_SERVE_PORT))
+    container: dict[str, Any] = {
+        "name": "ray-worker",
+        "image": ray_image(gpu=group.gpus > 0, repository=shape.image_repository),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": ports,
+        "env": ray_env(pods),
+        "resources": _resources(
+            group.cpu, group.memory, {GPU_RESOURCE: group.gpus, EFA_RESOURCE: group.efa_devices}
+        ),
+        "securityContext": container_security_context(),
+        "lifecycle": _pre_stop(),
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    node_selector = {
+        **group.node_selector,
+        # Computed last so the HyperPod health label and the instance type cannot be overridden.
+        **node_selector_for(shape.cluster_type, group.instance_type),
+    }
+    spec: dict[str, Any] = {
+        "groupName": group.name,
+        "minReplicas": group.min_replicas,
+        "maxReplicas": group.max_replicas,
+        "rayStartParams": {"metrics-export-port": str(contract.RAY_METRICS_PORT)},
+        "template": {
+            "metadata": {"labels": dict(PART_OF)},
+            "spec": _pod_spec(
+                container=container,
+                pods=pods,
+                volumes=volumes,
+                node_selector=node_selector,
+                tolerations=_tolerations(group),
+                automount_token=False,
+                restart_never=shape.autoscaler.enabled,
+            ),
+        },
+    }
+    if not shape.autoscaler.enabled:
+        # With the autoscaler on, `replicas` belongs to it (KubeRay starts at minReplicas); if Pulumi
+        # also set it, every `pulumi up` would reset the autoscaler's decisions.
+        spec["replicas"] = group.replicas
+    return spec
+
+
+def build_ray_cluster_spec(
+    shape: ClusterShape,
+    pods: PodContext,
+    *,
+    serve: bool = False,
+    gcs_fault_tolerance: bool = True,
+    upgrade_strategy: str | None = None,
+) -> dict[str, Any]:
+    """A RayCluster ``spec`` (also a RayJob's ``rayClusterSpec`` and a RayService's ``rayClusterConfig``)."""
+    spec: dict[str, Any] = {
+        "rayVersion": RAY_VERSION,
+        "headGroupSpec": build_head_group(shape, pods, serve=serve),
+        "workerGroupSpecs": [
+            build_worker_group(shape, group, pods, serve=serve) for group in shape.worker_groups
+        ],
+    }
+    if shape.token_auth:
+        # KubeRay generates a random token into a Secret named after the cluster and injects
+        # RAY_AUTH_MODE=token / RAY_AUTH_TOKEN into every Ray container (and RayJob submitters).
+        spec["authOptions"] = {"mode": "token"}
+    if shape.autoscaler.enabled:
+        spec["enableInTreeAutoscaling"] = True
+        spec["autoscalerOptions"] = {
+            "version": "v2",
+            "idleTimeoutSeconds": shape.autoscaler.idle_timeout_seconds,
+            "upscalingMode": shape.autoscaler.upscaling_mode,
+            "imagePullPolicy": "IfNotPresent",
+            "resources": {"requests": dict(AUTOSCALER_RESOURCES), "limits": dict(AUTOSCALER_RESOURCES)},
+            "securityContext": container_security_context(),
+        }
+    ft = shape.gcs_fault_tolerance
+    if gcs_fault_tolerance and ft.enabled:
+        options: dict[str, Any] = {"redisAddress": ft.redis_address}
+        if ft.redis_password_secret is not None:
+            options["redisPassword"] = {
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": ft.redis_password_secret.name,
+                        "key": ft.redis_password_secret.key,
+                    }
+                }
+            }
+        spec["gcsFaultToleranceOptions"] = options
+    if shape.expose_dashboards:
+        # Internal NLB only: reachable from the VPC (VPN, bastion), never from the internet.
+        spec["headServiceAnnotations"] = {
+            "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+            "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+        }
+    if upgrade_strategy:
+        spec["upgradeStrategy"] = {"type": upgrade_strategy}
+    return spec
+
+
+def build_ray_cluster(
+    *, name: str, namespace: str, shape: ClusterShape, pods: PodContext, wait_until_ready: bool = True
+) -> dict[str, Any]:
+    """The stack's long-lived RayCluster.
+
+    ``upgradeStrategy: Recreate``: when a pod template changes (new workload ConfigMap, image, sizes),
+    KubeRay recreates the pods instead of leaving old ones running with stale code.
+    """
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(PART_OF)}
+    if wait_until_ready:
+        metadata["annotations"] = dict(WAIT_FOR_READY)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RayCluster",
+        "metadata": metadata,
+        "spec": build_ray_cluster_spec(shape, pods, upgrade_strategy="Recreate"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs and services
+# --------------------------------------------------------------------------------------------------
+
+
+def run_env(workload: Workload, overrides: Mapping[str, str], storage_path: str | None) -> dict[str, str]:
+    """The contract environment of one run: workload defaults, the user's overrides, STORAGE_PATH."""
+    env = workload_env(workload, overrides)
+    if storage_path and "STORAGE_PATH" not in overrides:
+        env["STORAGE_PATH"] = storage_path
+    return env
+
+
+def build_runtime_env_yaml(workload: Workload, env: Mapping[str, str]) -> str:
+    """``runtimeEnvYAML``: the contract env and the pip packages the stock image lacks.
+
+    No ``working_dir``: the code is already on every pod (ConfigMap at WORKLOADS_MOUNT_PATH).
+    """
+    runtime_env: dict[str, Any] = {"env_vars": dict(sorted(env.items()))}
+    if workload.pip:
+        runtime_env["pip"] = list(workload.pip)
+    return yaml.safe_dump(runtime_env, sort_keys=False)
+
+
+def build_submitter_template(shape: ClusterShape, pods: PodContext) -> dict[str, Any]:
+    """``submitterPodTemplate``: the K8s Job pod that runs ``ray job submit`` (KubeRay fills the command)."""
+    return {
+        "metadata": {"labels": dict(PART_OF)},
+        "spec": {
+            "serviceAccountName": pods.service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security_context(),
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "ray-job-submitter",
+                    "image": ray_image(gpu=False, repository=shape.image_repository),
+                    "imagePullPolicy": "IfNotPresent",
+                    "resources": {
+                        "requests": dict(SUBMITTER_RESOURCES),
+                        "limits": dict(SUBMITTER_RESOURCES),
+                    },
+                    "securityContext": container_security_context(),
+                }
+            ],
+        },
+    }
+
+
+def build_ray_job(
+    *,
+    job: RayJobConfig,
+    workload: Workload,
+    namespace: str,
+    cluster_name: str,
+    shape: ClusterShape,
+    pods: PodContext,
+) -> dict[str, Any]:
+    """A RayJob running ``workload`` on the shared cluster or on its own ephemeral cluster."""
+    if workload.kind != "job":
+        raise ValueError(f"rayJobs {job.name!r}: workload {workload.name!r} is a {workload.kind}, not a job")
+    spec: dict[str, Any] = {
+        "entrypoint": workload.entrypoint(),
+        "runtimeEnvYAML": build_runtime_env_yaml(workload, run_env(workload, job.env, pods.storage_path)),
+        "backoffLimit": job.backoff_limit,
+        "submissionMode": "K8sJobMode",
+        "submitterPodTemplate": build_submitter_template(shape, pods),
+    }
+    if job.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = job.active_deadline_seconds
+    if job.cluster == "shared":
+        spec["clusterSelector"] = {contract.RAY_CLUSTER_LABEL: cluster_name}
+    else:
+        # GCS fault tolerance is for long-lived clusters; a job's cluster lives as long as the job.
+        spec["rayClusterSpec"] = build_ray_cluster_spec(shape, pods, gcs_fault_tolerance=False)
+        spec["shutdownAfterJobFinishes"] = True
+        spec["ttlSecondsAfterFinished"] = job.ttl_seconds_after_finished
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RayJob",
+        "metadata": {"name": job.name, "namespace": namespace, "labels": dict(PART_OF)},
+        "spec": spec,
+    }
+
+
+def build_ray_service(
+    *,
+    service: RayServiceConfig,
+    workload: Workload,
+    namespace: str,
+    shape: ClusterShape,
+    pods: PodContext,
+    serve_config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A RayService whose Serve app imports the workload from the ConfigMap-mounted code."""
+    if workload.kind != "service":
+        raise ValueError(
+            f"rayServices {service.name!r}: workload {workload.name!r} is a {workload.kind}, not a service"
+        )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RayService",
+        "metadata": {"name": service.name, "namespace": namespace, "labels": dict(PART_OF)},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(dict(serve_config), sort_keys=False),
+            "upgradeStrategy": {"type": service.upgrade_strategy},
+            "rayClusterConfig": build_ray_cluster_spec(shape, pods, serve=True),
+        },
+    }
+
+
+def head_service_name(cluster_name: str) -> str:
+    """The head Service KubeRay creates for a RayCluster."""
+    return f"{cluster_name}-head-svc"
+
+
+def port_forward_command(namespace: str, cluster_name: str) -> str:
+    return (
+        f"kubectl port-forward -n {namespace} svc/{head_service_name(cluster_name)} "
+        f"{contract.RAY_DASHBOARD_PORT}:{contract.RAY_DASHBOARD_PORT}"
+    )
+
+
+def stuck_pod_cleanup_script(namespace: str) -> str:
+    """Shell for the HyperPod CronJob: delete Ray pods the kubelet rejected at admission.
+
+    After HyperPod replaces a faulty node, pods bound to it can end up ``Failed`` with reason
+    ``UnexpectedAdmissionError`` (device plugin not ready yet); KubeRay does not replace them.
+    """
+    selector = contract.RAY_NODE_TYPE_LABEL
+    jsonpath = '{range .items[?(@.status.reason=="UnexpectedAdmissionError")]}{.metadata.name}{"\\n"}{end}'
+    return (
+        "set -eu\n"
+        f"kubectl get pods -n {namespace} -l {selector} -o jsonpath='{jsonpath}' "
+        f"| xargs -r kubectl delete pod -n {namespace} --wait=false\n"
+    )
+
+
+def build_stuck_pod_cleanup_spec(*, namespace: str, service_account: str) -> dict[str, Any]:
+    """CronJob ``spec`` running :func:`stuck_pod_cleanup_script` every 5 minutes as ``nobody``."""
+    container_context = {
+        **container_security_context(),
+        "runAsUser": NOBODY,
+        "runAsGroup": NOBODY,
+        "readOnlyRootFilesystem": True,
+    }
+    return {
+        "schedule": CLEANUP_SCHEDULE,
+        "concurrencyPolicy": "Forbid",
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {
+            "spec": {
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 3600,
+                "template": {
+                    "metadata": {"labels": dict(PART_OF)},
+                    "spec": {
+                        "serviceAccountName": service_account,
+                        "restartPolicy": "Never",
+                        "securityContext": {
+                            **pod_security_context(),
+                            "runAsUser": NOBODY,
+                            "runAsGroup": NOBODY,
+                            "fsGroup": NOBODY,
+                        },
+                        "containers": [
+                            {
+                                "name": "cleanup",
+                                "image": KUBECTL_IMAGE,
+                                "command": ["/bin/sh", "-c", stuck_pod_cleanup_script(namespace)],
+                                # kubectl writes its discovery cache under $HOME; the root fs is read-only.
+                                "env": [{"name": "HOME", "value": "/tmp"}],
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                                "resources": {
+                                    "requests": dict(CLEANUP_RESOURCES),
+                                    "limits": dict(CLEANUP_RESOURCES),
+                                },
+                                "securityContext": container_context,
+                            }
+                        ],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    },
+                },
+            }
+        },
+    }

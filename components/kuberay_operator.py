@@ -1,0 +1,146 @@
+"""KubeRayOperator: the KubeRay CRDs and the ``kuberay-operator`` Helm release.
+
+* The CRDs are vendored in ``components/crds/kuberay-<version>/`` (copied from the KubeRay release
+  tag) and applied as Pulumi-managed ``CustomResourceDefinition`` resources with server-side apply.
+  Helm installs a chart's ``crds/`` once and never upgrades them, so the chart is installed with
+  ``skip_crds``: bumping ``KUBERAY_VERSION`` plus a new CRD folder upgrades CRDs and operator
+  together on ``pulumi up``.
+* The CRDs are retained on ``pulumi destroy``: deleting a CRD deletes every RayCluster, RayJob and
+  RayService in the cluster, including ones this stack does not own.
+* The operator is a real Helm release (``helm.v3.Release``): ``helm history`` / ``helm rollback``
+  work, and values come from :func:`components.builders.kuberay.build_kuberay_values`.
+
+Outputs: ``namespace``, ``release_name``, ``crds`` (the CRD resources; everything that creates Ray
+custom resources must depend on them, which depending on this component does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.builders.kuberay import build_kuberay_values
+from components.config import KubeRayConfig
+from components.versions import KUBERAY_CHART, KUBERAY_CHART_REPO, KUBERAY_VERSION
+
+CRD_ROOT = Path(__file__).resolve().parent / "crds"
+CRD_KINDS = ("rayclusters", "rayjobs", "rayservices")
+
+
+def crd_dir(version: str = KUBERAY_VERSION) -> Path:
+    """Folder of the vendored CRDs for ``version``."""
+    return CRD_ROOT / f"kuberay-{version}"
+
+
+def load_crds(version: str = KUBERAY_VERSION) -> list[dict[str, Any]]:
+    """The CRD documents of KubeRay ``version`` (one per kind), parsed from the vendored YAML."""
+    folder = crd_dir(version)
+    documents: list[dict[str, Any]] = []
+    for kind in CRD_KINDS:
+        path = folder / f"ray.io_{kind}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: copy the CRDs of KubeRay {version} "
+                f"(ray-operator/config/crd/bases/ray.io_{kind}.yaml) into {folder}"
+            )
+        # The C loader when PyYAML has it: the three CRDs are 3 MB of YAML.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        documents.extend(doc for doc in yaml.load_all(path.read_text(), Loader=loader) if doc)
+    return documents
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeRayOperatorArgs:
+    """The operator's config section plus what other components decide."""
+
+    config: KubeRayConfig
+    # Namespaces whose RayClusters/RayJobs/RayServices the operator reconciles (the Ray namespace).
+    watch_namespaces: Sequence[str] = ()
+    # Create a ServiceMonitor for the operator's metrics (when monitoring is enabled).
+    service_monitor: bool = False
+    service_monitor_labels: Mapping[str, str] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    # Resources the Helm release must wait for, e.g. the Monitoring component when service_monitor is
+    # on: the chart's ServiceMonitor needs the monitoring.coreos.com CRDs kube-prometheus-stack installs.
+    # (A component's own depends_on does not reach its children, hence this explicit hook.)
+    release_depends_on: Sequence[pulumi.Resource] = ()
+
+
+class KubeRayOperator(pulumi.ComponentResource):
+    """KubeRay CRDs (Pulumi-managed, retained on destroy) and the operator Helm release."""
+
+    def __init__(
+        self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-on-eks:k8s:KubeRayOperator", name, None, opts)
+        cfg = args.config
+        # Build (and so validate: unknown feature gates raise) before creating anything.
+        values = build_kuberay_values(
+            cpu=cfg.cpu,
+            memory=cfg.memory,
+            feature_gates=cfg.feature_gates,
+            batch_scheduler=cfg.batch_scheduler,
+            watch_namespaces=[*cfg.watch_namespaces, *args.watch_namespaces],
+            service_monitor=args.service_monitor,
+            service_monitor_labels=args.service_monitor_labels,
+            node_selector=args.node_selector,
+        )
+        documents = load_crds()
+
+        self.crds: list[k8s.apiextensions.v1.CustomResourceDefinition] = [
+            k8s.apiextensions.v1.CustomResourceDefinition(
+                f"{name}-crd-{doc['spec']['names']['plural']}",
+                metadata=doc["metadata"],
+                spec=doc["spec"],
+                # Deleting a CRD cascades to every custom resource of that kind in the cluster.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+            for doc in documents
+        ]
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": cfg.namespace,
+                "labels": {
+                    # The operator pod meets the restricted profile (chart securityContext + ours).
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "app.kubernetes.io/part-of": "ray-on-eks",
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="kuberay-operator",
+            chart=KUBERAY_CHART,
+            version=KUBERAY_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KUBERAY_CHART_REPO),
+            namespace=namespace.metadata["name"],
+            values=values,
+            skip_crds=True,
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=600,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*self.crds, namespace, *args.release_depends_on]
+            ),
+        )
+
+        self.namespace: pulumi.Output[str] = namespace.metadata["name"]
+        self.release_name: pulumi.Output[str] = self.release.status.name
+        self.crd_names: list[pulumi.Output[str]] = [crd.metadata["name"] for crd in self.crds]
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "releaseName": self.release_name,
+                "crdNames": self.crd_names,
+            }
+        )

@@ -1,0 +1,384 @@
+"""RayClusterStack: the Ray namespace, the RayCluster and the RayJobs / RayServices that run on it.
+
+What it creates (all children named ``f"{name}-<role>"``, parented to the component):
+
+* the Ray namespace (Pod Security Admission ``baseline`` enforced, ``restricted`` warned/audited:
+  our pods meet restricted, containers KubeRay injects are only guaranteed to meet baseline);
+* the ``ray-workloads`` service account (IRSA / Pod Identity bind AWS access to it) and one
+  PersistentVolumeClaim per shared volume, named ``f"{volume.name}-claim"``;
+* one ConfigMap with every ``workloads/`` file the configured jobs and services import, named
+  ``f"{cluster}-workloads-<sha256[:10] of the contents>"``. The pod templates reference it by name, so
+  a script change changes the RayCluster's pod template and KubeRay (``upgradeStrategy: Recreate``)
+  replaces the pods; RayServices roll to a new cluster; RayJobs created afterwards see the new code;
+* the RayCluster (``pulumi up`` waits until KubeRay reports it ``ready``), the RayJobs (which depend
+  on it) and the RayServices;
+* on HyperPod, a CronJob that deletes Ray pods stuck in ``UnexpectedAdmissionError`` after node
+  replacement, with a service account whose Role can only get/list/delete pods in the Ray namespace.
+
+Outputs: ``namespace``, ``ray_cluster_name``, ``head_service_name``, ``dashboard_port_forward_command``
+and ``ray_auth_token_secret_name`` (``None`` without token auth; the Secret's key is ``auth_token``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import contract
+from components.builders.ray import (
+    API_VERSION,
+    ClaimMount,
+    ClusterShape,
+    PodContext,
+    build_ray_cluster,
+    build_ray_job,
+    build_ray_service,
+    build_stuck_pod_cleanup_spec,
+    build_workloads_config_map_data,
+    content_hash,
+    head_service_name,
+    port_forward_command,
+    read_workload_files,
+    run_env,
+    workload_files,
+)
+from components.config import (
+    AutoscalerConfig,
+    GcsFaultToleranceConfig,
+    HeadConfig,
+    RayJobConfig,
+    RayServiceConfig,
+    WorkerGroupConfig,
+)
+from components.versions import RAY_IMAGE_REPOSITORY
+from workloads.catalog import get_workload
+from workloads.serve.config import build_serve_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _untyped(value: Any) -> Any:
+    """Builder dicts go to the SDK untyped: mypy cannot check (and runs out of memory inferring)
+    deeply nested literals against the SDK's TypedDict unions; the CRD/schema tests check them."""
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedVolume:
+    """Shared storage mounted in the head and every worker.
+
+    ``name`` ("fsx" | "s3") names the volume in the pod and the claim: RayClusterStack creates the
+    PersistentVolumeClaim ``f"{name}-claim"`` in the Ray namespace from ``claim_spec``.
+    """
+
+    name: str  # "fsx" | "s3": the PVC is f"{name}-claim"
+    mount_path: str  # contract.FSX_MOUNT_PATH / S3_MOUNT_PATH
+    # PersistentVolumeClaim .spec built by the storage component.
+    claim_spec: pulumi.Input[Mapping[str, Any]]
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class _Documents:
+    """The RayCluster, RayJob and RayService documents of one stack."""
+
+    cluster: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    services: list[dict[str, Any]]
+
+
+def _item(kind: str, index: int, key: str) -> Callable[[_Documents], Any]:
+    """Selector of ``key`` of the ``index``-th job or service document."""
+    return lambda docs: getattr(docs, kind)[index][key]
+
+
+def claim_name(volume_name: str) -> str:
+    """Name of the PersistentVolumeClaim RayClusterStack creates for a :class:`SharedVolume`."""
+    return f"{volume_name}-claim"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayClusterStackArgs:
+    """The Ray section of the config plus hooks filled from other components in ``__main__.py``."""
+
+    cluster_type: str
+    namespace: str
+    ray_cluster_name: str
+    head: HeadConfig
+    worker_groups: Sequence[WorkerGroupConfig]
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    gcs_fault_tolerance: GcsFaultToleranceConfig = field(default_factory=GcsFaultToleranceConfig)
+    token_auth: bool = True
+    ray_image_repository: str = RAY_IMAGE_REPOSITORY
+    expose_dashboards: bool = False
+    ray_jobs: Sequence[RayJobConfig] = ()
+    ray_services: Sequence[RayServiceConfig] = ()
+    # The KubeRayOperator component: every Ray custom resource depends on it (its CRDs and operator).
+    # A component's own depends_on does not reach its children, hence this explicit hook.
+    kuberay: pulumi.Resource | None = None
+    # Keep the namespace and claims on `pulumi destroy` (the data behind the claims survives).
+    retain_data: bool = True
+    # RayClusterStack creates the PVCs in its namespace and mounts them in head + workers.
+    volumes: Sequence[SharedVolume] = ()
+    # STORAGE_PATH for workloads (e.g. "/fsx/ray-results" or "s3://bucket/ray-results");
+    # None -> local path, single-node only.
+    storage_path: pulumi.Input[str | None] | None = None
+    # Head container only, e.g. RAY_GRAFANA_HOST, RAY_PROMETHEUS_HOST from Monitoring.
+    head_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # On the ray-workloads service account, e.g. the IRSA role-arn annotation.
+    # (An Output of the whole mapping works too, e.g. S3Mountpoint.ray_service_account_annotations.)
+    service_account_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+
+
+class RayClusterStack(pulumi.ComponentResource):
+    """The Ray namespace, RayCluster, RayJobs and RayServices of one stack."""
+
+    def __init__(
+        self, name: str, args: RayClusterStackArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-on-eks:k8s:RayClusterStack", name, None, opts)
+        # ---- validate and build every document before creating anything ----------------------
+        names = [v.name for v in args.volumes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"RayClusterStackArgs.volumes: volume names must be unique, got {names}")
+        jobs = [(job, get_workload(job.workload)) for job in args.ray_jobs]
+        services = [(svc, get_workload(svc.workload)) for svc in args.ray_services]
+        files = read_workload_files(workload_files([w for _, w in [*jobs, *services]]), REPO_ROOT)
+        data, items = build_workloads_config_map_data(files)
+        config_map_name = f"{args.ray_cluster_name}-workloads-{content_hash(data)}" if data else None
+
+        shape = ClusterShape(
+            cluster_type=args.cluster_type,
+            head=args.head,
+            worker_groups=tuple(args.worker_groups),
+            autoscaler=args.autoscaler,
+            gcs_fault_tolerance=args.gcs_fault_tolerance,
+            token_auth=args.token_auth,
+            image_repository=args.ray_image_repository,
+            expose_dashboards=args.expose_dashboards,
+        )
+        pods = PodContext(
+            service_account=contract.RAY_SERVICE_ACCOUNT,
+            workloads_config_map=config_map_name,
+            workloads_items=tuple((item["key"], item["path"]) for item in items),
+            claims=tuple(
+                ClaimMount(
+                    volume_name=v.name,
+                    claim_name=claim_name(v.name),
+                    mount_path=v.mount_path,
+                    read_only=v.read_only,
+                )
+                for v in args.volumes
+            ),
+            head_env=dict(args.head_env),
+        )
+        ns = args.namespace
+        needs_storage = sorted({w.name for _, w in [*jobs, *services] if w.needs_storage})
+
+        def documents(storage_path: str | None) -> _Documents:
+            """Every Ray document for one STORAGE_PATH (plain dicts; no resources are created here)."""
+            if needs_storage and not storage_path:
+                pulumi.log.warn(
+                    f"workloads {', '.join(needs_storage)} need shared storage but neither FSx nor S3 is "
+                    "enabled: STORAGE_PATH is unset and checkpoints stay on one pod's local disk",
+                    resource=self,
+                )
+            with_storage = replace(pods, storage_path=storage_path)
+            return _Documents(
+                cluster=build_ray_cluster(
+                    name=args.ray_cluster_name, namespace=ns, shape=shape, pods=with_storage
+                ),
+                jobs=[
+                    build_ray_job(
+                        job=job,
+                        workload=workload,
+                        namespace=ns,
+                        cluster_name=args.ray_cluster_name,
+                        shape=shape,
+                        pods=with_storage,
+                    )
+                    for job, workload in jobs
+                ],
+                services=[
+                    build_ray_service(
+                        service=svc,
+                        workload=workload,
+                        namespace=ns,
+                        shape=shape,
+                        pods=with_storage,
+                        serve_config=build_serve_config(
+                            env=run_env(workload, svc.env, storage_path),
+                            num_replicas=svc.num_replicas,
+                            pip=workload.pip,
+                        ),
+                    )
+                    for svc, workload in services
+                ],
+            )
+
+        # STORAGE_PATH may only be known after deployment (an S3 bucket's generated name); then the
+        # documents are built once it resolves. A plain value builds them right away (and validates).
+        storage_path = args.storage_path
+        docs: _Documents | pulumi.Output[_Documents]
+        if storage_path is None or isinstance(storage_path, str):
+            docs = documents(storage_path)
+        else:
+            docs = pulumi.Output.from_input(_untyped(storage_path)).apply(documents)
+
+        def pick(select: Callable[[_Documents], Any]) -> Any:
+            return select(docs) if isinstance(docs, _Documents) else docs.apply(select)
+
+        # ---- resources -----------------------------------------------------------------------
+        # With retainData the namespace and the claims outlive `pulumi destroy`: deleting the namespace
+        # would delete the claims and, under a Delete reclaim policy, the data behind them. A later
+        # `pulumi up` adopts them again (server-side apply upserts).
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": ns,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "app.kubernetes.io/part-of": "ray-on-eks",
+                },
+            },
+            opts=keep,
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata={
+                "name": contract.RAY_SERVICE_ACCOUNT,
+                "namespace": ns,
+                "annotations": args.service_account_annotations,
+            },
+            # Only the head pod mounts a token, and only for the autoscaler (pod-level override).
+            automount_service_account_token=False,
+            opts=in_ns,
+        )
+        claims = [
+            k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-{volume.name}-claim",
+                metadata={"name": claim_name(volume.name), "namespace": ns},
+                spec=_untyped(volume.claim_spec),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[namespace], retain_on_delete=args.retain_data
+                ),
+            )
+            for volume in args.volumes
+        ]
+        pod_inputs: list[pulumi.Resource] = [namespace, service_account, *claims]
+        if args.kuberay is not None:
+            pod_inputs.append(args.kuberay)
+        if config_map_name:
+            pod_inputs.append(
+                k8s.core.v1.ConfigMap(
+                    f"{name}-workloads",
+                    metadata={
+                        "name": config_map_name,
+                        "namespace": ns,
+                        "labels": {"app.kubernetes.io/part-of": "ray-on-eks"},
+                    },
+                    data=data,
+                    immutable=True,
+                    opts=in_ns,
+                )
+            )
+
+        self.ray_cluster = k8s.apiextensions.CustomResource(
+            f"{name}-cluster",
+            api_version=API_VERSION,
+            kind="RayCluster",
+            metadata=pick(lambda d: d.cluster["metadata"]),
+            spec=pick(lambda d: d.cluster["spec"]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=pod_inputs),
+        )
+        self.ray_jobs = [
+            k8s.apiextensions.CustomResource(
+                f"{name}-job-{job.name}",
+                api_version=API_VERSION,
+                kind="RayJob",
+                metadata=pick(_item("jobs", index, "metadata")),
+                spec=pick(_item("jobs", index, "spec")),
+                # Submitted only once the shared cluster is ready (its waitFor annotation).
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*pod_inputs, self.ray_cluster]),
+            )
+            for index, (job, _) in enumerate(jobs)
+        ]
+        self.ray_services = [
+            k8s.apiextensions.CustomResource(
+                f"{name}-service-{svc.name}",
+                api_version=API_VERSION,
+                kind="RayService",
+                metadata=pick(_item("services", index, "metadata")),
+                spec=pick(_item("services", index, "spec")),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=pod_inputs),
+            )
+            for index, (svc, _) in enumerate(services)
+        ]
+        if args.cluster_type == "hyperpod":
+            self._stuck_pod_cleanup(name, ns, in_ns)
+
+        self.namespace: pulumi.Output[str] = namespace.metadata["name"]
+        self.ray_cluster_name: pulumi.Output[str] = pulumi.Output.all(
+            _untyped(self.ray_cluster).metadata, args.ray_cluster_name
+        ).apply(lambda v: (v[0] or {}).get("name") or v[1])
+        self.head_service_name: pulumi.Output[str] = self.ray_cluster_name.apply(head_service_name)
+        self.dashboard_port_forward_command: pulumi.Output[str] = pulumi.Output.all(
+            self.namespace, self.ray_cluster_name
+        ).apply(lambda v: port_forward_command(v[0], v[1]))
+        # KubeRay generates the token Secret named after the RayCluster (key "auth_token").
+        self.ray_auth_token_secret_name: pulumi.Output[str] | None = (
+            self.ray_cluster_name if args.token_auth else None
+        )
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "rayClusterName": self.ray_cluster_name,
+                "headServiceName": self.head_service_name,
+                "dashboardPortForwardCommand": self.dashboard_port_forward_command,
+                "rayAuthTokenSecretName": self.ray_auth_token_secret_name,
+            }
+        )
+
+    def _stuck_pod_cleanup(self, name: str, namespace: str, opts: pulumi.ResourceOptions) -> None:
+        """HyperPod: CronJob deleting Ray pods left in UnexpectedAdmissionError after node replacement."""
+        sa_name = "ray-stuck-pod-cleanup"
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-cleanup-service-account",
+            metadata={"name": sa_name, "namespace": namespace},
+            opts=opts,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-cleanup-role",
+            metadata={"name": sa_name, "namespace": namespace},
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=["pods"], verbs=["get", "list", "delete"]
+                )
+            ],
+            opts=opts,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-cleanup-role-binding",
+            metadata={"name": sa_name, "namespace": namespace},
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=sa_name
+            ),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=sa_name, namespace=namespace)],
+            opts=opts,
+        )
+        k8s.batch.v1.CronJob(
+            f"{name}-stuck-pod-cleanup",
+            metadata={"name": sa_name, "namespace": namespace},
+            spec=_untyped(build_stuck_pod_cleanup_spec(namespace=namespace, service_account=sa_name)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role, binding]),
+        )

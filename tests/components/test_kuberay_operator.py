@@ -1,0 +1,172 @@
+"""KubeRayOperator under mocks: vendored CRDs managed by Pulumi and retained, the Helm release after them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.builders.kuberay import build_kuberay_values
+from components.config import KubeRayConfig, parse_stack_config
+from components.kuberay_operator import (
+    CRD_KINDS,
+    CRD_ROOT,
+    KubeRayOperator,
+    KubeRayOperatorArgs,
+    crd_dir,
+    load_crds,
+)
+from components.versions import KUBERAY_CHART, KUBERAY_CHART_REPO, KUBERAY_VERSION
+from tests import pulumi_harness
+from tests.pulumi_harness import ProgramRun, run_program
+
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+
+def test_crd_folder_matches_the_pinned_version() -> None:
+    assert crd_dir().name == f"kuberay-{KUBERAY_VERSION}"
+    assert sorted(p.name for p in crd_dir().iterdir()) == sorted(f"ray.io_{k}.yaml" for k in CRD_KINDS)
+    # One vendored version only: a bump replaces the folder, it does not leave the old one behind.
+    assert [p.name for p in CRD_ROOT.iterdir() if p.is_dir()] == [crd_dir().name]
+    kinds = sorted(doc["spec"]["names"]["kind"] for doc in load_crds())
+    assert kinds == ["RayCluster", "RayJob", "RayService"]
+    for doc in load_crds():
+        assert doc["kind"] == "CustomResourceDefinition"
+        assert doc["spec"]["group"] == "ray.io"
+        assert "v1" in [v["name"] for v in doc["spec"]["versions"] if v.get("served")]
+
+
+@pytest.mark.schemas
+def test_vendored_crds_are_the_upstream_release_files(shared_schemas: Path) -> None:
+    upstream = shared_schemas / f"kuberay-v{KUBERAY_VERSION}"
+    for kind in CRD_KINDS:
+        name = f"ray.io_{kind}.yaml"
+        assert (crd_dir() / name).read_bytes() == (upstream / name).read_bytes(), name
+
+
+def test_missing_crd_folder_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError, match=re.escape("copy the CRDs of KubeRay 9.9.9")):
+        load_crds("9.9.9")
+
+
+def test_crds_are_pulumi_managed_and_retained(stack_run: ProgramRun) -> None:
+    crds = _ray_crds(stack_run)
+    assert sorted(c.inputs["metadata"]["name"] for c in crds) == sorted(f"{k}.ray.io" for k in CRD_KINDS)
+    for crd in crds:
+        assert crd.retain_on_delete, f"{crd.name}: deleting a CRD deletes every Ray resource"
+        assert crd.inputs["spec"]["group"] == "ray.io"
+        assert any(a.type == "ray-on-eks:k8s:KubeRayOperator" for a in stack_run.ancestors(crd))
+
+
+def test_helm_release_is_pinned_skips_crds_and_depends_on_them(stack_run: ProgramRun) -> None:
+    release = stack_run.one(RELEASE_TYPE, "kuberay-release")
+    assert release.inputs["chart"] == KUBERAY_CHART
+    assert release.inputs["version"] == KUBERAY_VERSION
+    assert release.inputs["repositoryOpts"] == {"repo": KUBERAY_CHART_REPO}
+    assert release.inputs["skipCrds"] is True
+    for crd in _ray_crds(stack_run):
+        assert crd.urn in release.dependencies
+
+
+def test_release_values_come_from_the_builder(stack_run: ProgramRun) -> None:
+    config = parse_stack_config(_raw(stack_run))
+    release = stack_run.one(RELEASE_TYPE, "kuberay-release")
+    assert release.inputs["namespace"] == config.kuberay.namespace
+    expected = build_kuberay_values(
+        cpu=config.kuberay.cpu,
+        memory=config.kuberay.memory,
+        feature_gates=config.kuberay.feature_gates,
+        batch_scheduler=config.kuberay.batch_scheduler,
+        watch_namespaces=[*config.kuberay.watch_namespaces, config.namespace],
+        service_monitor=config.monitoring.enabled,
+    )
+    assert release.inputs["values"] == expected
+    assert config.namespace in release.inputs["values"]["watchNamespace"]
+
+
+def test_operator_namespace_enforces_restricted(stack_run: ProgramRun) -> None:
+    namespace = stack_run.one("kubernetes:core/v1:Namespace", "kuberay-namespace")
+    assert namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_service_monitor_off_without_monitoring() -> None:
+    run = run_program("dev", {"monitoring": {"enabled": False}})
+    assert run.error is None, run.error
+    values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
+    assert values["metrics"]["serviceMonitor"]["enabled"] is False
+
+
+def test_feature_gate_overrides_reach_the_release() -> None:
+    run = run_program("dev", {"kuberay": {"featureGates": {"RayCronJob": True}, "batchScheduler": "volcano"}})
+    assert run.error is None, run.error
+    values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
+    assert {"name": "RayCronJob", "enabled": True} in values["featureGates"]
+    assert values["batchScheduler"]["name"] == "volcano"
+
+
+def test_unknown_feature_gate_fails_before_anything_is_created() -> None:
+    run = run_program("dev", {"kuberay": {"featureGates": {"RayTeleport": True}}})
+    assert run.error is not None
+    message = str(run.error)
+    assert "ray-on-eks:kuberay.featureGates" in message
+    assert "RayTeleport" in message and "RayCronJob" in message  # names the bad gate and the valid ones
+    assert run.resources == []
+
+
+def _raw(run: ProgramRun) -> dict[str, object]:
+    """The engine config of a run, decoded the way load_stack_config decodes it."""
+    raw: dict[str, object] = {}
+    for key, value in run.config.items():
+        if key == "aws:region":
+            raw["region"] = value
+        elif key.startswith("ray-on-eks:"):
+            text = value.strip()
+            raw[key.split(":", 1)[1]] = json.loads(text) if text[:1] in "{[" else value
+    return raw
+
+
+def test_crds_reach_the_engine_unchanged(stack_runs: dict[str, ProgramRun]) -> None:
+    # Keys such as openAPIV3Schema and x-kubernetes-* must not be renamed on the way to the provider.
+    run = stack_runs["dev"]
+    by_name = {doc["metadata"]["name"]: doc for doc in load_crds()}
+    for crd in _ray_crds(run):
+        doc = by_name[crd.inputs["metadata"]["name"]]
+        assert crd.inputs["spec"] == doc["spec"]
+
+
+def _operator_after_monitoring() -> None:
+    monitoring = pulumi.ComponentResource("test:index:Monitoring", "monitoring")
+    marker = k8s.core.v1.Namespace(
+        "monitoring-namespace",
+        metadata={"name": "monitoring"},
+        opts=pulumi.ResourceOptions(parent=monitoring),
+    )
+    KubeRayOperator(
+        "kuberay",
+        KubeRayOperatorArgs(
+            config=KubeRayConfig(),
+            watch_namespaces=["ray"],
+            service_monitor=True,
+            release_depends_on=[marker],
+        ),
+    )
+
+
+def test_release_waits_for_what_the_service_monitor_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pulumi_harness, "_run_main", _operator_after_monitoring)
+    run = run_program("dev")
+    assert run.error is None, run.error
+    marker = run.one("kubernetes:core/v1:Namespace", "monitoring-namespace")
+    release = run.one(RELEASE_TYPE, "kuberay-release")
+    assert marker.urn in release.dependencies
+    assert release.inputs["values"]["metrics"]["serviceMonitor"]["enabled"] is True
+
+
+def _ray_crds(run: ProgramRun) -> list[pulumi_harness.Registered]:
+    """The KubeRay CRDs (other components, e.g. monitoring, may register CRDs of their own)."""
+    return [c for c in run.of_type(CRD_TYPE) if c.inputs["spec"]["group"] == "ray.io"]
