@@ -1,12 +1,19 @@
-"""Unit tests of the serve app's request validation (no cluster)."""
+"""Unit tests of the serve app (no cluster): request validation and the replica's HTTP answers."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from starlette.requests import Request
 
-from workloads.serve.app import MAX_INSTANCES, BadRequestError, parse_instances
+from workloads.dt_pytorch.model import ModelMeta, build_model, write_model_dir
+from workloads.serve.app import MAX_INSTANCES, BadRequestError, Classifier, parse_instances
 
 
 def test_valid_rows_become_floats() -> None:
@@ -39,3 +46,87 @@ def test_too_many_instances_is_413() -> None:
     with pytest.raises(BadRequestError) as caught:
         parse_instances({"instances": [[0.0]] * (MAX_INSTANCES + 1)}, input_dim=1)
     assert caught.value.status == 413
+
+
+# --- The deployment class itself, called in-process with ASGI requests (no cluster). ---
+
+
+def ask(app: Any, method: str, path: str, body: bytes = b"", root_path: str = "") -> tuple[int, Any]:
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": root_path,
+        "scheme": "http",
+        "server": ("test", 80),
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    response = asyncio.run(app(Request(scope, receive)))
+    return response.status_code, json.loads(response.body)
+
+
+def publish(directory: Path, *, epoch: int) -> None:
+    torch.manual_seed(epoch)
+    model = build_model(input_dim=4, hidden_dim=8, num_classes=3)
+    meta = ModelMeta(
+        input_dim=4,
+        hidden_dim=8,
+        num_classes=3,
+        feature_scale=1.0,
+        dataset="digits",
+        epoch=epoch,
+        held_out_accuracy=0.5,
+    )
+    write_model_dir(directory, state_dict=model.state_dict(), meta=meta)
+    stamp = 1_700_000_000 + epoch  # distinct mtimes even on coarse filesystems
+    os.utime(directory / "model.json", (stamp, stamp))
+
+
+def test_replica_answers_503_until_a_model_exists_then_reloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = tmp_path / "models" / "latest"
+    monkeypatch.setenv("MODEL_PATH", str(model_dir))
+    replica = Classifier.func_or_class()  # type: ignore[attr-defined]
+
+    status, body = ask(replica, "GET", "/healthz")
+    assert status == 503 and "run the dt-pytorch workload first" in body["error"]
+    status, body = ask(replica, "POST", "/predict", b'{"instances": [[1, 2, 3, 4]]}')
+    assert status == 503 and body["error"].startswith("model not available")
+
+    publish(model_dir, epoch=1)
+    status, body = ask(replica, "GET", "/healthz")
+    assert status == 200 and body["model"]["epoch"] == 1
+    status, body = ask(replica, "POST", "/predict", b'{"instances": [[1, 2, 3, 4], [0, 0, 0, 0]]}')
+    assert status == 200 and len(body["predictions"]) == 2
+    assert all(p in {0, 1, 2} for p in body["predictions"])
+
+    publish(model_dir, epoch=2)
+    status, body = ask(replica, "POST", "/predict", b'{"instances": [[1, 2, 3, 4]]}')
+    assert status == 200 and body["model"]["epoch"] == 2
+
+
+def test_replica_routes_under_a_prefix_and_rejects_bad_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(tmp_path, epoch=3)
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path))
+    replica = Classifier.func_or_class()  # type: ignore[attr-defined]
+    status, body = ask(replica, "GET", "/digits/healthz", root_path="/digits")
+    assert status == 200 and body["model"]["epoch"] == 3
+    for payload, expected in (
+        (b"{oops", 400),
+        (b'{"instances": [[1, 2, 3]]}', 400),
+        (b'{"instances": [[1, 2, 3, "4"]]}', 400),
+        (b"\xff\xfe", 400),
+    ):
+        status, body = ask(replica, "POST", "/digits/predict", payload, root_path="/digits")
+        assert status == expected and body["error"]
+    assert ask(replica, "GET", "/digits/predict", root_path="/digits")[0] == 405
+    assert ask(replica, "POST", "/digits/healthz", root_path="/digits")[0] == 405
+    assert ask(replica, "GET", "/digits/nope", root_path="/digits")[0] == 404
