@@ -525,16 +525,20 @@ class MonitoringConfig(_Model):
 class RayJobConfig(_Model):
     """A RayJob created after the cluster is ready."""
 
-    name: DnsLabel
+    name: DnsLabel = Field(description="RayJob name (a DNS label).")
     workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
     cluster: Literal["shared", "ephemeral"] = Field(
         default="shared",
         description="shared: run on the stack's RayCluster; ephemeral: a cluster created for the job and deleted after.",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
-    active_deadline_seconds: PositiveInt | None = None
-    backoff_limit: NonNegativeInt = 0
-    ttl_seconds_after_finished: NonNegativeInt = 3600
+    active_deadline_seconds: PositiveInt | None = Field(
+        default=None, description="Fail the job after this many seconds; unset = no deadline."
+    )
+    backoff_limit: NonNegativeInt = Field(default=0, description="Retries of a failed job (new submission).")
+    ttl_seconds_after_finished: NonNegativeInt = Field(
+        default=3600, description="ephemeral: seconds before a finished job's cluster is deleted."
+    )
 
     @field_validator("workload")
     @classmethod
@@ -550,13 +554,16 @@ class RayJobConfig(_Model):
 class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
 
-    name: DnsLabel
+    name: DnsLabel = Field(description="RayService name (a DNS label).")
     workload: str = Field(
         default="serve", description="Workload name (kind service) from workloads/catalog.py."
     )
-    num_replicas: PositiveInt = 1
-    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = "NewCluster"
-    env: dict[str, str] = Field(default_factory=dict)
+    num_replicas: PositiveInt = Field(default=1, description="Serve replicas of the deployment.")
+    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
+        default="NewCluster",
+        description="NewCluster: blue/green on a new RayCluster; None: update in place.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
 
     @field_validator("workload")
     @classmethod
