@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 
 from components.builders.kuberay import build_kuberay_values
 from components.config import KubeRayConfig, parse_stack_config
@@ -30,7 +31,7 @@ RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 def test_crd_folder_matches_the_pinned_version() -> None:
     assert crd_dir().name == f"kuberay-{KUBERAY_VERSION}"
-    assert sorted(p.name for p in crd_dir().iterdir()) == sorted(f"ray.io_{k}.yaml" for k in CRD_KINDS)
+    assert sorted(p.name for p in crd_dir().iterdir()) == sorted(f"ray.io_{k}.json" for k in CRD_KINDS)
     # One vendored version only: a bump replaces the folder, it does not leave the old one behind.
     assert [p.name for p in CRD_ROOT.iterdir() if p.is_dir()] == [crd_dir().name]
     kinds = sorted(doc["spec"]["names"]["kind"] for doc in load_crds())
@@ -44,13 +45,25 @@ def test_crd_folder_matches_the_pinned_version() -> None:
 @pytest.mark.schemas
 def test_vendored_crds_are_the_upstream_release_files(shared_schemas: Path) -> None:
     upstream = shared_schemas / f"kuberay-v{KUBERAY_VERSION}"
-    for kind in CRD_KINDS:
-        name = f"ray.io_{kind}.yaml"
-        assert (crd_dir() / name).read_bytes() == (upstream / name).read_bytes(), name
+    for kind, document in zip(CRD_KINDS, load_crds(), strict=True):
+        (expected,) = [d for d in yaml.safe_load_all((upstream / f"ray.io_{kind}.yaml").read_text()) if d]
+        assert document == expected, kind
+
+
+def test_vendoring_writes_what_load_crds_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import components.kuberay_operator as operator
+
+    source = tmp_path / "yaml"
+    source.mkdir()
+    for kind, document in zip(CRD_KINDS, load_crds(), strict=True):
+        (source / f"ray.io_{kind}.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setattr(operator, "CRD_ROOT", tmp_path / "crds")
+    operator.vendor_crds(source, version="0.0.1")
+    assert operator.load_crds("0.0.1") == load_crds()
 
 
 def test_missing_crd_folder_is_a_clear_error() -> None:
-    with pytest.raises(FileNotFoundError, match=re.escape("copy the CRDs of KubeRay 9.9.9")):
+    with pytest.raises(FileNotFoundError, match=re.escape("convert the CRDs of KubeRay 9.9.9")):
         load_crds("9.9.9")
 
 
