@@ -97,12 +97,14 @@ if config.s3.enabled:
     install_agent = False
     pulumi.export("bucketName", s3.bucket_name)
 
-# STORAGE_PATH for Ray Train: /fsx/ray-results, else s3://<bucket>/ray-results, else None.
-storage_path: pulumi.Output[str | None] = (
-    s3.bucket_name.apply(lambda bucket: storage_path_for(config.fsx.enabled, bucket))
-    if s3 is not None
-    else pulumi.Output.from_input(storage_path_for(config.fsx.enabled, None))
-)
+# STORAGE_PATH for Ray Train: /fsx/ray-results, else s3://<bucket>/ray-results, else None. A plain
+# string whenever it is known before deployment, so `pulumi preview` shows the Ray specs in full; only
+# a generated bucket name makes it an Output.
+storage_path: str | None | pulumi.Output[str | None]
+if s3 is not None and not config.fsx.enabled and config.s3.bucket_name is None:
+    storage_path = s3.bucket_name.apply(lambda bucket: storage_path_for(False, bucket))
+else:
+    storage_path = storage_path_for(config.fsx.enabled, config.s3.bucket_name if s3 is not None else None)
 pulumi.export("storagePath", storage_path)
 
 # --- Monitoring (optional) ---------------------------------------------------------------------------
