@@ -100,7 +100,7 @@ if config.s3.enabled:
 # STORAGE_PATH for Ray Train: /fsx/ray-results, else s3://<bucket>/ray-results, else None. A plain
 # string whenever it is known before deployment, so `pulumi preview` shows the Ray specs in full; only
 # a generated bucket name makes it an Output.
-storage_path: str | None | pulumi.Output[str | None]
+storage_path: str | pulumi.Output[str | None] | None
 if s3 is not None and not config.fsx.enabled and config.s3.bucket_name is None:
     storage_path = s3.bucket_name.apply(lambda bucket: storage_path_for(False, bucket))
 else:

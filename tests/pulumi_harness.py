@@ -411,3 +411,13 @@ def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview:
     run.resources = monitor.registered
     run.component_outputs = monitor.component_outputs
     return run
+
+
+def run_ok(stack: str, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+    """:func:`run_program` for a configuration that must evaluate without error."""
+    run = run_program(stack, overrides)
+    if run.error is not None:
+        raise AssertionError(
+            f"Pulumi.{stack}.yaml with {dict(overrides or {})}: the program failed: {run.error!r}"
+        )
+    return run

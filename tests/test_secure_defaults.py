@@ -20,7 +20,7 @@ import pytest
 
 from policy import checks
 from tests import pulumi_harness as harness
-from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, Registered, run_program
+from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, Registered, run_ok, run_program
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
 # The harness's RandomPassword mock returns results starting with this marker.
@@ -132,8 +132,7 @@ def test_ray_token_authentication_is_on(stack_run: ProgramRun) -> None:
 
 
 def test_token_auth_off_is_honoured() -> None:
-    run = run_program("dev", {"tokenAuth": False})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"tokenAuth": False})
     clusters = run.custom_resources("RayCluster")
     assert clusters
     for cluster in clusters:
@@ -314,7 +313,6 @@ def test_the_harness_keeps_generated_passwords_secret(
         "pulumi.export('derived', pw.result.apply(lambda r: r))\n"
     )
     monkeypatch.setattr(harness, "MAIN", program)
-    run = run_program("dev")
-    assert run.error is None, run.error
+    run = run_ok("dev")
     assert run.exports["derived"].startswith(MOCK_PASSWORD_MARKER)
     assert "derived" in run.secret_exports

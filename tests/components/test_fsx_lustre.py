@@ -16,7 +16,7 @@ from components.config import FsxConfig
 from components.fsx_lustre import FsxLustreStorageArgs, validate_args
 from components.versions import FSX_CSI_DRIVER_ADDON_VERSION, POD_IDENTITY_AGENT_ADDON_VERSION
 from components.workload_identity import ClusterIdentity
-from tests.pulumi_harness import ProgramRun, Registered, run_program
+from tests.pulumi_harness import ProgramRun, Registered, run_ok, run_program
 
 COMPONENT = "ray-on-eks:storage:FsxLustreStorage"
 ROLE = "aws:iam/role:Role"
@@ -58,22 +58,19 @@ def _claim_spec(run: ProgramRun) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def irsa_run() -> ProgramRun:
-    run = run_program("dev", {"iamMode": "irsa"})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"iamMode": "irsa"})
     return run
 
 
 @pytest.fixture(scope="module")
 def delete_run() -> ProgramRun:
-    run = run_program("dev", {"retainData": False})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"retainData": False})
     return run
 
 
 @pytest.fixture(scope="module")
 def static_run() -> ProgramRun:
-    run = run_program("dev", {"fsx": STATIC, "retainData": False})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"fsx": STATIC, "retainData": False})
     return run
 
 
@@ -302,8 +299,7 @@ def test_children_use_the_cluster_provider_for_kubernetes_and_default_aws(stack_
 
 
 def test_pod_identity_agent_is_installed_once_when_asked() -> None:
-    run = run_program("dev", {"managePodIdentityAgent": True})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"managePodIdentityAgent": True})
     agents = [a for a in run.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
     assert len(agents) == 1
     assert agents[0].inputs["addonVersion"] == POD_IDENTITY_AGENT_ADDON_VERSION

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -23,9 +24,9 @@ from components.kuberay_operator import (
 )
 from components.versions import KUBERAY_CHART, KUBERAY_CHART_REPO, KUBERAY_VERSION
 from tests import pulumi_harness
-from tests.pulumi_harness import ProgramRun, run_program
+from tests.pulumi_harness import ProgramRun, run_ok, run_program
 
-CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+CRD_GROUP_TYPE = "kubernetes:yaml/v2:ConfigGroup"
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 
@@ -68,12 +69,13 @@ def test_missing_crd_folder_is_a_clear_error() -> None:
 
 
 def test_crds_are_pulumi_managed_and_retained(stack_run: ProgramRun) -> None:
-    crds = _ray_crds(stack_run)
-    assert sorted(c.inputs["metadata"]["name"] for c in crds) == sorted(f"{k}.ray.io" for k in CRD_KINDS)
-    for crd in crds:
-        assert crd.retain_on_delete, f"{crd.name}: deleting a CRD deletes every Ray resource"
-        assert crd.inputs["spec"]["group"] == "ray.io"
-        assert any(a.type == "ray-on-eks:k8s:KubeRayOperator" for a in stack_run.ancestors(crd))
+    group = stack_run.one(CRD_GROUP_TYPE, "kuberay-crds")
+    assert sorted(doc["metadata"]["name"] for doc in _ray_crds(stack_run)) == sorted(
+        f"{k}.ray.io" for k in CRD_KINDS
+    )
+    # retainOnDelete on the group reaches every CRD in it (children inherit it).
+    assert group.retain_on_delete, "deleting a CRD deletes every Ray resource"
+    assert any(a.type == "ray-on-eks:k8s:KubeRayOperator" for a in stack_run.ancestors(group))
 
 
 def test_helm_release_is_pinned_skips_crds_and_depends_on_them(stack_run: ProgramRun) -> None:
@@ -82,8 +84,7 @@ def test_helm_release_is_pinned_skips_crds_and_depends_on_them(stack_run: Progra
     assert release.inputs["version"] == KUBERAY_VERSION
     assert release.inputs["repositoryOpts"] == {"repo": KUBERAY_CHART_REPO}
     assert release.inputs["skipCrds"] is True
-    for crd in _ray_crds(stack_run):
-        assert crd.urn in release.dependencies
+    assert stack_run.one(CRD_GROUP_TYPE, "kuberay-crds").urn in release.dependencies
 
 
 def test_release_values_come_from_the_builder(stack_run: ProgramRun) -> None:
@@ -108,15 +109,13 @@ def test_operator_namespace_enforces_restricted(stack_run: ProgramRun) -> None:
 
 
 def test_service_monitor_off_without_monitoring() -> None:
-    run = run_program("dev", {"monitoring": {"enabled": False}})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"monitoring": {"enabled": False}})
     values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
 
 
 def test_feature_gate_overrides_reach_the_release() -> None:
-    run = run_program("dev", {"kuberay": {"featureGates": {"RayCronJob": True}, "batchScheduler": "volcano"}})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"kuberay": {"featureGates": {"RayCronJob": True}, "batchScheduler": "volcano"}})
     values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
     assert {"name": "RayCronJob", "enabled": True} in values["featureGates"]
     assert values["batchScheduler"]["name"] == "volcano"
@@ -146,10 +145,7 @@ def _raw(run: ProgramRun) -> dict[str, object]:
 def test_crds_reach_the_engine_unchanged(stack_runs: dict[str, ProgramRun]) -> None:
     # Keys such as openAPIV3Schema and x-kubernetes-* must not be renamed on the way to the provider.
     run = stack_runs["dev"]
-    by_name = {doc["metadata"]["name"]: doc for doc in load_crds()}
-    for crd in _ray_crds(run):
-        doc = by_name[crd.inputs["metadata"]["name"]]
-        assert crd.inputs["spec"] == doc["spec"]
+    assert _ray_crds(run) == load_crds()
 
 
 def _operator_after_monitoring() -> None:
@@ -172,14 +168,14 @@ def _operator_after_monitoring() -> None:
 
 def test_release_waits_for_what_the_service_monitor_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pulumi_harness, "_run_main", _operator_after_monitoring)
-    run = run_program("dev")
-    assert run.error is None, run.error
+    run = run_ok("dev")
     marker = run.one("kubernetes:core/v1:Namespace", "monitoring-namespace")
     release = run.one(RELEASE_TYPE, "kuberay-release")
     assert marker.urn in release.dependencies
     assert release.inputs["values"]["metrics"]["serviceMonitor"]["enabled"] is True
 
 
-def _ray_crds(run: ProgramRun) -> list[pulumi_harness.Registered]:
-    """The KubeRay CRDs (other components, e.g. monitoring, may register CRDs of their own)."""
-    return [c for c in run.of_type(CRD_TYPE) if c.inputs["spec"]["group"] == "ray.io"]
+def _ray_crds(run: ProgramRun) -> list[dict[str, Any]]:
+    """The CRD documents the KubeRay ConfigGroup hands the provider (parsed as the provider would)."""
+    group = run.one(CRD_GROUP_TYPE, "kuberay-crds")
+    return [doc for doc in yaml.safe_load_all(group.inputs["yaml"]) if doc]

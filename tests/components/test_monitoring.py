@@ -19,7 +19,7 @@ from components.versions import (
     KUBE_PROMETHEUS_STACK_REPO,
     KUBE_PROMETHEUS_STACK_VERSION,
 )
-from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, Registered, run_program
+from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, Registered, run_ok, run_program
 
 COMPONENT = "ray-on-eks:k8s:Monitoring"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -56,8 +56,7 @@ def _manifest(resource: Registered) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ml_run() -> ProgramRun:
     """dev with the Ray namespace renamed and a second namespace the operator watches."""
-    run = run_program("dev", {"namespace": "ml", "kuberay": {"watchNamespaces": ["ml", "team-a"]}})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"namespace": "ml", "kuberay": {"watchNamespaces": ["ml", "team-a"]}})
     return run
 
 
@@ -245,8 +244,7 @@ def _component_outputs(run: ProgramRun) -> dict[str, Any]:
 
 
 def test_monitoring_disabled_creates_nothing() -> None:
-    run = run_program("dev", {"monitoring": {"enabled": False}})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"monitoring": {"enabled": False}})
     assert run.of_type(COMPONENT) == []
     charts = [r.inputs.get("chart") for r in run.of_type(RELEASE)]
     assert "kube-prometheus-stack" not in charts
@@ -260,8 +258,7 @@ def test_monitoring_disabled_creates_nothing() -> None:
 
 
 def test_expose_dashboards_gives_grafana_an_internal_load_balancer() -> None:
-    run = run_program("dev", {"exposeDashboards": True})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"exposeDashboards": True})
     service = _release(run).inputs["values"]["grafana"]["service"]
     assert service["type"] == "LoadBalancer"
     assert service["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"

@@ -15,7 +15,7 @@ from components.contract import RAY_SERVICE_ACCOUNT
 from components.s3_mountpoint import S3MountpointArgs, validate_args
 from components.versions import MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
 from components.workload_identity import ClusterIdentity
-from tests.pulumi_harness import ProgramRun, run_program
+from tests.pulumi_harness import ProgramRun, run_ok, run_program
 
 COMPONENT = "ray-on-eks:storage:S3Mountpoint"
 BUCKET = "aws:s3/bucket:Bucket"
@@ -56,29 +56,25 @@ def _statement_resources(policy_json: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def dev() -> ProgramRun:
-    run = run_program("dev")
-    assert run.error is None, run.error
+    run = run_ok("dev")
     return run
 
 
 @pytest.fixture(scope="module")
 def delete_run() -> ProgramRun:
-    run = run_program("dev", {"retainData": False})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"retainData": False})
     return run
 
 
 @pytest.fixture(scope="module")
 def irsa_run() -> ProgramRun:
-    run = run_program("dev", {"iamMode": "irsa", "namespace": "ml-team"})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"iamMode": "irsa", "namespace": "ml-team"})
     return run
 
 
 @pytest.fixture(scope="module")
 def existing_run() -> ProgramRun:
-    run = run_program("dev", {"s3": EXISTING, "retainData": False})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"s3": EXISTING, "retainData": False})
     return run
 
 
@@ -266,8 +262,7 @@ def test_storage_path_uses_the_bucket_only_without_fsx(dev: ProgramRun) -> None:
 
 
 def test_pod_identity_agent_goes_to_s3_when_fsx_is_off() -> None:
-    run = run_program("dev", {"fsx": {"enabled": False}, "managePodIdentityAgent": True})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"fsx": {"enabled": False}, "managePodIdentityAgent": True})
     (agent,) = [a for a in run.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
     assert agent.name == "s3-pod-identity-agent"
 

@@ -26,7 +26,7 @@ from pulumi_policy.proxy import unknown_checking_proxy
 
 from policy import checks
 from policy.policies import POLICIES
-from tests.pulumi_harness import ProgramRun, Registered, run_program
+from tests.pulumi_harness import ProgramRun, Registered, run_ok
 
 
 def _stack_resources(run: ProgramRun) -> list[checks.StackResource]:
@@ -131,8 +131,7 @@ def test_stacks_with_shared_storage_register_data_bearing_resources(stack_run: P
 
 def test_retain_data_false_is_applied_and_declared_to_the_policy() -> None:
     """``retainData: false``: data resources are deletable AND labelled so the pack accepts it."""
-    run = run_program("dev", {"retainData": False})
-    assert run.error is None, run.error
+    run = run_ok("dev", {"retainData": False})
     resources = _data_bearing(run)
     assert resources, "no data-bearing resource in dev (needs the FSx/S3 storage components)"
     for r in resources:
