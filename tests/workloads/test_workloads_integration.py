@@ -93,6 +93,9 @@ def test_dt_pytorch_learns_checkpoints_and_exports(trained: RunResult, storage_p
     accuracy, epoch = float(match.group(1)), int(match.group(2))
     assert accuracy > MIN_ACCURACY and epoch == TRAIN_EPOCHS
     assert "resumed from checkpoint" not in job_logs(trained)  # a fresh run starts at epoch 1
+    # Throughput is reported per epoch (bench/training.py and users read it from the logs).
+    rates = [float(r) for r in re.findall(r"samples_per_second=([0-9.]+)", job_logs(trained))]
+    assert rates and all(rate > 0 for rate in rates)
 
     found = newest_checkpoint(storage_path / "checkpoints" / "dt-pytorch")
     assert found is not None and found[0] == TRAIN_EPOCHS

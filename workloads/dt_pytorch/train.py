@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         permutation = torch.randperm(len(x_train), generator=generator)
         model.train()
         total_loss, batches = 0.0, 0
+        started = time.perf_counter()
         for start in range(0, len(permutation), settings.batch_size):
             index = permutation[start : start + settings.batch_size]
             inputs, labels = x_train[index].to(device), y_train[index].to(device)
@@ -167,8 +169,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             optimizer.step()
             total_loss += float(loss.item())
             batches += 1
+        train_seconds = time.perf_counter() - started
         accuracy = held_out_accuracy()
-        metrics = {"epoch": epoch, "loss": total_loss / max(batches, 1), "held_out_accuracy": accuracy}
+        metrics = {
+            "epoch": epoch,
+            "loss": total_loss / max(batches, 1),
+            "held_out_accuracy": accuracy,
+            "train_seconds": train_seconds,
+            # Every worker trains an equal shard, so the whole group processes world_size shards.
+            "samples_per_second": world_size * len(permutation) / max(train_seconds, 1e-9),
+        }
         if rank == 0:
             with tempfile.TemporaryDirectory() as directory:
                 write_model_dir(
@@ -192,7 +202,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 )
             print(
                 f"epoch {epoch}/{settings.epochs} loss={metrics['loss']:.4f} "
-                f"held_out_accuracy={accuracy:.4f}",
+                f"held_out_accuracy={accuracy:.4f} train_seconds={train_seconds:.3f} "
+                f"samples_per_second={metrics['samples_per_second']:.0f}",
                 flush=True,
             )
         else:
