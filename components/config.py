@@ -101,6 +101,14 @@ def _aws_id(prefix: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _check_bounds(low_key: str, low: int, high_key: str, high: int) -> None:
+    """A lower bound above its upper bound: one message naming both keys and the fix."""
+    if low > high:
+        raise ValueError(
+            f"{low_key} ({low}) is greater than {high_key} ({high}); lower {low_key} or raise {high_key}"
+        )
+
+
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 SubnetId = Annotated[str, _aws_id("subnet", "subnet")]
 SecurityGroupId = Annotated[str, _aws_id("sg", "security group")]
@@ -163,16 +171,8 @@ class NewClusterConfig(_Model):
 
     @model_validator(mode="after")
     def _sizes(self) -> Self:
-        if self.gpu_nodes_min > self.gpu_nodes_max:
-            raise ValueError(
-                f"gpuNodesMin ({self.gpu_nodes_min}) is greater than gpuNodesMax ({self.gpu_nodes_max}); "
-                "lower gpuNodesMin or raise gpuNodesMax"
-            )
-        if self.cpu_nodes_min > self.cpu_nodes_max:
-            raise ValueError(
-                f"cpuNodesMin ({self.cpu_nodes_min}) is greater than cpuNodesMax ({self.cpu_nodes_max}); "
-                "lower cpuNodesMin or raise cpuNodesMax"
-            )
+        _check_bounds("gpuNodesMin", self.gpu_nodes_min, "gpuNodesMax", self.gpu_nodes_max)
+        _check_bounds("cpuNodesMin", self.cpu_nodes_min, "cpuNodesMax", self.cpu_nodes_max)
         return self
 
 
@@ -236,11 +236,7 @@ class WorkerGroupConfig(_Model):
 
     @model_validator(mode="after")
     def _replicas(self) -> Self:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"minReplicas ({self.min_replicas}) is greater than maxReplicas ({self.max_replicas}); "
-                "lower minReplicas or raise maxReplicas"
-            )
+        _check_bounds("minReplicas", self.min_replicas, "maxReplicas", self.max_replicas)
         if not self.min_replicas <= self.replicas <= self.max_replicas:
             raise ValueError(
                 f"replicas ({self.replicas}) must lie between minReplicas ({self.min_replicas}) and "
