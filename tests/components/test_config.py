@@ -133,6 +133,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "minReplicas (3) is greater than maxReplicas (1)",
     ),
     (
+        "new cluster GPU bounds inverted",
+        {"createCluster": True, "newCluster": {"gpuNodesMin": 4, "gpuNodesMax": 1}},
+        "ray-on-eks:newCluster",
+        "gpuNodesMin (4) is greater than gpuNodesMax (1); lower gpuNodesMin or raise gpuNodesMax",
+    ),
+    (
         "replicas outside bounds",
         {"workerGroups": _group(replicas=5, maxReplicas=2)},
         "ray-on-eks:workerGroups[0]",
