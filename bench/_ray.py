@@ -1,50 +1,30 @@
 """A local Ray head owned by one benchmark run, and a timed subprocess runner.
 
-The head is ``ray start --head --block`` in its own process group, bound to 127.0.0.1 with every
-port chosen free and its own short temp dir, so it never collides with another Ray on the machine.
-It is stopped by ITS process group and by a marker variable its processes inherit, never with
-``ray stop`` (which stops every Ray of the user on the machine, including other people's).
-
-It is also recorded in ``<local-dir>/local-cluster.json`` the way ``python -m workloads`` records
-the head it starts, so ``python -m workloads --local-dir <local-dir> run NAME`` reuses this head
-(the CLI's documented "started or reused" path) instead of starting its own.
+The head is the workloads CLI's own local head (``workloads.local_cluster``): ``ray start --head
+--block`` in its own process group, every port free on 127.0.0.1, its own short temp dir, stopped by
+its process group and cluster marker, never with ``ray stop`` (which stops every Ray of the user on
+the machine). It is recorded in ``<local-dir>`` exactly as ``python -m workloads`` records the head
+it starts, so ``python -m workloads --local-dir <local-dir> run NAME`` reuses it (the CLI's
+documented "started or reused" path) instead of starting its own.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-MARKER_ENV = "RAY_ON_EKS_BENCH_HEAD"
+from workloads import local_cluster
+
 T = TypeVar("T")
-
-
-class HeadError(RuntimeError):
-    """The benchmark's Ray head could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ray_executable() -> str:
@@ -68,138 +48,50 @@ def client_env() -> dict[str, str]:
 
 
 class LocalHead:
-    """``with LocalHead(num_cpus=2) as head:`` a running head; stopped (by id) on exit."""
+    """``with LocalHead(local_dir, num_cpus=2) as head:`` a running head, stopped on exit.
 
-    def __init__(self, *, num_cpus: int = 2, object_store_mb: int = 300, timeout_s: float = 180.0) -> None:
-        self.num_cpus = num_cpus
-        self.object_store_mb = object_store_mb
-        self.timeout_s = timeout_s
-        self.marker = secrets.token_hex(6)
-        # Short path: Ray creates unix sockets under it (108-byte limit).
-        self.temp_dir = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
-        self.log_file = Path(self.temp_dir) / "head.log"
-        self.gcs_port = free_port()
-        self.dashboard_port = free_port()
-        self.serve_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+    It is the workloads CLI's own local head (``workloads.local_cluster``): started in its own process
+    group with free loopback ports and a short temp dir, recorded in ``local_dir`` so that
+    ``python -m workloads --local-dir <local_dir> run NAME`` reuses it, and stopped by its process
+    group and cluster marker only.
+    """
+
+    def __init__(
+        self, local_dir: Path, *, num_cpus: int = 2, object_store_mb: int = 300, timeout_s: float = 180.0
+    ) -> None:
+        self.local_dir = local_dir
+        self.spec = local_cluster.LocalClusterSpec(
+            num_cpus=num_cpus,
+            object_store_memory=object_store_mb * 1024 * 1024,
+            start_timeout_s=timeout_s,
+        )
+        self.cluster: local_cluster.LocalCluster | None = None
+
+    def _running(self) -> local_cluster.LocalCluster:
+        if self.cluster is None:
+            raise RuntimeError("the benchmark head is not running; call start() first")
+        return self.cluster
 
     @property
     def dashboard_url(self) -> str:
         """Jobs API / dashboard address."""
-        return f"http://127.0.0.1:{self.dashboard_port}"
+        return self._running().dashboard_url
 
-    def _dashboard_up(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+    @property
+    def dashboard_port(self) -> int:
+        return self._running().dashboard_port
 
     def start(self) -> LocalHead:
         """Start the head and wait until its dashboard (Jobs API) answers."""
-        command = [
-            ray_executable(),
-            "start",
-            "--head",
-            "--block",
-            "--node-ip-address=127.0.0.1",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={self.dashboard_port}",
-            f"--port={self.gcs_port}",
-            f"--num-cpus={self.num_cpus}",
-            f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
-            f"--temp-dir={self.temp_dir}",
-            f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}",
-            "--min-worker-port=0",
-            "--max-worker-port=0",
-            "--disable-usage-stats",
-        ]
-        env = client_env()
-        env[MARKER_ENV] = self.marker
-        env["RAY_AUTH_MODE"] = "disabled"
-        # As the workloads CLI's head does: Ray's memory monitor compares machine-wide usage with
-        # its threshold, so on a shared box it kills this head's workers for memory other programs
-        # use (seen here: a 23 GB mypy run got a quickstart JobSupervisor killed). Leave OOM to the
-        # kernel, and do not make Ray workers its first victims.
-        env["RAY_memory_monitor_refresh_ms"] = "0"
-        env["RAY_worker_oom_score_adjustment"] = "0"
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.temp_dir,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + self.timeout_s
-        while not self._dashboard_up():
-            if self.process.poll() is not None:
-                tail = self.log_file.read_text(errors="replace")[-3000:]
-                self.stop()
-                raise HeadError(f"ray start exited with {self.process.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise HeadError(f"the Ray dashboard did not answer within {self.timeout_s:.0f}s")
-            time.sleep(0.5)
+        self.cluster = local_cluster.start(self.local_dir, self.spec)
         return self
 
-    def record_for_cli(self, local_dir: Path) -> None:
-        """Write the state file ``python -m workloads --local-dir`` reads, so ``run`` reuses this head."""
-        assert self.process is not None
-        local_dir.mkdir(parents=True, exist_ok=True)
-        state = {
-            "cluster_id": self.marker,
-            "pid": self.process.pid,
-            "gcs_port": self.gcs_port,
-            "dashboard_port": self.dashboard_port,
-            "serve_port": self.serve_port,
-            "temp_dir": self.temp_dir,
-            "log_file": str(self.log_file),
-            "token": None,
-        }
-        (local_dir / "local-cluster.json").write_text(json.dumps(state, indent=2))
-
-    def _marked_pids(self) -> list[int]:
-        needle = f"{MARKER_ENV}={self.marker}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        return found
-
     def stop(self) -> None:
-        """Stop this head's processes only (its process group, then any marked leftovers)."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and self.process.poll() is None:
-                time.sleep(0.2)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        for _ in range(3):
-            leftovers = self._marked_pids()
-            for pid in leftovers:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            if not leftovers:
-                break
-            time.sleep(0.3)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        """Stop this head's processes only, and forget it in ``local_dir``."""
+        if self.cluster is not None:
+            local_cluster.stop(self.cluster)
+            local_cluster.state_file(self.local_dir).unlink(missing_ok=True)
+            self.cluster = None
 
     def __enter__(self) -> LocalHead:
         return self.start()

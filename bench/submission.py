@@ -107,10 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         local_dir = Path(scratch) / "local"
         staging = stage_files(get_workload(WORKLOAD), Path(scratch) / "staging")
         common.progress(NAME, "starting the local Ray head")
-        head = _ray.LocalHead(num_cpus=2)
+        head = _ray.LocalHead(local_dir, num_cpus=2)
         try:
             head.start()
-            head.record_for_cli(local_dir)
             variants = commands(head, local_dir, staging)
             samples = {variant: [] for variant in variants}
             shown = {variant: _display(argv_, scratch, head) for variant, argv_ in variants.items()}

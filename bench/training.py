@@ -169,10 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
         local_dir, storage = Path(scratch) / "local", Path(scratch) / "storage"
         common.progress(NAME, "starting the local Ray head")
-        head = _ray.LocalHead(num_cpus=2)
+        head = _ray.LocalHead(local_dir, num_cpus=2)
         try:
             head.start()
-            head.record_for_cli(local_dir)
             for index in range(repeat):
                 for workers in WORKER_COUNTS:
                     common.progress(NAME, f"run {index + 1}/{repeat}: NUM_WORKERS={workers} EPOCHS={epochs}")
