@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pulumi_harness import REPO, ProgramRun, run_program, stack_files, stack_name
+from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program, stack_files, stack_name
 
 SHARED_SCHEMAS = REPO.parent / "shared" / "schemas"
 STACKS = [stack_name(path) for path in stack_files()]
@@ -26,6 +26,12 @@ def stack_runs() -> dict[str, ProgramRun]:
 def stack_run(request: pytest.FixtureRequest, stack_runs: dict[str, ProgramRun]) -> ProgramRun:
     """One stack's run; tests using it run once per stack file."""
     return stack_runs[request.param]
+
+
+@pytest.fixture(scope="session")
+def delete_run() -> ProgramRun:
+    """``Pulumi.dev.yaml`` with ``retainData: false`` (shared by the storage and policy tests)."""
+    return run_ok("dev", {"retainData": False})
 
 
 @pytest.fixture(scope="session")

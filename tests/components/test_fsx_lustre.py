@@ -58,20 +58,12 @@ def _claim_spec(run: ProgramRun) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def irsa_run() -> ProgramRun:
-    run = run_ok("dev", {"iamMode": "irsa"})
-    return run
-
-
-@pytest.fixture(scope="module")
-def delete_run() -> ProgramRun:
-    run = run_ok("dev", {"retainData": False})
-    return run
+    return run_ok("dev", {"iamMode": "irsa"})
 
 
 @pytest.fixture(scope="module")
 def static_run() -> ProgramRun:
-    run = run_ok("dev", {"fsx": STATIC, "retainData": False})
-    return run
+    return run_ok("dev", {"fsx": STATIC, "retainData": False})
 
 
 def _fsx_enabled(run: ProgramRun) -> bool:

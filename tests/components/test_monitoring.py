@@ -56,8 +56,7 @@ def _manifest(resource: Registered) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ml_run() -> ProgramRun:
     """dev with the Ray namespace renamed and a second namespace the operator watches."""
-    run = run_ok("dev", {"namespace": "ml", "kuberay": {"watchNamespaces": ["ml", "team-a"]}})
-    return run
+    return run_ok("dev", {"namespace": "ml", "kuberay": {"watchNamespaces": ["ml", "team-a"]}})
 
 
 def test_chart_is_pinned_in_its_own_namespace(stack_run: ProgramRun) -> None:

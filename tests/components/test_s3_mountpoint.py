@@ -56,26 +56,17 @@ def _statement_resources(policy_json: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def dev() -> ProgramRun:
-    run = run_ok("dev")
-    return run
-
-
-@pytest.fixture(scope="module")
-def delete_run() -> ProgramRun:
-    run = run_ok("dev", {"retainData": False})
-    return run
+    return run_ok("dev")
 
 
 @pytest.fixture(scope="module")
 def irsa_run() -> ProgramRun:
-    run = run_ok("dev", {"iamMode": "irsa", "namespace": "ml-team"})
-    return run
+    return run_ok("dev", {"iamMode": "irsa", "namespace": "ml-team"})
 
 
 @pytest.fixture(scope="module")
 def existing_run() -> ProgramRun:
-    run = run_ok("dev", {"s3": EXISTING, "retainData": False})
-    return run
+    return run_ok("dev", {"s3": EXISTING, "retainData": False})
 
 
 def test_component_exists_exactly_when_s3_is_enabled(stack_run: ProgramRun) -> None:

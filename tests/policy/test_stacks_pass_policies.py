@@ -26,7 +26,7 @@ from pulumi_policy.proxy import unknown_checking_proxy
 
 from policy import checks
 from policy.policies import POLICIES
-from tests.pulumi_harness import ProgramRun, Registered, run_ok
+from tests.pulumi_harness import ProgramRun, Registered
 
 
 def _stack_resources(run: ProgramRun) -> list[checks.StackResource]:
@@ -129,9 +129,9 @@ def test_stacks_with_shared_storage_register_data_bearing_resources(stack_run: P
         )
 
 
-def test_retain_data_false_is_applied_and_declared_to_the_policy() -> None:
+def test_retain_data_false_is_applied_and_declared_to_the_policy(delete_run: ProgramRun) -> None:
     """``retainData: false``: data resources are deletable AND labelled so the pack accepts it."""
-    run = run_ok("dev", {"retainData": False})
+    run = delete_run
     resources = _data_bearing(run)
     assert resources, "no data-bearing resource in dev (needs the FSx/S3 storage components)"
     for r in resources:
