@@ -40,15 +40,15 @@ def crd_dir(version: str = KUBERAY_VERSION) -> Path:
     return CRD_ROOT / f"kuberay-{version}"
 
 
-@functools.cache
-def load_crds(version: str = KUBERAY_VERSION) -> list[dict[str, Any]]:
-    """The CRD documents of KubeRay ``version`` (one per kind), from the vendored files.
+def crd_texts(version: str = KUBERAY_VERSION) -> list[str]:
+    """The vendored CRD files of KubeRay ``version``, in ``CRD_KINDS`` order, as text.
 
-    They are stored as JSON converted from the release's ``ray.io_<kind>.yaml`` (same content, checked
-    against the upstream YAML by the tests): parsing 3 MB of YAML took ~2 s of every ``pulumi up``.
+    They are JSON converted from the release's ``ray.io_<kind>.yaml`` (same content, checked against
+    the upstream YAML by the tests). JSON is YAML, so the text goes to the provider as it is, and the
+    program never parses 3 MB of schema on ``pulumi up``.
     """
     folder = crd_dir(version)
-    documents: list[dict[str, Any]] = []
+    texts: list[str] = []
     for kind in CRD_KINDS:
         path = folder / f"ray.io_{kind}.json"
         if not path.is_file():
@@ -57,14 +57,14 @@ def load_crds(version: str = KUBERAY_VERSION) -> list[dict[str, Any]]:
                 f"(ray-operator/config/crd/bases/ray.io_{kind}.yaml) to JSON into {folder} "
                 "(python -m components.kuberay_operator --vendor-crds <dir with the YAML files>)"
             )
-        documents.append(json.loads(path.read_text()))
-    return documents
+        texts.append(path.read_text())
+    return texts
 
 
-def crd_texts(version: str = KUBERAY_VERSION) -> list[str]:
-    """The vendored CRD files' text, in ``CRD_KINDS`` order (checked by :func:`load_crds`'s errors)."""
-    load_crds(version)  # a clear error when a file is missing
-    return [(crd_dir(version) / f"ray.io_{kind}.json").read_text() for kind in CRD_KINDS]
+@functools.cache
+def load_crds(version: str = KUBERAY_VERSION) -> list[dict[str, Any]]:
+    """The CRD documents of KubeRay ``version`` (one per kind), parsed (for checks and tests)."""
+    return [json.loads(text) for text in crd_texts(version)]
 
 
 def vendor_crds(source: Path, version: str = KUBERAY_VERSION) -> None:
