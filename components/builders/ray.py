@@ -510,15 +510,19 @@ def build_ray_job(
     spec: dict[str, Any] = {
         "entrypoint": workload.entrypoint(),
         "runtimeEnvYAML": build_runtime_env_yaml(workload, run_env(workload, job.env, pods.storage_path)),
-        "backoffLimit": job.backoff_limit,
         "submissionMode": "K8sJobMode",
         "submitterPodTemplate": build_submitter_template(shape, pods),
     }
     if job.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = job.active_deadline_seconds
     if job.cluster == "shared":
+        # No backoffLimit: KubeRay v1.7.0 refuses any retry with clusterSelector (ValidateRayJobSpec);
+        # config validation already refuses backoffLimit > 0 for shared jobs.
+        if job.backoff_limit:
+            raise ValueError(f"rayJobs {job.name!r}: backoffLimit needs cluster: ephemeral")
         spec["clusterSelector"] = {contract.RAY_CLUSTER_LABEL: cluster_name}
     else:
+        spec["backoffLimit"] = job.backoff_limit
         # GCS fault tolerance is for long-lived clusters; a job's cluster lives as long as the job.
         spec["rayClusterSpec"] = build_ray_cluster_spec(shape, pods, gcs_fault_tolerance=False)
         spec["shutdownAfterJobFinishes"] = True

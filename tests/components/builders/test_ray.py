@@ -367,7 +367,7 @@ def _job(**fields: Any) -> RayJobConfig:
 
 
 def test_shared_job_targets_the_stack_cluster() -> None:
-    job = _job(env={"EPOCHS": "3"}, activeDeadlineSeconds=600, backoffLimit=2)
+    job = _job(env={"EPOCHS": "3"}, activeDeadlineSeconds=600)
     workload = get_workload("dt-pytorch")
     doc = build_ray_job(
         job=job, workload=workload, namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS
@@ -376,7 +376,9 @@ def test_shared_job_targets_the_stack_cluster() -> None:
     assert spec["entrypoint"] == workload.entrypoint()
     assert spec["clusterSelector"] == {contract.RAY_CLUSTER_LABEL: "ray"}
     assert "rayClusterSpec" not in spec
-    assert (spec["activeDeadlineSeconds"], spec["backoffLimit"]) == (600, 2)
+    assert spec["activeDeadlineSeconds"] == 600
+    # KubeRay v1.7.0 refuses backoffLimit > 0 with clusterSelector; the field is not written at all.
+    assert "backoffLimit" not in spec
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert runtime_env["env_vars"]["EPOCHS"] == "3"
     assert runtime_env["env_vars"]["STORAGE_PATH"] == "/fsx/ray-results"
@@ -385,8 +387,20 @@ def test_shared_job_targets_the_stack_cluster() -> None:
     assert "working_dir" not in runtime_env
 
 
+def test_a_shared_job_with_retries_is_refused() -> None:
+    with pytest.raises(ValueError, match="backoffLimit needs cluster: ephemeral"):
+        build_ray_job(
+            job=_job(backoffLimit=1),
+            workload=get_workload("dt-pytorch"),
+            namespace="ray",
+            cluster_name="ray",
+            shape=_shape(),
+            pods=PODS,
+        )
+
+
 def test_ephemeral_job_gets_its_own_cluster_that_shuts_down() -> None:
-    job = _job(cluster="ephemeral", ttlSecondsAfterFinished=600)
+    job = _job(cluster="ephemeral", ttlSecondsAfterFinished=600, backoffLimit=2)
     doc = build_ray_job(
         job=job,
         workload=get_workload("dt-pytorch"),
@@ -399,6 +413,7 @@ def test_ephemeral_job_gets_its_own_cluster_that_shuts_down() -> None:
     assert "clusterSelector" not in spec
     assert spec["shutdownAfterJobFinishes"] is True
     assert spec["ttlSecondsAfterFinished"] == 600
+    assert spec["backoffLimit"] == 2
     assert spec["rayClusterSpec"]["rayVersion"] == RAY_VERSION
     assert "gcsFaultToleranceOptions" not in spec["rayClusterSpec"]
     assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
