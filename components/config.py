@@ -664,7 +664,8 @@ class StackConfig(_Model):
         default="ray", description="Namespace of the RayCluster, jobs, services and workload ConfigMaps."
     )
     ray_cluster_name: Annotated[str, AfterValidator(_kuberay_cluster_name)] = Field(
-        default="ray", description="Name of the long-running RayCluster (a letter first, at most 50 characters)."
+        default="ray",
+        description="Name of the long-running RayCluster (a letter first, at most 50 characters).",
     )
     ray_image_repository: str = Field(
         default="rayproject/ray", description="Ray image repository (e.g. an ECR mirror); the tag is pinned."

@@ -252,7 +252,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "ray-on-eks:rayServices[0].name",
         "DNS-1035 label of at most 47",
     ),
-    ("cluster name starting with a digit", {"rayClusterName": "1ray"}, "ray-on-eks:rayClusterName", "DNS-1035"),
+    (
+        "cluster name starting with a digit",
+        {"rayClusterName": "1ray"},
+        "ray-on-eks:rayClusterName",
+        "DNS-1035",
+    ),
     ("unknown iamMode", {"iamMode": "keys"}, "ray-on-eks:iamMode", "'pod-identity' or 'irsa'"),
     ("malformed JSON object", {"head": "{cpu: 2"}, "ray-on-eks:head", "not valid"),
     # --- shared storage (FsxConfig / managePodIdentityAgent) ---
