@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from components import contract
-from components.cluster import GPU_TAINT_KEY, node_selector_for
+from components.builders.placement import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
     GcsFaultToleranceConfig,

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from components import contract
+from components.builders.placement import GPU_TAINT_KEY, HYPERPOD_HEALTH_LABEL, INSTANCE_TYPE_LABEL
 from components.builders.ray import (
     AUTOSCALER_RESOURCES,
     EFA_RESOURCE,
@@ -32,7 +33,6 @@ from components.builders.ray import (
     stuck_pod_cleanup_script,
     workload_files,
 )
-from components.cluster import GPU_TAINT_KEY, HYPERPOD_HEALTH_LABEL, INSTANCE_TYPE_LABEL
 from components.config import (
     AutoscalerConfig,
     GcsFaultToleranceConfig,
