@@ -16,6 +16,7 @@ from components.builders.ray import (
     AUTOSCALER_RESOURCES,
     EFA_RESOURCE,
     GPU_RESOURCE,
+    PATCH_FORCE,
     WAIT_FOR_READY,
     ClaimMount,
     ClusterShape,
@@ -43,6 +44,7 @@ from components.config import (
 )
 from components.versions import RAY_VERSION, ray_image
 from tests.kuberay_schemas import validation_errors
+from tests.kuberay_validation import validate
 from tests.pulumi_harness import REPO
 from workloads.catalog import CODE_ROOT, WORKLOADS, WORKLOADS_MOUNT_PATH, get_workload
 from workloads.serve.config import build_serve_config
@@ -327,6 +329,60 @@ def test_stack_cluster_waits_for_ready_and_recreates_pods_on_template_change() -
     assert doc["spec"]["upgradeStrategy"] == {"type": "Recreate"}
 
 
+def test_only_the_autoscaled_stack_cluster_is_applied_with_patch_force() -> None:
+    """Issue 11, defect 5: the autoscaler co-owns workerGroupSpecs (see test_ray_ownership.py)."""
+    autoscaled = _shape(autoscaler=AutoscalerConfig(enabled=True))
+    doc = build_ray_cluster(name="ray", namespace="ray", shape=autoscaled, pods=PODS)
+    assert doc["metadata"]["annotations"] == {**WAIT_FOR_READY, **PATCH_FORCE}
+    static = build_ray_cluster(name="ray", namespace="ray", shape=_shape(), pods=PODS)
+    assert "pulumi.com/patchForce" not in static["metadata"]["annotations"]
+    # The clusters of RayJobs and RayServices are KubeRay's to apply and the autoscaler's to patch.
+    job = build_ray_job(
+        job=_job(cluster="ephemeral"),
+        workload=get_workload("dt-pytorch"),
+        namespace="ray",
+        cluster_name="ray",
+        shape=autoscaled,
+        pods=PODS,
+    )
+    service = _service_doc(autoscaler=AutoscalerConfig(enabled=True))
+    for other in (job, service):
+        assert "pulumi.com/patchForce" not in (other["metadata"].get("annotations") or {})
+
+
+def test_exposed_resources_are_declared_to_the_policy_pack() -> None:
+    """Issue 11, defect 8: exactly the resources whose head Service becomes a LoadBalancer."""
+    for expose in (False, True):
+        shape = _shape(expose_dashboards=expose)
+        docs = {
+            "cluster": build_ray_cluster(name="ray", namespace="ray", shape=shape, pods=PODS),
+            "ephemeral-job": build_ray_job(
+                job=_job(cluster="ephemeral"),
+                workload=get_workload("dt-pytorch"),
+                namespace="ray",
+                cluster_name="ray",
+                shape=shape,
+                pods=PODS,
+            ),
+            "service": _service_doc(expose_dashboards=expose),
+        }
+        for name, doc in docs.items():
+            spec = doc["spec"].get("rayClusterSpec") or doc["spec"].get("rayClusterConfig") or doc["spec"]
+            exposed = spec["headGroupSpec"]["serviceType"] == "LoadBalancer"
+            annotations = doc["metadata"].get("annotations") or {}
+            assert exposed is expose, name
+            assert (annotations.get(contract.EXPOSE_DASHBOARDS_ANNOTATION) == "true") is expose, name
+    shared = build_ray_job(
+        job=_job(),
+        workload=get_workload("dt-pytorch"),
+        namespace="ray",
+        cluster_name="ray",
+        shape=_shape(expose_dashboards=True),
+        pods=PODS,
+    )
+    assert "annotations" not in shared["metadata"], "a shared job exposes nothing of its own"
+
+
 def test_port_forward_command_targets_the_head_service() -> None:
     assert port_forward_command("ray", "ray") == "kubectl port-forward -n ray svc/ray-head-svc 8265:8265"
 
@@ -539,6 +595,11 @@ def _variants() -> dict[str, dict[str, Any]]:
 def test_variant_validates_against_the_kuberay_crd(variant: str, shared_schemas: Path) -> None:
     problems = validation_errors(_variants()[variant], shared_schemas / "kuberay-v1.7.0")
     assert problems == []
+
+
+@pytest.mark.parametrize("variant", list(_variants()))
+def test_variant_passes_kuberays_own_validation(variant: str) -> None:
+    assert validate(_variants()[variant]) == []
 
 
 @pytest.mark.schemas
