@@ -74,8 +74,8 @@ EXPOSED = {contract.EXPOSE_DASHBOARDS_ANNOTATION: "true"}
 # clamps to minReplicas (utils.GetWorkerGroupDesiredReplicas). That deletes no running worker: with
 # in-tree autoscaling KubeRay never deletes pods to meet a lower count (raycluster_controller.go
 # reconcilePods, "Random Pod deletion is disabled"), and the autoscaler patches replicas again at
-# its next scaling decision. Pending workersToDelete are dropped; the autoscaler asks again after
-# idleTimeoutSeconds. Only the stack's own RayCluster needs it: the clusters of RayJobs and
+# its next scaling decision. A pending workersToDelete is dropped too; the idle workers stay and the
+# autoscaler requests their removal again. Only the stack's own RayCluster needs it: the clusters of RayJobs and
 # RayServices are created (and patched) by KubeRay, not applied by Pulumi.
 PATCH_FORCE = {"pulumi.com/patchForce": "true"}
 # What the autoscaler writes inside spec.workerGroupSpecs[*] (see above); used by the tests that
