@@ -9,7 +9,9 @@ then refuses (``ValidationFailed``) while ``pulumi up`` reports success. Three v
 * the full cartesian product of those knobs through the same config parser and builders the
   program uses (pure, so 256 combinations cost well under a second).
 
-Config that KubeRay would refuse must fail in ``components/config.py`` instead (checked last).
+Config that KubeRay would refuse must fail in ``components/config.py`` instead: retries on the shared
+cluster here, names in ``tests/components/test_config.py``, NewClusterWithIncrementalUpgrade (it needs
+a Gateway controller the stack does not install) in ``tests/components/test_ray_cluster.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from components.builders.ray import (
 from components.config import ConfigError, StackConfig, parse_stack_config
 from components.versions import KUBERAY_FEATURE_GATES
 from tests.kuberay_validation import validate
-from tests.pulumi_harness import ProgramRun, run_ok, run_program
+from tests.pulumi_harness import ProgramRun, run_ok
 from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
@@ -232,14 +234,3 @@ def test_every_accepted_combination_passes_and_every_refused_one_is_refused_in_c
         failures += [f"{combo}: {p}" for doc in _documents(config) for p in validate(doc)]
     assert failures == []
     assert (accepted, refused) == (192, 64)
-
-
-def test_incremental_upgrade_is_refused_in_config() -> None:
-    """NewClusterWithIncrementalUpgrade needs the autoscaler and Gateway options KubeRay validates
-    (ValidateClusterUpgradeOptions); the program does not install a Gateway controller."""
-    run = run_program(
-        "dev", {"rayServices": [{"name": "digits", "upgradeStrategy": "NewClusterWithIncrementalUpgrade"}]}
-    )
-    assert isinstance(run.error, ConfigError)
-    assert "ray-on-eks:rayServices[0].upgradeStrategy" in str(run.error)
-    assert run.resources == []
