@@ -26,9 +26,10 @@ kept with the claim that binds it (a kept claim holds the volume's ``kubernetes.
 finalizer, so a volume deleted under a kept claim would block ``pulumi destroy``). So both have
 deterministic names: the volume ``<project>-<stack>-<name>``, a created bucket without ``bucketName``
 ``<project>-<stack>-<name>-<account id>`` (not a random suffix). The next ``up`` finds a bucket kept by
-an earlier destroy (``s3:ListBucket`` with that prefix) and adopts it with the ``import`` resource
-option (the engine treats a later ``up`` with the same id as a normal update); its retained settings
-are re-applied by their own resources, whose create is a ``Put*`` of the bucket's configuration.
+an earlier destroy (``ListBuckets`` with that prefix; ``s3:ListAllMyBuckets``) and adopts it with the
+``import`` resource option (the engine treats a later ``up`` with the same id as a normal update,
+pulumi/pulumi developer-docs/architecture/import.md); its retained settings are re-applied by their
+own resources, whose create is a ``Put*`` of the bucket's configuration.
 """
 
 from __future__ import annotations
