@@ -157,6 +157,23 @@ def _volumes(node: Any) -> Iterator[Any]:
             yield from _volumes(value)
 
 
+def _transitive_dependencies(run: ProgramRun) -> dict[str, set[str]]:
+    """URN -> every URN it depends on, directly or through its dependencies."""
+    direct = {r.urn: set(r.dependencies) for r in run.resources}
+    closed: dict[str, set[str]] = {}
+
+    def walk(urn: str) -> set[str]:
+        if urn not in closed:
+            closed[urn] = set()
+            for dep in direct.get(urn, ()):
+                closed[urn] |= {dep, *walk(dep)}
+        return closed[urn]
+
+    for urn in direct:
+        walk(urn)
+    return closed
+
+
 def upserts(run: ProgramRun, resource: Registered) -> bool:
     """Whether the Kubernetes provider of ``resource`` adopts an existing object on create."""
     urn = resource.provider.rsplit("::", 1)[0] if resource.provider else ""  # "<urn>::<id>"
@@ -227,6 +244,18 @@ def test_up_destroy_up(variant: Variant) -> None:
         for k in kept
         if (why := holds(k, d))
     ]
+    # Among deleted objects, a finalizer holder must go first: the engine deletes a resource before
+    # what it depends on, so the holder must depend (transitively) on what it holds.
+    depends = _transitive_dependencies(first)
+    problems += [
+        f"destroy blocked: {identity(held)} is deleted before {identity(holder)}, which holds it: {why}"
+        for held in deleted
+        for holder in deleted
+        if holder is not held
+        and (why := holds(holder, held))
+        and "protection" in why
+        and held.urn not in depends[holder.urn]
+    ]
 
     # --- the next `up` with the same config, against what the destroy kept -------------------------
     kept_buckets = tuple(str(r.state["bucket"]) for r in kept if r.type == BUCKET)
@@ -280,6 +309,10 @@ def test_the_model_catches_a_kept_claim_on_an_auto_named_volume() -> None:
     assert holds(claim, volume) is not None
     namespace = next(r for r in run.resources if r.type == NAMESPACE and r.name == "ray-namespace")
     assert holds(claim, namespace) is not None
+    # The engine deletes the claim before the volume only because the claim depends on it.
+    assert volume.urn in _transitive_dependencies(run)[claim.urn]
+    cluster = next(r for r in run.resources if r.type.endswith(":RayCluster"))
+    assert holds(cluster, claim) is not None  # pvc-protection while the Ray pods mount it
     # AutonamingMocks: two `up`s give an object without a name two different names.
     args = MockResourceArgs(
         typ=VOLUME, name="pv", inputs={"metadata": {}}, provider="", resource_id="", custom=True
