@@ -5,7 +5,8 @@ What it creates (all children named ``f"{name}-<role>"``, parented to the compon
 * the Ray namespace (Pod Security Admission ``baseline`` enforced, ``restricted`` warned/audited:
   our pods meet restricted, containers KubeRay injects are only guaranteed to meet baseline);
 * the ``ray-workloads`` service account (IRSA / Pod Identity bind AWS access to it) and one
-  PersistentVolumeClaim per shared volume, named ``f"{volume.name}-claim"``;
+  PersistentVolumeClaim per shared volume, named ``f"{volume.name}-claim"``, carrying the await its
+  storage component sized (``pulumi up`` waits until it is Bound, before the RayCluster);
 * one ConfigMap with every ``workloads/`` file the configured jobs and services import, named
   ``f"{cluster}-workloads-<sha256[:10] of the contents>"``. The pod templates reference it by name, so
   a script change changes the RayCluster's pod template and KubeRay (``upgradeStrategy: Recreate``)
