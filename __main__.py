@@ -122,6 +122,9 @@ if config.monitoring.enabled:
             expose_dashboards=config.expose_dashboards,
             scrape_autoscaler=config.autoscaler.enabled,
         ),
+        # On a new cluster Prometheus' claim (no storageClassName) binds through the default gp3
+        # StorageClass ClusterTarget creates; a claim created before it gets it assigned later
+        # (retroactive default StorageClass assignment, GA in Kubernetes 1.28), so no ordering is needed.
         opts=pulumi.ResourceOptions(provider=target.provider),
     )
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
@@ -169,6 +172,7 @@ ray = RayClusterStack(
         ray_services=config.ray_services,
         retain_data=config.retain_data,
         kuberay=operator,
+        capacity=target.node_pools,
         volumes=volumes,
         storage_path=storage_path,
         head_env=monitoring.ray_head_env if monitoring is not None else {},
