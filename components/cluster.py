@@ -28,6 +28,8 @@ import pulumi_awsx as awsx
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from components.builders.nodepools import build_default_storage_class, build_nodepool
+
 # Placement names live in the pure builders (the Ray builders use them too); the ones this module
 # does not use stay importable from here for existing callers.
 from components.builders.placement import (  # noqa: F401
@@ -37,7 +39,6 @@ from components.builders.placement import (  # noqa: F401
     INSTANCE_TYPE_LABEL,
     node_selector_for,
 )
-from components.builders.nodepools import build_default_storage_class, build_nodepool
 from components.config import HyperPodConfig, NewClusterConfig
 from components.versions import EKS_KUBERNETES_VERSION
 
@@ -217,16 +218,26 @@ class ClusterTarget(pulumi.ComponentResource):
                 f"{name}-vpc",
                 cidr_block=spec.vpc_cidr,
                 number_of_availability_zones=spec.availability_zones,
-                nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=awsx.ec2.NatGatewayStrategy.SINGLE),
+                nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
+                    strategy=awsx.ec2.NatGatewayStrategy.SINGLE
+                ),
                 subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
                 subnet_specs=[
-                    awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, tags=build_vpc_subnet_tags(False)),
-                    awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, tags=build_vpc_subnet_tags(True)),
+                    awsx.ec2.SubnetSpecArgs(
+                        type=awsx.ec2.SubnetType.PRIVATE, tags=build_vpc_subnet_tags(False)
+                    ),
+                    awsx.ec2.SubnetSpecArgs(
+                        type=awsx.ec2.SubnetType.PUBLIC, tags=build_vpc_subnet_tags(True)
+                    ),
                 ],
                 enable_dns_hostnames=True,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            vpc_id, private_subnets, public_subnets = vpc.vpc_id, vpc.private_subnet_ids, vpc.public_subnet_ids
+            vpc_id, private_subnets, public_subnets = (
+                vpc.vpc_id,
+                vpc.private_subnet_ids,
+                vpc.public_subnet_ids,
+            )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -305,4 +316,6 @@ class ClusterTarget(pulumi.ComponentResource):
         )
         if args.network_policies:
             cni = build_network_policy_config()
-            k8s.core.v1.ConfigMap(f"{name}-network-policy", metadata=cni["metadata"], data=cni["data"], opts=opts)
+            k8s.core.v1.ConfigMap(
+                f"{name}-network-policy", metadata=cni["metadata"], data=cni["data"], opts=opts
+            )

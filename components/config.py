@@ -27,8 +27,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.builders.placement import GPU_TAINT_KEY
 from components.builders.nodepools import PodPlacement, PoolSpec, family_problem, nodepool_problems
+from components.builders.placement import GPU_TAINT_KEY
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
 
@@ -273,7 +273,9 @@ class NewClusterConfig(_Model):
                 "to create a VPC"
             )
         if self.subnet_ids and len(self.subnet_ids) < 2:
-            raise ValueError("subnetIds: EKS needs subnets in at least two availability zones; list two or more")
+            raise ValueError(
+                "subnetIds: EKS needs subnets in at least two availability zones; list two or more"
+            )
         overlap = sorted(set(self.cpu_instance_families) & set(self.gpu_instance_families))
         if overlap:
             raise ValueError(
@@ -915,8 +917,7 @@ class StackConfig(_Model):
                 instance_type=group.instance_type,
                 gpus=group.gpus,
                 node_selector=group.node_selector,
-                tolerates_gpu_taint=group.gpus > 0
-                or any(t.key == GPU_TAINT_KEY for t in group.tolerations),
+                tolerates_gpu_taint=group.gpus > 0 or any(t.key == GPU_TAINT_KEY for t in group.tolerations),
             )
             for index, group in enumerate(self.worker_groups)
         ]
@@ -925,7 +926,11 @@ class StackConfig(_Model):
         if self.head.instance_type:
             pods.append(
                 PodPlacement(
-                    key="head.instanceType", instance_type=self.head.instance_type, gpus=0, node_selector={}, tolerates_gpu_taint=False
+                    key="head.instanceType",
+                    instance_type=self.head.instance_type,
+                    gpus=0,
+                    node_selector={},
+                    tolerates_gpu_taint=False,
                 )
             )
         return nodepool_problems(self.new_cluster.pools(), pods)

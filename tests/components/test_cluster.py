@@ -88,7 +88,10 @@ def test_sandbox_creates_an_auto_mode_cluster_in_its_own_vpc(stack_runs: dict[st
     assert vpc["numberOfAvailabilityZones"] == new["availabilityZones"] >= 2
     assert vpc["natGateways"] == {"strategy": "Single"}
     tags = {spec["type"]: spec["tags"] for spec in vpc["subnetSpecs"]}
-    assert tags == {"Private": {"kubernetes.io/role/internal-elb": "1"}, "Public": {"kubernetes.io/role/elb": "1"}}
+    assert tags == {
+        "Private": {"kubernetes.io/role/internal-elb": "1"},
+        "Public": {"kubernetes.io/role/elb": "1"},
+    }
     cluster = run.one("eks:index:Cluster").inputs
     assert cluster["name"] == run.config["ray-on-eks:clusterName"]
     assert cluster["autoMode"]["enabled"] is True
@@ -97,13 +100,17 @@ def test_sandbox_creates_an_auto_mode_cluster_in_its_own_vpc(stack_runs: dict[st
     assert cluster["vpcId"] == "vpc-0c0ffee0c0ffee000"
     assert cluster["privateSubnetIds"] == [f"subnet-0aaaa00000000000{i}" for i in range(2)]
     # Auto Mode runs the Pod Identity agent, device plugin and EBS CSI: no add-on or chart for them.
-    assert not [a for a in run.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == "eks-pod-identity-agent"]
+    assert not [
+        a for a in run.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == "eks-pod-identity-agent"
+    ]
 
 
 def test_sandbox_nodepools_storage_class_and_network_policy(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["sandbox"]
     new = json.loads(run.config["ray-on-eks:newCluster"])
-    pools = {p.inputs["metadata"]["name"]: p.inputs for p in run.of_type("kubernetes:karpenter.sh/v1:NodePool")}
+    pools = {
+        p.inputs["metadata"]["name"]: p.inputs for p in run.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    }
     assert set(pools) == {"ray-cpu", "ray-gpu"}
     cpu_req = {r["key"]: r["values"] for r in pools["ray-cpu"]["spec"]["template"]["spec"]["requirements"]}
     assert cpu_req["eks.amazonaws.com/instance-family"] == new["cpuInstanceFamilies"]
@@ -118,13 +125,19 @@ def test_sandbox_nodepools_storage_class_and_network_policy(stack_runs: dict[str
     assert cni["metadata"] == {"name": "amazon-vpc-cni", "namespace": "kube-system"}
     assert cni["data"] == {"enable-network-policy-controller": "true"}
     provider = run.one("pulumi:providers:kubernetes")
-    for obj in (*run.of_type("kubernetes:karpenter.sh/v1:NodePool"), run.one("kubernetes:storage.k8s.io/v1:StorageClass")):
+    for obj in (
+        *run.of_type("kubernetes:karpenter.sh/v1:NodePool"),
+        run.one("kubernetes:storage.k8s.io/v1:StorageClass"),
+    ):
         assert obj.provider.startswith(provider.urn)
 
 
 def test_every_sandbox_worker_group_lands_on_a_nodepool_it_can_use(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["sandbox"]
-    pools = {p.inputs["metadata"]["name"]: p.inputs["spec"] for p in run.of_type("kubernetes:karpenter.sh/v1:NodePool")}
+    pools = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"]
+        for p in run.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    }
     ray = run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
     for group in ray["workerGroupSpecs"]:
         pod = group["template"]["spec"]
@@ -134,7 +147,11 @@ def test_every_sandbox_worker_group_lands_on_a_nodepool_it_can_use(stack_runs: d
             name
             for name, spec in pools.items()
             if itype.split(".")[0]
-            in next(r["values"] for r in spec["template"]["spec"]["requirements"] if r["key"].endswith("instance-family"))
+            in next(
+                r["values"]
+                for r in spec["template"]["spec"]["requirements"]
+                if r["key"].endswith("instance-family")
+            )
             and all(t["key"] in tolerated for t in spec["template"]["spec"].get("taints") or [])
         ]
         assert fits, f"{group['groupName']} ({itype}) fits no NodePool"

@@ -146,7 +146,11 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "new cluster: GPU group with gpuLimit 0 (no GPU NodePool)",
-        {"createCluster": True, "newCluster": {"gpuLimit": 0}, "workerGroups": _group(instanceType="g5.xlarge", gpus=1)},
+        {
+            "createCluster": True,
+            "newCluster": {"gpuLimit": 0},
+            "workerGroups": _group(instanceType="g5.xlarge", gpus=1),
+        },
         "ray-on-eks:workerGroups[0].instanceType",
         "no gpu NodePool",
     ),

@@ -103,11 +103,15 @@ def test_unsatisfiable_groups_are_named_with_the_fix(pod: PodPlacement, expected
 
 
 def test_selectors_the_pool_sets_are_satisfiable() -> None:
-    pod = _pod("m6i.large", **{"karpenter.sh/capacity-type": "spot", "topology.kubernetes.io/zone": "us-west-2a"})
+    pod = _pod(
+        "m6i.large", **{"karpenter.sh/capacity-type": "spot", "topology.kubernetes.io/zone": "us-west-2a"}
+    )
     assert nodepool_problems(POOLS, [pod]) == []
 
 
-@pytest.mark.parametrize(("family", "ok"), [("m6i", True), ("g6e", True), ("m7g", False), ("g5g", False), ("6x", False)])
+@pytest.mark.parametrize(
+    ("family", "ok"), [("m6i", True), ("g6e", True), ("m7g", False), ("g5g", False), ("6x", False)]
+)
 def test_family_check(family: str, ok: bool) -> None:
     assert (family_problem(family) is None) is ok
 
