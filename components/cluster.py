@@ -19,6 +19,7 @@ credentials are written into state.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -209,8 +210,8 @@ class ClusterTarget(pulumi.ComponentResource):
         spec = args.new_cluster or NewClusterConfig()
         if spec.vpc_id is not None:
             vpc_id: pulumi.Input[str] = spec.vpc_id
-            private_subnets: pulumi.Input[list[str]] = list(spec.subnet_ids)
-            public_subnets: pulumi.Input[list[str]] | None = None
+            private_subnets: pulumi.Input[Sequence[str]] = list(spec.subnet_ids)
+            public_subnets: pulumi.Input[Sequence[str]] | None = None
         else:
             # Private subnets for nodes and pods in every AZ, public ones for the NAT gateway and
             # internet-facing load balancers; one NAT gateway (a sandbox; one per AZ costs N times).

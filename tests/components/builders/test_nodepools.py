@@ -34,17 +34,17 @@ def _pods(*pods: PodPlacement) -> list[PodPlacement]:
     return list(pods)
 
 
-def _pod(instance_type: str | None, gpus: int = 0, **selector: str) -> PodPlacement:
+def _pod(instance_type: str | None, gpus: int = 0, selector: dict[str, str] | None = None) -> PodPlacement:
     return PodPlacement(
         key="workerGroups[0].instanceType",
         instance_type=instance_type,
         gpus=gpus,
-        node_selector=selector,
+        node_selector=selector or {},
         tolerates_gpu_taint=gpus > 0,
     )
 
 
-POOLS = NewClusterConfig(cpuCapacityTypes=["on-demand", "spot"]).pools()
+POOLS = NewClusterConfig(cpu_capacity_types=("on-demand", "spot")).pools()
 
 
 @pytest.mark.parametrize("pool", POOLS, ids=lambda p: p.name)
@@ -78,7 +78,7 @@ def test_pools_use_auto_modes_node_class_limits_and_consolidation() -> None:
 
 
 def test_no_gpu_pool_when_the_gpu_limit_is_zero() -> None:
-    assert [p.name for p in NewClusterConfig(gpuLimit=0).pools()] == ["ray-cpu"]
+    assert [p.name for p in NewClusterConfig(gpu_limit=0).pools()] == ["ray-cpu"]
 
 
 def test_every_default_group_shape_fits() -> None:
@@ -92,8 +92,8 @@ def test_every_default_group_shape_fits() -> None:
         (_pod("m6i.2xlarge", gpus=1), "add 'm6i' to newCluster.gpuInstanceFamilies"),  # no GPU there
         (_pod("p5.48xlarge", gpus=8), "add 'p5' to newCluster.gpuInstanceFamilies"),
         (_pod("x2idn.16xlarge"), "add 'x2idn' to newCluster.cpuInstanceFamilies"),
-        (_pod("m6i.large", **{"karpenter.sh/capacity-type": "reserved"}), "capacity-type=reserved"),
-        (_pod("m6i.large", team="ml"), "team=ml"),
+        (_pod("m6i.large", selector={"karpenter.sh/capacity-type": "reserved"}), "capacity-type=reserved"),
+        (_pod("m6i.large", selector={"team": "ml"}), "team=ml"),
     ],
 )
 def test_unsatisfiable_groups_are_named_with_the_fix(pod: PodPlacement, expected: str) -> None:
@@ -104,7 +104,8 @@ def test_unsatisfiable_groups_are_named_with_the_fix(pod: PodPlacement, expected
 
 def test_selectors_the_pool_sets_are_satisfiable() -> None:
     pod = _pod(
-        "m6i.large", **{"karpenter.sh/capacity-type": "spot", "topology.kubernetes.io/zone": "us-west-2a"}
+        "m6i.large",
+        selector={"karpenter.sh/capacity-type": "spot", "topology.kubernetes.io/zone": "us-west-2a"},
     )
     assert nodepool_problems(POOLS, [pod]) == []
 
