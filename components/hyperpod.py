@@ -75,7 +75,14 @@ def instance_allocatable(instance_types: Iterable[str]) -> dict[str, Resources]:
     """One node's allocatable resources for each ``ml.*`` (or EC2) instance type."""
     result: dict[str, Resources] = {}
     for instance_type in sorted(set(instance_types)):
-        facts = aws.ec2.get_instance_type(instance_type=ec2_instance_type(instance_type))
+        try:
+            facts = aws.ec2.get_instance_type(instance_type=ec2_instance_type(instance_type))
+        except Exception as exc:  # e.g. an ml.* type with no EC2 twin in this region
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _config_error(
+                f"hyperpod.clusterArn: cannot read the capacity of instance type {instance_type} "
+                f"({reason}); check the HyperPod cluster's instance groups"
+            ) from None
         raw = {
             "defaultVcpus": facts.default_vcpus,
             "memorySize": facts.memory_size,

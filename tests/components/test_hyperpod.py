@@ -303,3 +303,10 @@ def test_neuron_devices_beyond_the_instance_are_refused(monkeypatch: pytest.Monk
         run_program("hyperpod", {"workerGroups": [trn], "rayJobs": []}),
         "more Neuron devices than one ml.trn1.32xlarge node offers",
     )
+
+
+def test_an_instance_type_without_ec2_facts_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _big_cluster(monkeypatch, ("controller", "ml.m5.2xlarge", 2), ("odd", "ml.x9.huge", 1))
+    _fails_before_any_resource(
+        run_program("hyperpod"), "cannot read the capacity of instance type ml.x9.huge", "InvalidInstanceType"
+    )
