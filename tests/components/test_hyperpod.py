@@ -14,11 +14,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+from components.builders.placement import HYPERPOD_HEALTH_LABEL, HYPERPOD_SCHEDULABLE
 from components.builders.ray import EFA_ENV, HUGEPAGES_RESOURCE, NEURON_RESOURCE, SHM_VOLUME
-from components.cluster import HYPERPOD_HEALTH_LABEL, HYPERPOD_SCHEDULABLE
 from components.config import ConfigError
 from components.kuberay_operator import load_crds
 from tests.kuberay_schemas import _strict
+from tests.kuberay_validation import validate
 from tests.pulumi_harness import (
     ACCOUNT,
     HYPERPOD_ARN,
@@ -250,6 +251,7 @@ def test_shm_efa_and_neuron_settings_land_exactly_on_the_groups_that_need_them(
     document = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": cluster.inputs["metadata"]}
     document["spec"] = cluster.inputs["spec"]
     assert _crd_errors(document) == []
+    assert validate(document) == []  # KubeRay v1.7.0's own admission rules
 
     groups = {g["groupName"]: g["template"]["spec"] for g in cluster.inputs["spec"]["workerGroupSpecs"]}
     head = cluster.inputs["spec"]["headGroupSpec"]["template"]["spec"]
