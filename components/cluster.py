@@ -9,7 +9,8 @@ Three ways in, one shape out:
   creates (pulumi-awsx) or an existing VPC's private subnets, with Ray NodePools (CPU; tainted GPU,
   from zero), a default encrypted gp3 StorageClass and access entries for extra admins. Auto Mode
   runs the node autoscaler (Karpenter), the NVIDIA driver and device plugin, EBS CSI, CoreDNS and
-  the Pod Identity agent itself, so the stack installs none of them.
+  the Pod Identity agent itself, so the stack installs none of them (EKS user guide automode.html;
+  the EKS workshop's Auto Mode Pod Identity page: the agent "is already included and managed by AWS").
 
 In every case the cluster's facts are read with ``aws.eks.get_cluster`` (for a new cluster the
 invoke depends on it), and the kubeconfig authenticates with ``aws eks get-token`` so no
@@ -120,7 +121,9 @@ class ClusterTarget(pulumi.ComponentResource):
 
     Outputs: ``cluster_name``, ``region``, ``kubeconfig`` (secret), ``provider``, ``oidc_issuer_url``,
     ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``, ``cluster_security_group_id``, ``account_id``
-    and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values.
+    and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values. With ``create_cluster``:
+    ``node_pools`` (the Ray NodePools; Ray resources depend on them so they are deleted first) and
+    ``storage_class`` (the default gp3 StorageClass).
     """
 
     def __init__(

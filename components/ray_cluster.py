@@ -122,7 +122,8 @@ class RayClusterStackArgs:
     expose_dashboards: bool = False
     ray_jobs: Sequence[RayJobConfig] = ()
     ray_services: Sequence[RayServiceConfig] = ()
-    # The KubeRayOperator component: every Ray custom resource depends on it (its CRDs and operator).
+    # The KubeRay operator (__main__ passes its Helm release, which waits for the CRDs): every Ray
+    # custom resource depends on it.
     # A component's own depends_on does not reach its children, hence this explicit hook.
     kuberay: pulumi.Resource | None = None
     # The capacity Ray pods run on when the stack created the cluster (ClusterTarget.node_pools): the
