@@ -11,6 +11,7 @@ plus the project defaults declared in ``Pulumi.yaml``, with structured values pa
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import runpy
 from collections.abc import Iterator, Mapping
@@ -152,8 +153,11 @@ def _eks_cluster(name: str, region: str) -> dict[str, Any]:
 class RealisticMocks(Mocks):
     """Computed outputs shaped like the real providers' (ARNs, ids, names, DNS names)."""
 
-    def __init__(self, region: str = "us-west-2") -> None:
+    def __init__(self, region: str = "us-west-2", ecr: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.region = region
+        # ECR repositories that already exist in the account (name -> {tag: digest}), e.g. kept by a
+        # previous `pulumi destroy` or filled by the images workflow.
+        self.ecr = {name: dict(tags) for name, tags in (ecr or {}).items()}
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
@@ -200,10 +204,22 @@ class RealisticMocks(Mocks):
                 state.update(associationId=f"a-{name}", associationArn=state["arn"])
             elif typ == "aws:ec2/securityGroup:SecurityGroup":
                 rid = "sg-0abc1234def567890"
+            elif typ == "aws:ecr/repository:Repository":
+                rid = inputs["name"]
+                state.update(
+                    registryId=ACCOUNT,
+                    repositoryUrl=f"{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/{rid}",
+                    arn=f"arn:aws:ecr:{self.region}:{ACCOUNT}:repository/{rid}",
+                )
         elif typ.startswith("random:"):
             length = int(inputs.get("length", 32))
             state["result"] = ("Mock-Pw-" + "x" * length)[:length]
             rid = f"{name}-random"
+        elif typ == "docker-build:index:Image":
+            # The pushed manifest's digest; unknown during preview (build_on_preview: false).
+            digest = "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+            state.update(digest=digest, ref=f"{inputs['tags'][0]}@{digest}", contextHash="mock")
+            rid = f"{name}-image"
         elif typ == "eks:index:Cluster":
             state["kubeconfigJson"] = json.dumps({"kind": "Config"})
         return rid, state
@@ -238,6 +254,24 @@ class RealisticMocks(Mocks):
                 "vpcId": "vpc-0a1b2c3d4e5f60718",
                 "availabilityZone": f"{self.region}a",
                 "cidrBlock": "10.0.1.0/24",
+            }
+        if token == "aws:ecr/getRepositories:getRepositories":
+            return {"names": sorted(self.ecr), "id": self.region, "region": self.region}
+        if token == "aws:ecr/getImages:getImages":
+            name = inputs["repositoryName"]
+            if name not in self.ecr:
+                raise ValueError(f"RepositoryNotFoundException: {name}")  # as ECR answers
+            images = [{"imageTag": tag, "imageDigest": digest} for tag, digest in self.ecr[name].items()]
+            return {"imageIds": images, "repositoryName": name, "id": name}
+        if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            registry = inputs.get("registryId") or ACCOUNT
+            return {
+                "authorizationToken": "QVdTOm1vY2s=",
+                "userName": "AWS",
+                "password": "mock-ecr-password",
+                "proxyEndpoint": f"https://{registry}.dkr.ecr.{self.region}.amazonaws.com",
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "id": self.region,
             }
         raise NotImplementedError(
             f"tests/pulumi_harness.py has no mock for invoke {token!r}; add a realistic one to RealisticMocks.call"
@@ -379,11 +413,19 @@ def _run_main() -> None:
     runpy.run_path(str(MAIN), run_name="__main__")
 
 
-def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview: bool = False) -> ProgramRun:
-    """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it."""
+def run_program(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    preview: bool = False,
+    ecr: Mapping[str, Mapping[str, str]] | None = None,
+) -> ProgramRun:
+    """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it.
+
+    ``ecr``: ECR repositories that already exist (name -> {tag: digest}).
+    """
     config = load_stack_config(stack, overrides)
     region = json.loads(json.dumps(config.get("aws:region", "us-west-2")))
-    monitor = RecordingMonitor(RealisticMocks(region=region))
+    monitor = RecordingMonitor(RealisticMocks(region=region, ecr=ecr))
     run = ProgramRun(stack=stack, config=config)
 
     def body() -> None:
@@ -413,9 +455,13 @@ def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview:
     return run
 
 
-def run_ok(stack: str, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+def run_ok(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    ecr: Mapping[str, Mapping[str, str]] | None = None,
+) -> ProgramRun:
     """:func:`run_program` for a configuration that must evaluate without error."""
-    run = run_program(stack, overrides)
+    run = run_program(stack, overrides, ecr=ecr)
     if run.error is not None:
         raise AssertionError(
             f"Pulumi.{stack}.yaml with {dict(overrides or {})}: the program failed: {run.error!r}"
