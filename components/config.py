@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.builders.images import is_digest_ref, stack_flavours, uses_stock_image
+from components.builders.images import stack_flavours, uses_stock_image, workload_image_problem
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
 
@@ -619,11 +619,9 @@ _ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[.
 
 
 def _digest_pinned(value: str | None) -> str | None:
-    if value is not None and not is_digest_ref(value):
-        raise ValueError(
-            "is not pinned by digest; use <registry>/<repository>@sha256:<64 hex digits> (the images "
-            "workflow's run summary prints it; a tag alone can be moved to another image)"
-        )
+    problem = workload_image_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -635,10 +633,10 @@ class RayImagesConfig(_Model):
 
     cpu: DigestRef = Field(
         default=None,
-        description="Image of the head, CPU workers and job submitters (repo@sha256:...); unset = stock image.",
+        description="Image of the head, CPU workers and job submitters (repo:tag@sha256:...); unset = stock image.",
     )
     gpu: DigestRef = Field(
-        default=None, description="Image of GPU worker groups (repo@sha256:...); unset = stock GPU image."
+        default=None, description="Image of GPU worker groups (repo:tag@sha256:...); unset = stock GPU image."
     )
 
     def as_mapping(self) -> dict[str, str]:

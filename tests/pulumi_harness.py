@@ -302,6 +302,7 @@ class Registered:
     ignore_changes: list[str]
     aliases: list[Any]
     additional_secret_outputs: list[str]
+    import_id: str = ""  # the `import` resource option: adopt the existing resource with this id
 
     def has_secret_at(self, *path: str) -> bool:
         node: Any = self.wire_inputs
@@ -359,6 +360,7 @@ class RecordingMonitor(MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 aliases=[json_format.MessageToDict(a) for a in request.aliases] + list(request.aliasURNs),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                import_id=request.importId,
             )
         )
         obj = struct_pb2.Struct()

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from components.versions import RAY_IMAGE_REPOSITORY, ray_image
+from components.versions import RAY_IMAGE_REPOSITORY, RAY_PYTHON_TAG, RAY_VERSION, ray_image
 
 Flavour = Literal["cpu", "gpu"]
 FLAVOURS: tuple[Flavour, ...] = ("cpu", "gpu")
@@ -41,7 +41,7 @@ IMAGE_INPUTS: Mapping[Flavour, tuple[str, ...]] = {
 }
 TAG_HASH_LENGTH = 16
 # A digest-pinned image reference: <registry/repository>@sha256:<64 hex>, optionally with a tag.
-_DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*[a-z0-9](:[\w][\w.\-]{0,127})?@sha256:[0-9a-f]{64}$")
+_DIGEST_REF = re.compile(r"^[a-z0-9]([a-z0-9._\-/:]*[a-z0-9])?(:[\w][\w.\-]{0,127})?@sha256:[0-9a-f]{64}$")
 # Pre-pull pods: just enough to hold the image on the node.
 PRE_PULL_RESOURCES = {"cpu": "10m", "memory": "16Mi"}
 
@@ -117,8 +117,36 @@ def content_hash(flavour: Flavour, root: Path = REPO_ROOT) -> str:
 
 
 def content_tag(flavour: Flavour, root: Path = REPO_ROOT) -> str:
-    """The image tag of a flavour: ``cpu-<first 16 hex of its content hash>``."""
-    return f"{flavour}-{content_hash(flavour, root)[:TAG_HASH_LENGTH]}"
+    """The image tag of a flavour: ``<ray>-<python>-<flavour>-<first 16 hex of its content hash>``.
+
+    It starts like the stock tags (``2.60.0-py311-gpu``) so a reader -- and the policy pack's
+    ``ray-version-matches-image`` check -- sees which Ray the image carries.
+    """
+    return f"{RAY_VERSION}-{RAY_PYTHON_TAG}-{flavour}-{content_hash(flavour, root)[:TAG_HASH_LENGTH]}"
+
+
+def tag_pattern(flavour: Flavour) -> str:
+    """ECR lifecycle ``tagPatternList`` entry matching every content tag of a flavour."""
+    return f"*-{flavour}-*"
+
+
+def workload_image_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a rayImages entry, or None: digest-pinned, tagged with this Ray version."""
+    if not is_digest_ref(value):
+        return (
+            "is not pinned by digest; use <registry>/<repository>:<tag>@sha256:<64 hex digits> (the images "
+            "workflow's run summary prints it; a tag alone can be moved to another image)"
+        )
+    name = value.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    if not tag.startswith(f"{RAY_VERSION}-"):
+        return (
+            f"has {'tag ' + repr(tag) if tag else 'no tag'}, but the tag must start with the Ray version "
+            f"this program deploys ({RAY_VERSION}-..., as the images workflow tags them) so rayVersion "
+            "matches the image; rebuild images/ for this Ray version and pin the reference the workflow prints"
+        )
+    return None
 
 
 def requirement_pins(text: str) -> dict[str, str]:
@@ -158,7 +186,7 @@ def build_lifecycle_policy(keep_images: int) -> str:
             "description": f"Keep the newest {keep_images} {flavour} images",
             "selection": {
                 "tagStatus": "tagged",
-                "tagPrefixList": [f"{flavour}-"],
+                "tagPatternList": [tag_pattern(flavour)],
                 "countType": "imageCountMoreThan",
                 "countNumber": keep_images,
             },
