@@ -10,7 +10,7 @@ import pulumi
 import pytest
 import yaml
 
-from components.builders.images import content_hash, content_tag, is_digest_ref
+from components.builders.images import Flavour, content_hash, content_tag, is_digest_ref
 from components.config import ConfigError
 from components.versions import RAY_VERSION, ray_image
 from policy import checks
@@ -162,7 +162,7 @@ def test_built_images_are_in_every_pod_template_by_digest_and_nothing_installs_a
     pods = _images_by_pod(run)
     assert pods
     for where, gpus, image in pods:
-        flavour = "gpu" if gpus else "cpu"
+        flavour: Flavour = "gpu" if gpus else "cpu"
         assert image.startswith(f"{REGISTRY}/ray-on-eks/dev:{content_tag(flavour)}@sha256:"), (where, image)
         assert is_digest_ref(image)
     assert all("pip" not in env for env in _runtime_envs(run))
