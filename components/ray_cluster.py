@@ -12,8 +12,14 @@ What it creates (all children named ``f"{name}-<role>"``, parented to the compon
   replaces the pods; RayServices roll to a new cluster; RayJobs created afterwards see the new code;
 * the RayCluster (``pulumi up`` waits until KubeRay reports it ``ready``), the RayJobs (which depend
   on it) and the RayServices;
+* per GPU worker group (``pre_pull_images``), a DaemonSet that pulls the group's image onto each node
+  it can use as soon as the node joins (not awaited);
 * on HyperPod, a CronJob that deletes Ray pods stuck in ``UnexpectedAdmissionError`` after node
   replacement, with a service account whose Role can only get/list/delete pods in the Ray namespace.
+
+Images: every Ray pod runs the workload image of its flavour from ``images`` (digest-pinned; see
+WorkloadImages) or else the stock pinned image. Jobs and services pip-install the catalog's packages at
+start only while a pod runs the stock image (or ``runtime_pip`` forces it); then one warning names the cost.
 
 Outputs: ``namespace``, ``ray_cluster_name``, ``head_service_name``, ``dashboard_port_forward_command``
 and ``ray_auth_token_secret_name`` (``None`` without token auth; the Secret's key is ``auth_token``).
