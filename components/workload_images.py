@@ -157,7 +157,8 @@ class WorkloadImages(pulumi.ComponentResource):
                     {
                         "address": repository.repository_url,
                         "username": token.user_name,
-                        "password": token.password,
+                        # Short-lived (12 h), but never in state or logs in clear text.
+                        "password": pulumi.Output.secret(token.password),
                     }
                 ],
             }

@@ -14,7 +14,7 @@ from components.builders.images import Flavour, content_hash, content_tag, is_di
 from components.config import ConfigError
 from components.versions import RAY_VERSION, ray_image
 from policy import checks
-from tests.pulumi_harness import ProgramRun, run_ok, run_program
+from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, run_ok, run_program
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -143,6 +143,9 @@ def test_build_creates_one_image_per_flavour_tagged_by_content_hash() -> None:
         assert image.inputs["dockerfile"] == {"location": f"images/{flavour}/Dockerfile"}
         assert image.inputs["buildArgs"] == {"REVISION": content_hash(flavour)}
         assert image.inputs["registries"][0]["address"] == f"{REGISTRY}/ray-on-eks/dev"
+        assert image.inputs["registries"][0]["username"] == "AWS"
+        password = image.wire_inputs["registries"][0]["password"]
+        assert password.get(SECRET_SIG) == SECRET_VALUE, "the ECR password is a secret"
         assert image.retain_on_delete is True, "a dropped build must not delete a tag pods still pull"
         assert any("Repository" in dep or "repository" in dep for dep in image.dependencies)
 
