@@ -167,8 +167,15 @@ def shape_image(shape: ClusterShape, flavour: Flavour) -> Any:
 
 
 def group_image(shape: ClusterShape, group: WorkerGroupConfig) -> Any:
-    """The image of one worker group's pods: gpu flavour when it asks for GPUs, else cpu."""
-    return shape_image(shape, flavour_of(group.gpus))
+    """The image of one worker group's pods: its own ``image`` when the group sets one, else the
+    workload image of its flavour (gpu when it asks for GPUs, else cpu), else the stock image."""
+    return resolve_ray_image(
+        flavour_of(group.gpus),
+        images=shape.images,
+        stock_repository=shape.image_repository,
+        # A per-group image (a field a WorkerGroupConfig may carry) wins over the flavour's image.
+        override=getattr(group, "image", None),
+    )
 
 
 def container_security_context() -> dict[str, Any]:

@@ -258,3 +258,20 @@ def test_pre_pull_names_are_dns_labels() -> None:
     assert len(name) <= 63 and not name.endswith("-")
     # The stock image when nothing is configured.
     assert daemon_set["spec"]["template"]["spec"]["containers"][0]["image"] == ray_image(gpu=True)
+
+
+def test_a_per_group_image_wins_over_the_flavours_image() -> None:
+    # A worker group that names its own image (the per-group override) runs it; others keep theirs.
+    class GroupWithImage(WorkerGroupConfig):
+        image: str | None = None
+
+    own = f"r.example/neuron:{RAY_VERSION}-py311-neuron-0@{DIGEST}"
+    custom = GroupWithImage(name="custom", instance_type="g5.2xlarge", gpus=1, image=own)
+    shape = ClusterShape(
+        cluster_type="eks", head=HeadConfig(), worker_groups=(GPU, custom), images={"gpu": GPU_REF}
+    )
+    spec = build_ray_cluster_spec(shape, PodContext())
+    images = {
+        g["groupName"]: g["template"]["spec"]["containers"][0]["image"] for g in spec["workerGroupSpecs"]
+    }
+    assert images == {"gpu-workers": GPU_REF, "custom": own}
