@@ -141,8 +141,9 @@ class WorkloadImages(pulumi.ComponentResource):
             if tag in present:
                 self.images[flavour] = repository.repository_url.apply(_ref_with(tag, present[tag]))
                 continue
-            # Relative paths: Pulumi runs the program from the project directory, and an absolute path
-            # would differ between checkouts and show up as a change.
+            # Relative paths: Pulumi runs the program (and the provider) from the project directory, where
+            # the provider resolves them (pulumi-docker-build provider/internal/dockerfile.go:
+            # filepath.Abs), and an absolute path would differ between checkouts and show up as a change.
             build: dict[str, Any] = {
                 "context": {"location": IMAGES_DIR},
                 "dockerfile": {"location": IMAGE_INPUTS[flavour][0]},
