@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from components import contract
-from components.builders.images import Flavour, build_pre_pull_daemon_set, flavour_of, resolve_ray_image
+from components.builders.images import build_pre_pull_daemon_set, flavour_of, resolve_ray_image
 from components.cluster import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
@@ -161,9 +161,15 @@ def content_hash(data: Mapping[str, str], length: int = 10) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def shape_image(shape: ClusterShape, flavour: Flavour) -> Any:
-    """The image of a ``flavour`` pod of this cluster (see :func:`resolve_ray_image`)."""
-    return resolve_ray_image(flavour, images=shape.images, stock_repository=shape.image_repository)
+def head_image(shape: ClusterShape) -> Any:
+    """The image of the head (and of RayJob submitters): the head's own ``image`` when set, else the
+    cpu workload image, else the stock image (see :func:`resolve_ray_image`)."""
+    return resolve_ray_image(
+        "cpu",
+        images=shape.images,
+        stock_repository=shape.image_repository,
+        override=getattr(shape.head, "image", None),
+    )
 
 
 def group_image(shape: ClusterShape, group: WorkerGroupConfig) -> Any:
@@ -306,7 +312,7 @@ def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = Fal
     env = ray_env(pods) + [{"name": name, "value": value} for name, value in pods.head_env.items()]
     container: dict[str, Any] = {
         "name": "ray-head",
-        "image": shape_image(shape, "cpu"),
+        "image": head_image(shape),
         "imagePullPolicy": "IfNotPresent",
         "ports": ports,
         "env": env,
@@ -509,7 +515,7 @@ def build_submitter_template(shape: ClusterShape, pods: PodContext) -> dict[str,
             "containers": [
                 {
                     "name": "ray-job-submitter",
-                    "image": shape_image(shape, "cpu"),
+                    "image": head_image(shape),
                     "imagePullPolicy": "IfNotPresent",
                     "resources": {
                         "requests": dict(SUBMITTER_RESOURCES),
