@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.cluster import build_kubeconfig, node_selector_for
+from components.cluster import build_kubeconfig
 from tests.pulumi_harness import ProgramRun, run_program
 
 
@@ -86,15 +86,6 @@ def test_existing_cluster_creates_no_aws_resources(stack_run: ProgramRun) -> Non
     target = stack_run.one("ray-on-eks:aws:ClusterTarget")
     children = [r for r in stack_run.resources if r.parent == target.urn]
     assert [c.type for c in children] == ["pulumi:providers:kubernetes"]
-
-
-def test_node_selector_pins_hyperpod_pods_to_schedulable_nodes() -> None:
-    assert node_selector_for("hyperpod", "ml.g5.12xlarge") == {
-        "node.kubernetes.io/instance-type": "ml.g5.12xlarge",
-        "sagemaker.amazonaws.com/node-health-status": "Schedulable",
-    }
-    assert node_selector_for("eks", "g5.2xlarge") == {"node.kubernetes.io/instance-type": "g5.2xlarge"}
-    assert node_selector_for("eks", None) == {}
 
 
 def test_build_kubeconfig_uses_exec_auth_only() -> None:

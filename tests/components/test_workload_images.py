@@ -14,6 +14,7 @@ from components.builders.images import Flavour, content_hash, content_tag, is_di
 from components.config import ConfigError
 from components.versions import RAY_VERSION, ray_image
 from policy import checks
+from tests.kuberay_validation import validate
 from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, run_ok, run_program
 
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -286,3 +287,16 @@ def test_a_tag_instead_of_a_digest_is_rejected_in_one_line() -> None:
     assert "ray-on-eks:rayImages.gpu" in line and "rayproject/ray:2.60.0-py311-gpu" in line
     assert "@sha256:" in line
     assert run.resources == []
+
+
+@pytest.mark.parametrize("overrides", [{"rayImages": RAY_IMAGES}, BUILD], ids=["rayImages", "buildImages"])
+@pytest.mark.parametrize("stack", ["dev", "hyperpod"])
+def test_ray_documents_with_workload_images_pass_kuberay_admission(
+    stack: str, overrides: dict[str, Any]
+) -> None:
+    run = run_ok(stack, overrides)
+    documents = [r for kind in ("RayCluster", "RayJob", "RayService") for r in run.custom_resources(kind)]
+    assert documents
+    for resource in documents:
+        doc = {key: resource.inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
+        assert validate(doc) == [], resource.name
