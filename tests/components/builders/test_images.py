@@ -261,14 +261,18 @@ def test_pre_pull_names_are_dns_labels() -> None:
 
 
 def test_a_per_group_image_wins_over_the_flavours_image() -> None:
-    # A worker group that names its own image (the per-group override) runs it; others keep theirs.
-    class GroupWithImage(WorkerGroupConfig):
-        image: str | None = None
-
-    own = f"r.example/neuron:{RAY_VERSION}-py311-neuron-0@{DIGEST}"
-    custom = GroupWithImage(name="custom", instance_type="g5.2xlarge", gpus=1, image=own)
+    # A worker group (or the head) that names its own image runs it; the others keep the flavour's.
+    own = f"r.example/custom:{RAY_VERSION}-py311-custom-0@{DIGEST}"
+    custom = WorkerGroupConfig(name="custom", instance_type="g5.2xlarge", gpus=1, image=own)
+    head = HeadConfig(image=own)
     shape = ClusterShape(
-        cluster_type="eks", head=HeadConfig(), worker_groups=(GPU, custom), images={"gpu": GPU_REF}
+        cluster_type="eks", head=head, worker_groups=(GPU, custom), images={"gpu": GPU_REF, "cpu": CPU_REF}
+    )
+    assert (
+        build_ray_cluster_spec(shape, PodContext())["headGroupSpec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+        == own
     )
     spec = build_ray_cluster_spec(shape, PodContext())
     images = {
