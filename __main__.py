@@ -10,6 +10,7 @@ from components.cluster import ClusterTarget, ClusterTargetArgs
 from components.config import load_stack_config
 from components.fsx_lustre import FsxLustreStorage, FsxLustreStorageArgs
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
+from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume
 from components.s3_mountpoint import S3Mountpoint, S3MountpointArgs
@@ -19,22 +20,33 @@ config = load_stack_config()
 # Every namespace with Ray pods: watched by the operator, scraped by Prometheus.
 ray_namespaces = tuple(dict.fromkeys([config.namespace, *config.kuberay.watch_namespaces]))
 
-target = ClusterTarget(
-    "cluster",
-    ClusterTargetArgs(
-        cluster_type=config.cluster_type,
-        cluster_name=config.cluster_name,
-        region=config.region,
-        create_cluster=config.create_cluster,
-        new_cluster=config.new_cluster,
-        hyperpod=config.hyperpod,
-    ),
-)
+# --- The cluster -------------------------------------------------------------------------------------
+# EKS / HyperPod (AWS lookups, optionally a new EKS cluster), or any cluster a kubeconfig context points
+# at (clusterType kubernetes: no AWS call at all). Either way one explicit Kubernetes provider.
+target: ClusterTarget | KubernetesTarget
+aws_target: ClusterTarget | None = None
+if config.cluster_type == "kubernetes":
+    target = KubernetesTarget(
+        "cluster", KubernetesTargetArgs(kubernetes=config.kubernetes, storage=config.storage)
+    )
+    pulumi.export("kubeContext", target.kube_context)
+else:
+    target = aws_target = ClusterTarget(
+        "cluster",
+        ClusterTargetArgs(
+            cluster_type=config.cluster_type,
+            cluster_name=config.cluster_name,
+            region=config.region,
+            create_cluster=config.create_cluster,
+            new_cluster=config.new_cluster,
+            hyperpod=config.hyperpod,
+        ),
+    )
+    pulumi.export("region", config.region)
+    pulumi.export("kubeconfig", aws_target.kubeconfig)
 
 pulumi.export("clusterType", config.cluster_type)
 pulumi.export("clusterName", target.cluster_name)
-pulumi.export("region", config.region)
-pulumi.export("kubeconfig", target.kubeconfig)
 pulumi.export("namespace", config.namespace)
 if config.hyperpod is not None:
     pulumi.export("hyperpodClusterName", config.hyperpod.cluster_name)
@@ -44,27 +56,30 @@ if config.hyperpod is not None:
 # PVCs are created by RayClusterStack in the Ray namespace from their `claim_spec` + `mount_path`
 # (SharedVolume(name="fsx", mount_path=fsx.mount_path, claim_spec=fsx.claim_spec), same for "s3").
 # Their Kubernetes children use the cluster's provider; their AWS children the default aws provider.
-identity = ClusterIdentity(
-    iam_mode=config.iam_mode,
-    cluster_name=target.cluster_name,
-    account_id=target.account_id,
-    partition=target.partition,
-    oidc_provider_arn=target.oidc_provider_arn,
-    oidc_issuer_url=target.oidc_issuer_url,
-)
+# (clusterType kubernetes refuses fsx and s3 in config validation: aws_target is None only there.)
+identity: ClusterIdentity | None = None
+if aws_target is not None:
+    identity = ClusterIdentity(
+        iam_mode=config.iam_mode,
+        cluster_name=aws_target.cluster_name,
+        account_id=aws_target.account_id,
+        partition=aws_target.partition,
+        oidc_provider_arn=aws_target.oidc_provider_arn,
+        oidc_issuer_url=aws_target.oidc_issuer_url,
+    )
 # Exactly one storage component installs the Pod Identity agent add-on when asked to.
 install_agent = config.manage_pod_identity_agent
 
 fsx: FsxLustreStorage | None = None
-if config.fsx.enabled:
+if config.fsx.enabled and aws_target is not None and identity is not None:
     hyperpod = config.hyperpod
     fsx_subnet: pulumi.Input[str] | None = config.fsx.subnet_id or (hyperpod.subnet_id if hyperpod else None)
     if fsx_subnet is None:
         # EKS default: the cluster's first subnet (set fsx.subnetId to choose a private subnet explicitly).
-        fsx_subnet = target.subnet_ids.apply(lambda ids: ids[0])
+        fsx_subnet = aws_target.subnet_ids.apply(lambda ids: ids[0])
     fsx_groups: list[pulumi.Input[str]] = list(
         config.fsx.security_group_ids or (hyperpod.security_group_ids if hyperpod else ())
-    ) or [target.cluster_security_group_id]
+    ) or [aws_target.cluster_security_group_id]
     fsx = FsxLustreStorage(
         "fsx",
         FsxLustreStorageArgs(
@@ -81,7 +96,7 @@ if config.fsx.enabled:
     install_agent = False
 
 s3: S3Mountpoint | None = None
-if config.s3.enabled:
+if config.s3.enabled and identity is not None:
     s3 = S3Mountpoint(
         "s3",
         S3MountpointArgs(
@@ -101,7 +116,9 @@ if config.s3.enabled:
 # string whenever it is known before deployment, so `pulumi preview` shows the Ray specs in full; only
 # a generated bucket name makes it an Output.
 storage_path: str | pulumi.Output[str | None] | None
-if s3 is not None and not config.fsx.enabled and config.s3.bucket_name is None:
+if isinstance(target, KubernetesTarget):
+    storage_path = target.storage_path  # /shared/ray-results on storage.storageClass, else None
+elif s3 is not None and not config.fsx.enabled and config.s3.bucket_name is None:
     storage_path = s3.bucket_name.apply(lambda bucket: storage_path_for(False, bucket))
 else:
     storage_path = storage_path_for(config.fsx.enabled, config.s3.bucket_name if s3 is not None else None)
@@ -149,6 +166,8 @@ volumes = [
     for volume_name, storage in (("fsx", fsx), ("s3", s3))
     if storage is not None
 ]
+if isinstance(target, KubernetesTarget) and target.shared_volume is not None:
+    volumes.append(target.shared_volume)
 ray = RayClusterStack(
     "ray",
     RayClusterStackArgs(

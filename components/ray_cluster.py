@@ -81,6 +81,9 @@ class SharedVolume:
     # PersistentVolumeClaim .spec built by the storage component.
     claim_spec: pulumi.Input[Mapping[str, Any]]
     read_only: bool = False
+    # On the claim's metadata, e.g. pulumi.com/skipAwait for a StorageClass whose binding mode the
+    # program cannot know (KubernetesTarget).
+    claim_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,11 @@ class RayClusterStack(pulumi.ComponentResource):
         claims = [
             k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume.name}-claim",
-                metadata={"name": claim_name(volume.name), "namespace": ns},
+                metadata={
+                    "name": claim_name(volume.name),
+                    "namespace": ns,
+                    **({"annotations": dict(volume.claim_annotations)} if volume.claim_annotations else {}),
+                },
                 spec=_untyped(volume.claim_spec),
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[namespace], retain_on_delete=args.retain_data

@@ -154,6 +154,8 @@ class RealisticMocks(Mocks):
 
     def __init__(self, region: str = "us-west-2") -> None:
         self.region = region
+        # Every invoke token the program called, in order (e.g. "aws:eks/getCluster:getCluster").
+        self.invokes: list[str] = []
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
@@ -209,6 +211,7 @@ class RealisticMocks(Mocks):
         return rid, state
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        self.invokes.append(args.token)
         return self._invoke(args.token, dict(args.args)), []
 
     def _invoke(self, token: str, inputs: dict[str, Any]) -> dict[Any, Any]:
@@ -348,6 +351,8 @@ class ProgramRun:
     error: BaseException | None = None
     # register_outputs of each component, by URN (plain values).
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Invoke tokens (data-source calls such as aws.eks.get_cluster), in call order.
+    invokes: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
@@ -383,7 +388,8 @@ def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview:
     """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it."""
     config = load_stack_config(stack, overrides)
     region = json.loads(json.dumps(config.get("aws:region", "us-west-2")))
-    monitor = RecordingMonitor(RealisticMocks(region=region))
+    mocks = RealisticMocks(region=region)
+    monitor = RecordingMonitor(mocks)
     run = ProgramRun(stack=stack, config=config)
 
     def body() -> None:
@@ -410,6 +416,7 @@ def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview:
     contextvars.copy_context().run(body)
     run.resources = monitor.registered
     run.component_outputs = monitor.component_outputs
+    run.invokes = list(mocks.invokes)
     return run
 
 
