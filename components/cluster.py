@@ -24,13 +24,17 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+# Placement names live in the pure builders (the Ray builders use them too); the ones this module
+# does not use stay importable from here for existing callers.
+from components.builders.placement import (  # noqa: F401
+    GPU_TAINT_KEY,
+    HYPERPOD_HEALTH_LABEL,
+    HYPERPOD_SCHEDULABLE,
+    INSTANCE_TYPE_LABEL,
+    node_selector_for,
+)
 from components.config import HyperPodConfig, NewClusterConfig
 from components.versions import EKS_KUBERNETES_VERSION
-
-INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-HYPERPOD_HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
-HYPERPOD_SCHEDULABLE = "Schedulable"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,16 +47,6 @@ class ClusterTargetArgs:
     create_cluster: bool = False
     new_cluster: NewClusterConfig | None = None
     hyperpod: HyperPodConfig | None = None
-
-
-def node_selector_for(cluster_type: str, instance_type: str | None) -> dict[str, str]:
-    """Node selector that pins a Ray pod to ``instance_type`` (and, on HyperPod, to healthy nodes)."""
-    selector: dict[str, str] = {}
-    if instance_type:
-        selector[INSTANCE_TYPE_LABEL] = instance_type
-    if cluster_type == "hyperpod":
-        selector[HYPERPOD_HEALTH_LABEL] = HYPERPOD_SCHEDULABLE
-    return selector
 
 
 def build_kubeconfig(*, cluster_name: str, endpoint: str, ca_data: str, region: str) -> dict[str, Any]:
@@ -159,6 +153,13 @@ class ClusterTarget(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
+            # Objects kept by `pulumi destroy` (Ray and monitoring namespaces, claims, volumes, CRDs) are
+            # still in the cluster on the next `pulumi up`. Since pulumi-kubernetes 4.29 a create of an
+            # existing object fails with AlreadyExists unless this is set (provider/pkg/await/await.go,
+            # Creation); with it, the create is a server-side apply that adopts the object. The hazard it
+            # reopens (a logical rename creates-then-deletes the same object) is why renames need
+            # `aliases`. `import` cannot do this: it fails on the first `up`, when nothing exists yet.
+            upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

@@ -110,7 +110,31 @@ def _check_bounds(low_key: str, low: int, high_key: str, high: int) -> None:
         )
 
 
+# KubeRay v1.7.0 limits (ray-operator/controllers/ray/utils/constant.go MaxRayClusterNameLength = 53,
+# MaxRayJobNameLength = MaxRayServiceNameLength = 53 - 6: the operator appends "-" + 5 random
+# characters to name the cluster a RayJob/RayService creates), and validation.go requires DNS-1035
+# labels (a letter first) for RayCluster, RayJob and RayService names.
+KUBERAY_OWNED_NAME_MAX = 47
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _kuberay_name(value: str, max_len: int = KUBERAY_OWNED_NAME_MAX) -> str:
+    """A name KubeRay accepts for a RayJob/RayService (validation.go ValidateRayJobMetadata etc.)."""
+    if len(value) > max_len or not _DNS1035_LABEL.match(value):
+        raise ValueError(
+            f"must be a lowercase DNS-1035 label of at most {max_len} characters (a-z, 0-9 and '-', "
+            "starting with a letter and ending with a letter or digit), as KubeRay requires"
+        )
+    return value
+
+
+def _kuberay_cluster_name(value: str) -> str:
+    # Up to 63 here so that 51-63 characters get the cross-field message about KubeRay's truncation.
+    return _kuberay_name(value, 63)
+
+
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+KubeRayName = Annotated[str, AfterValidator(_kuberay_name)]
 SubnetId = Annotated[str, _aws_id("subnet", "subnet")]
 SecurityGroupId = Annotated[str, _aws_id("sg", "security group")]
 CpuQuantity = Annotated[str, AfterValidator(_cpu)]
@@ -440,7 +464,8 @@ class FsxConfig(_Model):
         default="2.15", description="Lustre version of a created file system."
     )
     subnet_id: SubnetId | None = Field(
-        default=None, description="Override the subnet the file system lives in."
+        default=None,
+        description="Subnet of a created file system; unset: hyperpod.subnetId, else the EKS cluster's first private subnet.",
     )
     security_group_ids: tuple[SecurityGroupId, ...] = Field(
         default=(), description="Override the security groups."
@@ -593,7 +618,7 @@ class MonitoringConfig(_Model):
 class RayJobConfig(_Model):
     """A RayJob created after the cluster is ready."""
 
-    name: DnsLabel = Field(description="RayJob name (a DNS label).")
+    name: KubeRayName = Field(description="RayJob name (a DNS-1035 label of at most 47 characters).")
     workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
     cluster: Literal["shared", "ephemeral"] = Field(
         default="shared",
@@ -603,7 +628,10 @@ class RayJobConfig(_Model):
     active_deadline_seconds: PositiveInt | None = Field(
         default=None, description="Fail the job after this many seconds; unset = no deadline."
     )
-    backoff_limit: NonNegativeInt = Field(default=0, description="Retries of a failed job (new submission).")
+    backoff_limit: NonNegativeInt = Field(
+        default=0,
+        description="Retries of a failed job, each on a new cluster (cluster: ephemeral only; shared needs 0).",
+    )
     ttl_seconds_after_finished: NonNegativeInt = Field(
         default=3600, description="ephemeral: seconds before a finished job's cluster is deleted."
     )
@@ -622,7 +650,7 @@ class RayJobConfig(_Model):
 class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
 
-    name: DnsLabel = Field(description="RayService name (a DNS label).")
+    name: KubeRayName = Field(description="RayService name (a DNS-1035 label of at most 47 characters).")
     workload: str = Field(
         default="serve", description="Workload name (kind service) from workloads/catalog.py."
     )
@@ -727,7 +755,10 @@ class StackConfig(_Model):
     namespace: DnsLabel = Field(
         default="ray", description="Namespace of the RayCluster, jobs, services and workload ConfigMaps."
     )
-    ray_cluster_name: DnsLabel = Field(default="ray", description="Name of the long-running RayCluster.")
+    ray_cluster_name: Annotated[str, AfterValidator(_kuberay_cluster_name)] = Field(
+        default="ray",
+        description="Name of the long-running RayCluster (a letter first, at most 50 characters).",
+    )
     ray_image_repository: str = Field(
         default="rayproject/ray", description="Ray image repository (e.g. an ECR mirror); the tag is pinned."
     )
@@ -934,6 +965,15 @@ class StackConfig(_Model):
                 f"rayClusterName: {self.ray_cluster_name!r} is {len(self.ray_cluster_name)} characters; "
                 "KubeRay truncates names over 50, use at most 50"
             )
+        for index, job in enumerate(self.ray_jobs):
+            # KubeRay v1.7.0 ValidateRayJobSpec: "BackoffLimit is incompatible with ClusterSelector mode";
+            # the RayJob would be stored, then marked ValidationFailed without ever running.
+            if job.cluster == "shared" and job.backoff_limit > 0:
+                problems.append(
+                    f"rayJobs[{index}].backoffLimit: {job.backoff_limit} cannot be used with cluster: shared "
+                    "(KubeRay refuses retries of a job on an existing cluster and never runs it); set "
+                    "backoffLimit: 0, or cluster: ephemeral to retry each attempt on a fresh cluster"
+                )
         head_type = self.head.instance_type
         if self.cluster_type == "hyperpod" and not (head_type or "").startswith("ml."):
             problems.append(

@@ -88,6 +88,10 @@ class KubernetesTarget(pulumi.ComponentResource):
             kubeconfig=settings.kubeconfig,
             context=settings.context,
             enable_server_side_apply=True,
+            # As on EKS (components/cluster.py): with retainData the Ray namespace and the shared claim
+            # outlive `pulumi destroy`; since pulumi-kubernetes 4.29 the next `up` would fail on them
+            # with AlreadyExists unless the create may adopt (server-side apply) an existing object.
+            upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"clusterName": self.cluster_name, "storagePath": self.storage_path})

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from components import contract
-from components.cluster import GPU_TAINT_KEY, node_selector_for
+from components.builders.placement import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
     GcsFaultToleranceConfig,
@@ -58,6 +58,29 @@ WAIT_FOR_READY = {
     "pulumi.com/timeoutSeconds": "1800",
 }
 PART_OF = {"app.kubernetes.io/part-of": "ray-on-eks"}
+# exposeDashboards: true puts the head Service behind an internal NLB; the annotation declares it to
+# the policy pack (policy/checks.py check_dashboards_not_exposed), which refuses it otherwise.
+EXPOSED = {contract.EXPOSE_DASHBOARDS_ANNOTATION: "true"}
+# Server-side apply and the Ray autoscaler (issue 11, defect 5). pulumi-kubernetes applies server-side
+# (field manager pulumi-kubernetes-*); autoscaler v2 scales by JSON-patching
+# /spec/workerGroupSpecs/<i>/replicas and .../scaleStrategy (ray-project/ray
+# python/ray/autoscaler/_private/kuberay/node_provider.py worker_replica_patch / worker_delete_patch,
+# used by autoscaler/v2/instance_manager/cloud_providers/kuberay/cloud_provider.py). The KubeRay CRD
+# declares no x-kubernetes-list-type on workerGroupSpecs (components/crds/kuberay-1.7.0), so the list
+# is atomic: whoever writes any item owns the whole list, and the next `pulumi up` that changes the
+# RayCluster would fail with an apply conflict on .spec.workerGroupSpecs. With patchForce the
+# provider applies with force (pulumi-kubernetes provider/pkg/await/await.go patchForce), takes the
+# list back and resets what the autoscaler set: replicas falls to its CRD default 0, which KubeRay
+# clamps to minReplicas (utils.GetWorkerGroupDesiredReplicas). That deletes no running worker: with
+# in-tree autoscaling KubeRay never deletes pods to meet a lower count (raycluster_controller.go
+# reconcilePods, "Random Pod deletion is disabled"), and the autoscaler patches replicas again at
+# its next scaling decision. A pending workersToDelete is dropped too; the idle workers stay and the
+# autoscaler requests their removal again. Only the stack's own RayCluster needs it: the clusters of RayJobs and
+# RayServices are created (and patched) by KubeRay, not applied by Pulumi.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
+# What the autoscaler writes inside spec.workerGroupSpecs[*] (see above); used by the tests that
+# derive the need for PATCH_FORCE from the CRD's list types.
+AUTOSCALER_WRITES = ("replicas", "scaleStrategy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -435,9 +458,16 @@ def build_ray_cluster(
     ``upgradeStrategy: Recreate``: when a pod template changes (new workload ConfigMap, image, sizes),
     KubeRay recreates the pods instead of leaving old ones running with stale code.
     """
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(PART_OF)}
+    annotations: dict[str, str] = {}
     if wait_until_ready:
-        metadata["annotations"] = dict(WAIT_FOR_READY)
+        annotations.update(WAIT_FOR_READY)
+    if shape.autoscaler.enabled:
+        annotations.update(PATCH_FORCE)
+    if shape.expose_dashboards:
+        annotations.update(EXPOSED)
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(PART_OF)}
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": API_VERSION,
         "kind": "RayCluster",
@@ -510,25 +540,27 @@ def build_ray_job(
     spec: dict[str, Any] = {
         "entrypoint": workload.entrypoint(),
         "runtimeEnvYAML": build_runtime_env_yaml(workload, run_env(workload, job.env, pods.storage_path)),
-        "backoffLimit": job.backoff_limit,
         "submissionMode": "K8sJobMode",
         "submitterPodTemplate": build_submitter_template(shape, pods),
     }
     if job.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = job.active_deadline_seconds
     if job.cluster == "shared":
+        # No backoffLimit: KubeRay v1.7.0 refuses any retry with clusterSelector (ValidateRayJobSpec);
+        # config validation already refuses backoffLimit > 0 for shared jobs.
+        if job.backoff_limit:
+            raise ValueError(f"rayJobs {job.name!r}: backoffLimit needs cluster: ephemeral")
         spec["clusterSelector"] = {contract.RAY_CLUSTER_LABEL: cluster_name}
     else:
+        spec["backoffLimit"] = job.backoff_limit
         # GCS fault tolerance is for long-lived clusters; a job's cluster lives as long as the job.
         spec["rayClusterSpec"] = build_ray_cluster_spec(shape, pods, gcs_fault_tolerance=False)
         spec["shutdownAfterJobFinishes"] = True
         spec["ttlSecondsAfterFinished"] = job.ttl_seconds_after_finished
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "RayJob",
-        "metadata": {"name": job.name, "namespace": namespace, "labels": dict(PART_OF)},
-        "spec": spec,
-    }
+    metadata: dict[str, Any] = {"name": job.name, "namespace": namespace, "labels": dict(PART_OF)}
+    if "rayClusterSpec" in spec and shape.expose_dashboards:
+        metadata["annotations"] = dict(EXPOSED)
+    return {"apiVersion": API_VERSION, "kind": "RayJob", "metadata": metadata, "spec": spec}
 
 
 def build_ray_service(
@@ -545,10 +577,13 @@ def build_ray_service(
         raise ValueError(
             f"rayServices {service.name!r}: workload {workload.name!r} is a {workload.kind}, not a service"
         )
+    metadata: dict[str, Any] = {"name": service.name, "namespace": namespace, "labels": dict(PART_OF)}
+    if shape.expose_dashboards:
+        metadata["annotations"] = dict(EXPOSED)
     return {
         "apiVersion": API_VERSION,
         "kind": "RayService",
-        "metadata": {"name": service.name, "namespace": namespace, "labels": dict(PART_OF)},
+        "metadata": metadata,
         "spec": {
             "serveConfigV2": yaml.safe_dump(dict(serve_config), sort_keys=False),
             "upgradeStrategy": {"type": service.upgrade_strategy},

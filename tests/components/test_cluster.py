@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from components.cluster import build_kubeconfig, node_selector_for
+from components.cluster import build_kubeconfig
 from tests.pulumi_harness import ProgramRun, run_program
 
 
@@ -46,6 +46,15 @@ def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, Progr
     assert run.exports["hyperpodClusterName"] == json.loads(run.config["ray-on-eks:hyperpod"])["clusterName"]
 
 
+def test_provider_adopts_objects_a_destroy_kept(aws_stack_run: ProgramRun) -> None:
+    # Issue 11, defect 3: since pulumi-kubernetes 4.29 creating an object that exists (a claim or
+    # namespace kept by `pulumi destroy`) fails with AlreadyExists unless the provider upserts; the
+    # upsert is a server-side apply, so that must stay on too.
+    provider = aws_stack_run.one("pulumi:providers:kubernetes")
+    assert provider.inputs["upsertExistingObjects"] == "true"
+    assert provider.inputs["enableServerSideApply"] == "true"
+
+
 def test_provider_is_a_child_of_the_cluster_target(aws_stack_run: ProgramRun) -> None:
     provider = aws_stack_run.one("pulumi:providers:kubernetes")
     parent = aws_stack_run.by_urn(provider.parent)
@@ -78,15 +87,6 @@ def test_existing_cluster_creates_no_aws_resources(aws_stack_run: ProgramRun) ->
     target = aws_stack_run.one("ray-on-eks:aws:ClusterTarget")
     children = [r for r in aws_stack_run.resources if r.parent == target.urn]
     assert [c.type for c in children] == ["pulumi:providers:kubernetes"]
-
-
-def test_node_selector_pins_hyperpod_pods_to_schedulable_nodes() -> None:
-    assert node_selector_for("hyperpod", "ml.g5.12xlarge") == {
-        "node.kubernetes.io/instance-type": "ml.g5.12xlarge",
-        "sagemaker.amazonaws.com/node-health-status": "Schedulable",
-    }
-    assert node_selector_for("eks", "g5.2xlarge") == {"node.kubernetes.io/instance-type": "g5.2xlarge"}
-    assert node_selector_for("eks", None) == {}
 
 
 def test_build_kubeconfig_uses_exec_auth_only() -> None:

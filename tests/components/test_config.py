@@ -239,6 +239,30 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "ray-on-eks:rayJobs",
         "more than once",
     ),
+    (
+        "retries on the shared cluster",
+        {"rayJobs": [{"name": "j", "workload": "quickstart", "cluster": "shared", "backoffLimit": 1}]},
+        "ray-on-eks:rayJobs[0].backoffLimit",
+        "1 cannot be used with cluster: shared",
+    ),
+    (
+        "job name KubeRay refuses",
+        {"rayJobs": [{"name": "1-train", "workload": "quickstart"}]},
+        "ray-on-eks:rayJobs[0].name",
+        "DNS-1035 label of at most 47",
+    ),
+    (
+        "service name too long for KubeRay",
+        {"rayServices": [{"name": "s" * 48}]},
+        "ray-on-eks:rayServices[0].name",
+        "DNS-1035 label of at most 47",
+    ),
+    (
+        "cluster name starting with a digit",
+        {"rayClusterName": "1ray"},
+        "ray-on-eks:rayClusterName",
+        "DNS-1035",
+    ),
     ("unknown iamMode", {"iamMode": "keys"}, "ray-on-eks:iamMode", "'pod-identity' or 'irsa'"),
     ("malformed JSON object", {"head": "{cpu: 2"}, "ray-on-eks:head", "not valid"),
     # --- shared storage (FsxConfig / managePodIdentityAgent) ---

@@ -13,6 +13,7 @@ import pytest
 from components.kuberay_operator import crd_dir
 from components.kubernetes_target import SHARED_CLAIM_ANNOTATIONS
 from tests.kuberay_schemas import KIND_FILES, validation_errors
+from tests.kuberay_validation import validate
 from tests.pulumi_harness import ProgramRun, Registered, run_ok
 
 AWS_PACKAGES = ("aws:", "eks:", "pulumi:providers:aws", "pulumi:providers:eks")
@@ -160,10 +161,12 @@ def _doc(resource: Registered) -> dict[str, Any]:
     return {key: resource.inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
 
 
-def test_kind_ray_documents_validate_against_the_vendored_crds(
+def test_kind_ray_documents_pass_the_crd_schemas_and_kuberays_admission(
     kubernetes_stack_run: ProgramRun, vendored_crds: Path
 ) -> None:
     documents = [r for kind in RAY_KINDS for r in kubernetes_stack_run.custom_resources(kind)]
     assert {r.inputs["kind"] for r in documents} == {"RayCluster", "RayJob"}
     for resource in documents:
         assert validation_errors(_doc(resource), vendored_crds) == []
+        # KubeRay v1.7.0's own validation.go rules (tests/kuberay_validation.py).
+        assert validate(_doc(resource)) == []
