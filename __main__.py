@@ -9,6 +9,7 @@ from components.builders.storage import storage_path_for
 from components.cluster import ClusterTarget, ClusterTargetArgs
 from components.config import load_stack_config
 from components.fsx_lustre import FsxLustreStorage, FsxLustreStorageArgs
+from components.hyperpod import HyperPodTarget, lookup_hyperpod
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
 from components.monitoring import Monitoring, MonitoringArgs
@@ -23,6 +24,10 @@ ray_namespaces = tuple(dict.fromkeys([config.namespace, *config.kuberay.watch_na
 # --- The cluster -------------------------------------------------------------------------------------
 # EKS / HyperPod (AWS lookups, optionally a new EKS cluster), or any cluster a kubeconfig context points
 # at (clusterType kubernetes: no AWS call at all). Either way one explicit Kubernetes provider.
+# HyperPod: read the cluster (orchestrator EKS cluster, subnets, security groups, instance groups) and
+# check that every Ray pod fits on its instance groups. Plain invokes: a problem is a one-line config
+# error before the first resource below is registered.
+hyperpod: HyperPodTarget | None = lookup_hyperpod(config) if config.hyperpod is not None else None
 target: ClusterTarget | KubernetesTarget
 aws_target: ClusterTarget | None = None
 if config.cluster_type == "kubernetes":
@@ -31,11 +36,13 @@ if config.cluster_type == "kubernetes":
     )
     pulumi.export("kubeContext", target.kube_context)
 else:
+    cluster_name = hyperpod.cluster.eks_cluster_name if hyperpod is not None else config.cluster_name
+    assert cluster_name is not None  # config validation requires clusterName on eks stacks
     target = aws_target = ClusterTarget(
         "cluster",
         ClusterTargetArgs(
             cluster_type=config.cluster_type,
-            cluster_name=config.cluster_name,
+            cluster_name=cluster_name,
             region=config.region,
             create_cluster=config.create_cluster,
             new_cluster=config.new_cluster,
@@ -48,8 +55,8 @@ else:
 pulumi.export("clusterType", config.cluster_type)
 pulumi.export("clusterName", target.cluster_name)
 pulumi.export("namespace", config.namespace)
-if config.hyperpod is not None:
-    pulumi.export("hyperpodClusterName", config.hyperpod.cluster_name)
+if hyperpod is not None:
+    pulumi.export("hyperpodClusterName", hyperpod.cluster.name)
 
 # --- Shared storage --------------------------------------------------------------------------------
 # The storage components own the drivers, IAM, network rules, StorageClass / PersistentVolumes; the
@@ -72,9 +79,10 @@ install_agent = config.manage_pod_identity_agent
 
 fsx: FsxLustreStorage | None = None
 if config.fsx.enabled and aws_target is not None and identity is not None:
-    hyperpod = config.hyperpod
+    # fsx.* overrides win; on HyperPod the nodes' own subnet and security groups (hyperpod.* overrides,
+    # else the described cluster's VpcConfig), not the EKS cluster's.
     fsx_groups: list[pulumi.Input[str]] = list(
-        config.fsx.security_group_ids or (hyperpod.security_group_ids if hyperpod else ())
+        config.fsx.security_group_ids or (hyperpod.fsx_security_group_ids if hyperpod else ())
     ) or [aws_target.cluster_security_group_id]
     fsx = FsxLustreStorage(
         "fsx",
@@ -83,7 +91,7 @@ if config.fsx.enabled and aws_target is not None and identity is not None:
             identity=identity,
             region=config.region,
             # fsx.subnetId, else HyperPod's subnet, else FsxLustreStorage picks a private cluster subnet.
-            subnet_id=config.fsx.subnet_id or (hyperpod.subnet_id if hyperpod else None),
+            subnet_id=config.fsx.subnet_id or (hyperpod.fsx_subnet_id if hyperpod else None),
             cluster_subnet_ids=aws_target.subnet_ids,
             security_group_ids=fsx_groups,
             retain_data=config.retain_data,

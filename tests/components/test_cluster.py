@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from components.cluster import build_kubeconfig
-from tests.pulumi_harness import ProgramRun, run_program
+from tests.pulumi_harness import HYPERPOD_CLUSTERS, HYPERPOD_EKS_CLUSTER, ProgramRun, run_program
+
+
+def _expected_cluster(run: ProgramRun) -> str:
+    """The EKS cluster a stack targets: its clusterName, or on HyperPod the looked-up orchestrator."""
+    if run.config["ray-on-eks:clusterType"] == "hyperpod":
+        return HYPERPOD_EKS_CLUSTER
+    return run.config["ray-on-eks:clusterName"]
 
 
 def _provider_kubeconfig(run: ProgramRun) -> dict:
@@ -15,7 +22,7 @@ def _provider_kubeconfig(run: ProgramRun) -> dict:
 
 
 def test_provider_targets_the_configured_cluster(aws_stack_run: ProgramRun) -> None:
-    cluster = aws_stack_run.config["ray-on-eks:clusterName"]
+    cluster = _expected_cluster(aws_stack_run)
     region = aws_stack_run.config["aws:region"]
     kubeconfig = _provider_kubeconfig(aws_stack_run)
     assert kubeconfig["current-context"] == cluster
@@ -43,7 +50,9 @@ def test_outputs_are_the_documented_set(aws_stack_run: ProgramRun) -> None:
 def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["hyperpod"]
     assert run.exports["clusterType"] == "hyperpod"
-    assert run.exports["hyperpodClusterName"] == json.loads(run.config["ray-on-eks:hyperpod"])["clusterName"]
+    arn = json.loads(run.config["ray-on-eks:hyperpod"])["clusterArn"]
+    assert run.exports["hyperpodClusterName"] == HYPERPOD_CLUSTERS[arn]["clusterName"]
+    assert run.exports["clusterName"] == HYPERPOD_EKS_CLUSTER
 
 
 def test_provider_adopts_objects_a_destroy_kept(aws_stack_run: ProgramRun) -> None:

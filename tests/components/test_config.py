@@ -87,6 +87,8 @@ STATIC_FSX: dict[str, Any] = {
     "mountName": "abcdefgh",
 }
 
+WEST_ARN = "arn:aws:sagemaker:us-west-2:123456789012:cluster/a1b2c3d4e5f6"
+
 # (id, overrides applied to Pulumi.dev.yaml, key the message must name, text the message must contain)
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing cluster name", {"clusterName": None}, "ray-on-eks:clusterName", "pulumi config set"),
@@ -103,13 +105,13 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "hyperpod without its block",
         {"clusterType": "hyperpod"},
         "ray-on-eks:hyperpod",
-        "hyperpod.clusterName",
+        "hyperpod.clusterArn",
     ),
     (
         "hyperpod with EC2 instance types",
         {
             "clusterType": "hyperpod",
-            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "hyperpod": {"clusterArn": WEST_ARN},
         },
         "ray-on-eks:workerGroups[0].instanceType",
         "ml.m6i.2xlarge",
@@ -125,7 +127,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         {
             "clusterType": "hyperpod",
             "createCluster": True,
-            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "hyperpod": {"clusterArn": WEST_ARN},
             "workerGroups": _group(instanceType="ml.m5.2xlarge"),
         },
         "ray-on-eks:createCluster",
@@ -339,15 +341,72 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "a whole number",
     ),
     (
-        "HyperPod FSx without security groups",
+        "HyperPod cluster name instead of its ARN",
         {
             "clusterType": "hyperpod",
-            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "hyperpod": {"clusterArn": "ml-cluster"},
             "workerGroups": _group(instanceType="ml.m5.2xlarge"),
-            "fsx": {"enabled": True},
         },
-        "ray-on-eks:fsx.securityGroupIds",
-        "hyperpod.securityGroupIds",
+        "ray-on-eks:hyperpod.clusterArn",
+        "aws sagemaker describe-cluster",
+    ),
+    (
+        "HyperPod cluster in another region",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterArn": WEST_ARN.replace("us-west-2", "eu-west-1")},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+        },
+        "ray-on-eks:hyperpod.clusterArn",
+        "eu-west-1",
+    ),
+    (
+        "HyperPod without aws-native:region",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterArn": WEST_ARN},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+            "head": {"instanceType": "ml.m5.2xlarge"},
+        },
+        "aws-native:region",
+        "pulumi config set aws-native:region us-west-2",
+    ),
+    (
+        "image tagged latest",
+        {"workerGroups": _group(image="rayproject/ray:latest")},
+        "ray-on-eks:workerGroups[0].image",
+        "(not latest)",
+    ),
+    ("untagged head image", {"head": {"image": "rayproject/ray"}}, "ray-on-eks:head.image", "pinned"),
+    (
+        "Trainium group without neuronDevices",
+        {"workerGroups": _group(instanceType="trn1.32xlarge", image="repo/ray-neuron:2.60.0")},
+        "ray-on-eks:workerGroups[0]",
+        "neuronDevices",
+    ),
+    (
+        "Neuron devices on a GPU type",
+        {"workerGroups": _group(instanceType="g5.2xlarge", neuronDevices=1, image="repo/ray-neuron:2.60.0")},
+        "ray-on-eks:workerGroups[0]",
+        "has no Neuron devices",
+    ),
+    (
+        "Neuron group without an image",
+        {"workerGroups": _group(instanceType="trn1.32xlarge", neuronDevices=16)},
+        "ray-on-eks:workerGroups[0]",
+        "Neuron SDK",
+    ),
+    (
+        "shmSize as large as memory",
+        {"workerGroups": _group(gpus=1, memory="16Gi", shmSize="16Gi")},
+        "ray-on-eks:workerGroups[0]",
+        "shmSize",
+    ),
+    (
+        "bad efa hugepages",
+        {"workerGroups": _group(efaHugepages="lots")},
+        "ray-on-eks:workerGroups[0].efaHugepages",
+        "memory quantity",
     ),
     (
         "Pod Identity agent with IRSA",
@@ -399,7 +458,12 @@ BAD_KUBERNETES_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("clusterName on kubernetes", {"clusterName": "ml-dev"}, "ray-on-eks:clusterName", "kubernetes.context"),
     ("createCluster on kubernetes", {"createCluster": True}, "ray-on-eks:createCluster", "AWS-only"),
     ("newCluster on kubernetes", {"newCluster": {"systemNodes": 3}}, "ray-on-eks:newCluster", "AWS-only"),
-    ("hyperpod on kubernetes", {"hyperpod": {"clusterName": "hp"}}, "ray-on-eks:hyperpod", "AWS-only"),
+    (
+        "hyperpod on kubernetes",
+        {"hyperpod": {"clusterArn": "arn:aws:sagemaker:us-west-2:123456789012:cluster/abc123"}},
+        "ray-on-eks:hyperpod",
+        "AWS-only",
+    ),
     ("fsx on kubernetes", {"fsx": {"enabled": True}}, "ray-on-eks:fsx.enabled", "storage.storageClass"),
     ("s3 on kubernetes", {"s3": {"enabled": True}}, "ray-on-eks:s3.enabled", "storage.storageClass"),
     ("irsa on kubernetes", {"iamMode": "irsa"}, "ray-on-eks:iamMode", "AWS-only"),

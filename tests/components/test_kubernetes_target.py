@@ -16,7 +16,8 @@ from tests.kuberay_schemas import KIND_FILES, validation_errors
 from tests.kuberay_validation import validate
 from tests.pulumi_harness import ProgramRun, Registered, run_ok
 
-AWS_PACKAGES = ("aws:", "eks:", "pulumi:providers:aws", "pulumi:providers:eks")
+# Every AWS package the program uses: pulumi-aws, pulumi-aws-native (HyperPod lookup) and pulumi-eks.
+AWS_PACKAGES = ("aws:", "aws-native:", "eks:", "pulumi:providers:aws", "pulumi:providers:eks")
 PROVIDER = "pulumi:providers:kubernetes"
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
 

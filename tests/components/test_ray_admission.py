@@ -33,7 +33,7 @@ from components.builders.ray import (
 from components.config import ConfigError, StackConfig, parse_stack_config
 from components.versions import KUBERAY_FEATURE_GATES
 from tests.kuberay_validation import validate
-from tests.pulumi_harness import ProgramRun, run_ok
+from tests.pulumi_harness import HYPERPOD_ARN, HYPERPOD_CLUSTERS, ProgramRun, hyperpod_description, run_ok
 from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
@@ -126,8 +126,13 @@ PROGRAM_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("variant", list(PROGRAM_VARIANTS))
-def test_program_variants_pass_kuberays_own_validation(variant: str) -> None:
+def test_program_variants_pass_kuberays_own_validation(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     stack, overrides = PROGRAM_VARIANTS[variant]
+    if stack == "hyperpod":
+        # 4 Ray clusters at once (RayCluster, ephemeral job, 2 RayServices): a HyperPod cluster with
+        # room for them, or the fit check refuses the stack before any resource.
+        groups = [("controller", "ml.m5.2xlarge", 4), ("workers", "ml.g5.12xlarge", 8)]
+        monkeypatch.setitem(HYPERPOD_CLUSTERS, HYPERPOD_ARN, hyperpod_description(groups=groups))
     assert _violations(run_ok(stack, overrides)) == []
 
 

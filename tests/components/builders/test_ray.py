@@ -25,13 +25,13 @@ from components.builders.ray import (
     build_ray_cluster_spec,
     build_ray_job,
     build_ray_service,
+    build_submitter_template,
     build_workloads_config_map_data,
     config_map_key,
     content_hash,
     port_forward_command,
     read_workload_files,
     run_env,
-    stuck_pod_cleanup_script,
     workload_files,
 )
 from components.config import (
@@ -539,13 +539,6 @@ def test_ray_service_serves_from_mounted_code_with_the_same_cluster_builder() ->
     assert "serve" in head_ports
 
 
-def test_hyperpod_cleanup_only_targets_admission_failures_in_the_namespace() -> None:
-    script = stuck_pod_cleanup_script("ray")
-    assert "UnexpectedAdmissionError" in script
-    assert script.count("-n ray") == 2
-    assert "--all" not in script
-
-
 # ---- schema validation of the variants ---------------------------------------------------------
 
 
@@ -622,3 +615,37 @@ def test_schema_validation_rejects_a_broken_document(
     problems = validation_errors(doc, shared_schemas / "kuberay-v1.7.0")
     assert problems, "a broken RayCluster passed validation"
     assert any(expected in p for p in problems), problems
+
+
+# ---- HyperPod pinning, images and accelerators ---------------------------------------------------
+
+
+def test_submitters_are_pinned_on_hyperpod_and_free_on_eks() -> None:
+    hyperpod = _shape(
+        cluster_type="hyperpod", head=HeadConfig(instance_type="ml.m5.2xlarge"), worker_groups=(HP_GPU,)
+    )
+    submitter = build_submitter_template(hyperpod, PODS)["spec"]
+    assert submitter["nodeSelector"] == {HYPERPOD_HEALTH_LABEL: "Schedulable"}
+    assert "nodeSelector" not in build_submitter_template(_shape(), PODS)["spec"]
+
+
+def test_group_and_head_images_override_the_default_and_the_submitter_follows_the_head() -> None:
+    image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray-cuda:2.60.0-cu128"
+    head_image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray:2.60.0@sha256:" + "a" * 64
+    shape = _shape(
+        head=HeadConfig(image=head_image), worker_groups=(CPU, GPU.model_copy(update={"image": image}))
+    )
+    spec = build_ray_cluster_spec(shape, PODS)
+    images = [pod["containers"][0]["image"] for pod in _pods(spec)]
+    assert images == [head_image, ray_image(gpu=False), image]
+    submitter = build_submitter_template(shape, PODS)["spec"]["containers"][0]
+    assert submitter["image"] == head_image
+
+
+def test_shm_is_sized_from_config_and_only_on_accelerator_groups() -> None:
+    sized = GPU.model_copy(update={"shm_size": "4Gi"})
+    spec = build_ray_cluster_spec(_shape(worker_groups=(CPU, sized)), PODS)
+    head, cpu, gpu = _pods(spec)
+    assert all(v["name"] != "dshm" for v in head["volumes"] + cpu["volumes"])
+    (shm,) = [v for v in gpu["volumes"] if v["name"] == "dshm"]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4096Mi"}
