@@ -91,7 +91,9 @@ class SharedVolume:
     # PersistentVolumeClaim .spec built by the storage component.
     claim_spec: pulumi.Input[Mapping[str, Any]]
     # The claim's await annotations (pulumi.com/waitFor + timeoutSeconds), sized by the storage
-    # component to how long its volume takes to bind (builders.storage.claim_await_annotations).
+    # component to how long its volume takes to bind (builders.storage.claim_await_annotations); or
+    # pulumi.com/skipAwait for a StorageClass whose binding mode the program cannot know
+    # (KubernetesTarget).
     claim_annotations: Mapping[str, str] = field(default_factory=dict)
     read_only: bool = False
 
