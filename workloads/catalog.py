@@ -113,6 +113,20 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
         default="3",
     ),
     EnvVar(
+        name="PAUSE_AFTER_EPOCH",
+        description=(
+            "Fault-injection aid: after this epoch's checkpoint is stored, every worker of a run that "
+            "reached it by training (not by resuming past it) prints 'paused after epoch N' and waits "
+            "PAUSE_SECONDS, so a worker can be killed while epochs remain; 0 = never, integer >= 0."
+        ),
+        default="0",
+    ),
+    EnvVar(
+        name="PAUSE_SECONDS",
+        description="How long the PAUSE_AFTER_EPOCH pause lasts, integer >= 0 seconds.",
+        default="120",
+    ),
+    EnvVar(
         name="MODEL_PATH",
         description=(
             "Directory of the exported model (model.pt + model.json) that training writes and serve / "
@@ -206,6 +220,8 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                     "SEED",
                     "RUN_NAME",
                     "MAX_FAILURES",
+                    "PAUSE_AFTER_EPOCH",
+                    "PAUSE_SECONDS",
                 ),
                 pip=_TORCH_PIP,
                 needs_storage=True,

@@ -58,6 +58,8 @@ def test_explicit_values_win_over_derived_ones() -> None:
         ("DATASET", "cifar", "DATASET must be one of digits, fashion-mnist; got 'cifar'"),
         ("CHECKPOINT_DIR", "relative/dir", "CHECKPOINT_DIR must be an absolute path"),
         ("RUN_NAME", "a/b", "RUN_NAME must be a plain directory name"),
+        ("PAUSE_AFTER_EPOCH", "-1", "PAUSE_AFTER_EPOCH must be an integer >= 0"),
+        ("PAUSE_SECONDS", "soon", "PAUSE_SECONDS must be an integer >= 0, got 'soon'"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> None:
@@ -106,3 +108,4 @@ def test_entrypoint_reports_bad_env_without_traceback() -> None:
     assert completed.returncode == 2
     assert "configuration error: NUM_WORKERS must be an integer >= 1, got 'zero'" in completed.stderr
     assert "Traceback" not in completed.stderr
+

@@ -132,13 +132,18 @@ def test_fresh_job_resumes_from_the_newest_checkpoint(
 def test_killed_worker_resumes_from_a_checkpoint(
     local_dir: Path, ray_cluster: LocalCluster, storage_path: Path
 ) -> None:
-    epochs = 20
+    # PAUSE_AFTER_EPOCH makes the kill deterministic on a loaded machine: the workers print
+    # "paused after epoch 2" only once epoch 2's checkpoint is stored, and wait there, so the kill
+    # lands while a checkpoint exists and epochs remain, however late the logs reach us.
+    epochs, pause_epoch = 4, 2
     run_dir = storage_path / "checkpoints" / "fault-injection"
     submitted = run_local(
         "dt-pytorch",
         {
             "RUN_NAME": "fault-injection",
             "EPOCHS": str(epochs),
+            "PAUSE_AFTER_EPOCH": str(pause_epoch),
+            "PAUSE_SECONDS": "600",
             "MODEL_PATH": str(storage_path / "models" / "fault"),
         },
         local_dir=local_dir,
@@ -148,23 +153,23 @@ def test_killed_worker_resumes_from_a_checkpoint(
     target = submitted.target
     client = jobs.job_client(target)
 
-    # Wait until two epochs are checkpointed and both workers have logged their pids.
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 500
     workers: dict[int, int] = {}
-    while not ((run_dir / "epoch_0002" / "model.json").exists() and set(workers) == {0, 1}):
-        logs = client.get_job_logs(submitted.job_id)
+    logs = ""
+    while not (f"paused after epoch {pause_epoch} " in logs and set(workers) == {0, 1}):
         assert time.monotonic() < deadline, logs[-3000:]
         assert str(client.get_job_status(submitted.job_id).value) not in jobs.TERMINAL_STATUSES, logs[-3000:]
+        time.sleep(0.5)
+        logs = client.get_job_logs(submitted.job_id)
         workers = {int(rank): int(pid) for rank, _, pid in WORKER_RE.findall(logs)}
-        time.sleep(0.2)
-    assert newest_checkpoint(run_dir) is not None
+    found = newest_checkpoint(run_dir)
+    assert found is not None and found[0] == pause_epoch
     os.kill(workers[1], signal.SIGKILL)
 
     outcome = jobs.follow(target, submitted.job_id, output=lambda _: None, timeout_s=JOB_TIMEOUT_S)
     assert outcome.succeeded, outcome.logs[-3000:]
-    resumed = [int(n) for n in RESUMED_RE.findall(outcome.logs)]
-    assert resumed, "no resume after the worker was killed"
-    assert 0 < min(resumed) < epochs
+    assert [int(n) for n in RESUMED_RE.findall(outcome.logs)] == [pause_epoch], outcome.logs[-3000:]
+    assert outcome.logs.count("paused after epoch") == 1  # the restarted group did not redo epoch 2
     new_pids = {int(pid) for _, _, pid in WORKER_RE.findall(outcome.logs)} - set(workers.values())
     assert new_pids, "the worker group was not restarted"
     assert read_meta(storage_path / "models" / "fault").epoch == epochs

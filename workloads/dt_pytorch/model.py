@@ -59,14 +59,17 @@ def checkpoint_dir_name(epoch: int) -> str:
     return f"{CHECKPOINT_PREFIX}{epoch:04d}"
 
 
-def newest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
-    """``(epoch, path)`` of the highest-epoch complete checkpoint in ``run_dir``, if any."""
+def newest_checkpoint(run_dir: Path, *, require: tuple[str, ...] = ()) -> tuple[int, Path] | None:
+    """``(epoch, path)`` of the highest-epoch complete checkpoint in ``run_dir``, if any.
+
+    Complete: ``model.json``, ``model.pt`` and every file named in ``require`` are present.
+    """
     best: tuple[int, Path] | None = None
     if not run_dir.is_dir():
         return None
     for child in run_dir.iterdir():
         match = _CHECKPOINT_RE.match(child.name)
-        if match is None or not (child / META_FILE).is_file() or not (child / MODEL_FILE).is_file():
+        if match is None or not all((child / name).is_file() for name in (META_FILE, MODEL_FILE, *require)):
             continue
         epoch = int(match.group(1))
         if best is None or epoch > best[0]:

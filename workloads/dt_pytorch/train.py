@@ -2,13 +2,21 @@
 
 Reads only the env contract: NUM_WORKERS, CPUS_PER_WORKER, USE_GPU, EPOCHS, BATCH_SIZE,
 LEARNING_RATE, DATASET, DATA_DIR, SEED, RUN_NAME, STORAGE_PATH, CHECKPOINT_DIR, MAX_FAILURES,
-MODEL_PATH.
+MODEL_PATH, PAUSE_AFTER_EPOCH, PAUSE_SECONDS.
 
 * Every epoch, rank 0 writes a checkpoint ``CHECKPOINT_DIR/RUN_NAME/epoch_NNNN`` (model, optimizer,
   held-out accuracy) through ``ray.train.report``.
-* A failed worker makes Ray Train restart the worker group (``FailureConfig(max_failures)``) from
-  the latest reported checkpoint; a fresh job with the same RUN_NAME resumes from the newest
-  checkpoint in the run directory. Both log ``resumed from checkpoint epoch N``.
+* A failed worker makes Ray Train restart the worker group (``FailureConfig(max_failures)``); a
+  fresh job with the same RUN_NAME starts a new one. Either way every worker starts from the newest
+  *complete* checkpoint: Ray Train's own (``ray.train.get_checkpoint()``) or the newest one in the
+  run directory, whichever is later. The run directory matters after a kill: ``report`` returns once
+  the checkpoint is stored, but the controller registers it only when it next polls the worker, so
+  a worker killed in between would otherwise be restarted from the previous epoch. Rank 0 logs
+  ``resumed from checkpoint epoch N``.
+* PAUSE_AFTER_EPOCH (fault injection): after that epoch's checkpoint is stored, the workers print
+  ``paused after epoch N`` and wait PAUSE_SECONDS. A test waits for that line and kills a worker:
+  a checkpoint provably exists and epochs provably remain, however loaded the machine is. A
+  resumed group starts after that epoch, so it never pauses again.
 * At the end the newest checkpoint's model is exported to MODEL_PATH for serve / batch-inference.
 
 Run: ``python -m workloads.dt_pytorch.train`` (inside a Ray job; connects to the running cluster).
@@ -47,6 +55,8 @@ class TrainSettings:
     checkpoint_dir: Path
     max_failures: int
     model_path: Path
+    pause_after_epoch: int = 0
+    pause_seconds: int = 0
 
     @property
     def run_dir(self) -> Path:
@@ -77,6 +87,8 @@ class TrainSettings:
             checkpoint_dir=env.path("CHECKPOINT_DIR", derived=env.storage_subdir("checkpoints")),
             max_failures=env.integer("MAX_FAILURES", minimum=0),
             model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+            pause_after_epoch=env.integer("PAUSE_AFTER_EPOCH", minimum=0),
+            pause_seconds=env.integer("PAUSE_SECONDS", minimum=0),
         )
 
 
@@ -95,6 +107,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ModelMeta,
         build_model,
         checkpoint_dir_name,
+        newest_checkpoint,
         read_meta,
         write_model_dir,
     )
@@ -121,11 +134,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = build_model(input_dim=split.num_features, hidden_dim=HIDDEN_DIM, num_classes=split.num_classes)
     optimizer_state: dict[str, Any] | None = None
     start_epoch = 0
-    # Ray Train's own checkpoint (worker-group restart, or a run snapshot with the same name)
-    # wins; otherwise the newest checkpoint the driver found in the run directory.
+    # Ray Train's own checkpoint or the newest complete one in the run directory, whichever is
+    # later (see the module docstring: a stored checkpoint may not be registered yet).
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and config.get("resume_from"):
-        checkpoint = ray.train.Checkpoint.from_directory(str(config["resume_from"]))
+    found = newest_checkpoint(settings.run_dir, require=(OPTIMIZER_FILE,))
+    if found is not None and (checkpoint is None or _checkpoint_epoch(checkpoint) < found[0]):
+        checkpoint = ray.train.Checkpoint.from_directory(str(found[1]))
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             start_epoch = read_meta(Path(directory)).epoch
@@ -208,6 +222,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             )
         else:
             ray.train.report(metrics)
+        if epoch == settings.pause_after_epoch:
+            # Only a group that trained this epoch gets here; a resumed one starts after it.
+            if rank == 0:
+                print(
+                    f"paused after epoch {epoch} for {settings.pause_seconds}s (PAUSE_AFTER_EPOCH)",
+                    flush=True,
+                )
+            time.sleep(settings.pause_seconds)
+
+
+def _checkpoint_epoch(checkpoint: Any) -> int:
+    """The epoch of a Ray Train checkpoint written by this workload (-1 when unreadable)."""
+    from workloads.dt_pytorch.model import ModelNotFoundError, read_meta
+
+    try:
+        with checkpoint.as_directory() as directory:
+            return read_meta(Path(directory)).epoch
+    except (ModelNotFoundError, OSError, ValueError):
+        return -1
 
 
 def run(settings: TrainSettings) -> int:
@@ -233,16 +266,14 @@ def run(settings: TrainSettings) -> int:
             print(f"error: {error}", file=sys.stderr, flush=True)
             return 1
 
-    resume_from: str | None = None
     found = newest_checkpoint(settings.run_dir)
     if found is not None:
         epoch, path = found
         print(f"found checkpoint epoch {epoch} at {path}; training resumes from it", flush=True)
-        resume_from = str(path)
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"settings": settings, "resume_from": resume_from},
+        train_loop_config={"settings": settings},
         scaling_config=ScalingConfig(
             num_workers=settings.num_workers,
             use_gpu=settings.use_gpu,
