@@ -43,6 +43,7 @@ from components.builders.ray import (
     content_hash,
     head_service_name,
     port_forward_command,
+    ray_service_endpoint,
     read_workload_files,
     run_env,
     workload_files,
@@ -335,6 +336,10 @@ class RayClusterStack(pulumi.ComponentResource):
         self.dashboard_port_forward_command: pulumi.Output[str] = pulumi.Output.all(
             self.namespace, self.ray_cluster_name
         ).apply(lambda v: port_forward_command(v[0], v[1]))
+        # One entry per RayService: its Serve Service and the exact port-forward (`serve-url` reads it).
+        self.ray_service_endpoints: dict[str, dict[str, Any]] = {
+            svc.name: ray_service_endpoint(ns, svc.name) for svc, _ in services
+        }
         # KubeRay generates the token Secret named after the RayCluster (key "auth_token").
         self.ray_auth_token_secret_name: pulumi.Output[str] | None = (
             self.ray_cluster_name if args.token_auth else None
@@ -346,6 +351,7 @@ class RayClusterStack(pulumi.ComponentResource):
                 "headServiceName": self.head_service_name,
                 "dashboardPortForwardCommand": self.dashboard_port_forward_command,
                 "rayAuthTokenSecretName": self.ray_auth_token_secret_name,
+                "rayServices": self.ray_service_endpoints,
             }
         )
 

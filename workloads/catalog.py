@@ -22,6 +22,10 @@ WORKLOADS_MOUNT_PATH = "/opt/ray-on-eks/workloads"
 """Where the workload ConfigMap files are mounted (same layout as the repo's ``workloads/``)."""
 
 
+DATASETS: tuple[str, ...] = ("digits", "fashion-mnist")
+"""Values of the DATASET variable (``workloads.dt_pytorch.data`` loads each)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EnvVar:
     """One variable of the workload environment contract."""
@@ -36,9 +40,10 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
     EnvVar(
         name="STORAGE_PATH",
         description=(
-            "Root of the shared storage every Ray pod mounts (FSx for Lustre at /fsx or the S3 "
-            "mount at /s3 on the cluster; <repo>/.ray-on-eks/storage for local runs). Required by "
-            "workloads with needs_storage."
+            "Root of the shared storage: a path every Ray pod mounts (FSx for Lustre at /fsx on the "
+            "cluster; <repo>/.ray-on-eks/storage for local runs) or an s3://bucket/prefix URI (read "
+            "and written through pyarrow with the pod's AWS credentials; AWS_ENDPOINT_URL is honoured). "
+            "Required by workloads with needs_storage."
         ),
         default=None,
     ),
@@ -83,7 +88,8 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
     EnvVar(
         name="DATA_DIR",
         description=(
-            "Directory with the fashion-mnist IDX .gz files. Derived: STORAGE_PATH/datasets/fashion-mnist."
+            "Local directory with the fashion-mnist IDX .gz files. Derived: STORAGE_PATH/datasets/fashion-mnist "
+            "(a per-node cache under the temp directory when STORAGE_PATH is an s3:// URI)."
         ),
         default=None,
     ),
@@ -180,7 +186,12 @@ class Workload:
         return f"python -m {self.module}"
 
 
-_PACKAGE_FILES = ("workloads/__init__.py", "workloads/catalog.py", "workloads/settings.py")
+_PACKAGE_FILES = (
+    "workloads/__init__.py",
+    "workloads/catalog.py",
+    "workloads/settings.py",
+    "workloads/storage.py",
+)
 _MODEL_FILES = (
     "workloads/dt_pytorch/__init__.py",
     "workloads/dt_pytorch/data.py",

@@ -569,6 +569,24 @@ def port_forward_command(namespace: str, cluster_name: str) -> str:
     )
 
 
+def serve_service_name(service_name: str) -> str:
+    """The Serve Service KubeRay creates for a RayService (``GenerateServeServiceName`` in KubeRay
+    v1.7.0 ``ray-operator/controllers/ray/utils/util.go``: ``<name>-serve-svc``, port 8000)."""
+    return f"{service_name}-serve-svc"
+
+
+def ray_service_endpoint(namespace: str, service_name: str) -> dict[str, Any]:
+    """How to reach one RayService's Serve HTTP port: the ``rayServices`` stack output entry."""
+    serve_service = serve_service_name(service_name)
+    port = contract.RAY_SERVE_PORT
+    return {
+        "namespace": namespace,
+        "serveService": serve_service,
+        "port": port,
+        "portForwardCommand": f"kubectl port-forward -n {namespace} svc/{serve_service} {port}:{port}",
+    }
+
+
 def stuck_pod_cleanup_script(namespace: str) -> str:
     """Shell for the HyperPod CronJob: delete Ray pods the kubelet rejected at admission.
 

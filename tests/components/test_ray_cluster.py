@@ -161,6 +161,16 @@ def test_stack_outputs(stack_run: ProgramRun) -> None:
         == f"kubectl port-forward -n {namespace} svc/{name}-head-svc 8265:8265"
     )
     assert exports["rayAuthTokenSecretName"] == name
+    services = stack_run.custom_resources("RayService")
+    assert set(exports.get("rayServices", {})) == {svc.inputs["metadata"]["name"] for svc in services}
+    for svc in services:
+        service_name = svc.inputs["metadata"]["name"]
+        assert exports["rayServices"][service_name] == {
+            "namespace": namespace,
+            "serveService": f"{service_name}-serve-svc",
+            "port": 8000,
+            "portForwardCommand": f"kubectl port-forward -n {namespace} svc/{service_name}-serve-svc 8000:8000",
+        }
 
 
 def test_hyperpod_gets_the_stuck_pod_cleanup_and_eks_does_not(stack_run: ProgramRun) -> None:

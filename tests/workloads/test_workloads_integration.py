@@ -209,7 +209,7 @@ def test_serve_predicts_with_the_trained_model(
 
 
 def test_batch_inference_writes_predictions(local_dir: Path, trained: RunResult, storage_path: Path) -> None:
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq
 
     assert trained.ok
     result = run_local("batch-inference", local_dir=local_dir, timeout_s=JOB_TIMEOUT_S)

@@ -24,6 +24,7 @@ Run: ``python -m workloads.dt_pytorch.train`` (inside a Ray job; connects to the
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
+from workloads.storage import Location, join
 
 HIDDEN_DIM = 128
 
@@ -52,16 +54,16 @@ class TrainSettings:
     data_dir: Path
     seed: int
     run_name: str
-    checkpoint_dir: Path
+    checkpoint_dir: Location
     max_failures: int
-    model_path: Path
+    model_path: Location
     pause_after_epoch: int = 0
     pause_seconds: int = 0
 
     @property
-    def run_dir(self) -> Path:
-        """Directory of this run's checkpoints."""
-        return self.checkpoint_dir / self.run_name
+    def run_dir(self) -> Location:
+        """Directory of this run's checkpoints (local path or s3:// URI)."""
+        return join(self.checkpoint_dir, self.run_name)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainSettings:
@@ -69,9 +71,7 @@ class TrainSettings:
         from workloads.dt_pytorch.data import DATASETS
 
         env = EnvReader(environ)
-        run_name = env.string("RUN_NAME")
-        if "/" in run_name or run_name in {".", ".."}:
-            raise SettingsError(f"RUN_NAME must be a plain directory name, got {run_name!r}")
+        run_name = env.plain_name("RUN_NAME")
         dataset = env.choice("DATASET", DATASETS)
         return cls(
             num_workers=env.integer("NUM_WORKERS", minimum=1),
@@ -81,12 +81,12 @@ class TrainSettings:
             batch_size=env.integer("BATCH_SIZE", minimum=1),
             learning_rate=env.positive_float("LEARNING_RATE"),
             dataset=dataset,
-            data_dir=env.path("DATA_DIR", derived=env.storage_subdir("datasets", dataset)),
+            data_dir=env.path("DATA_DIR", derived=env.data_subdir("datasets", dataset)),
             seed=env.integer("SEED", minimum=0),
             run_name=run_name,
-            checkpoint_dir=env.path("CHECKPOINT_DIR", derived=env.storage_subdir("checkpoints")),
+            checkpoint_dir=env.location("CHECKPOINT_DIR", derived=env.storage_subdir("checkpoints")),
             max_failures=env.integer("MAX_FAILURES", minimum=0),
-            model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+            model_path=env.location("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
             pause_after_epoch=env.integer("PAUSE_AFTER_EPOCH", minimum=0),
             pause_seconds=env.integer("PAUSE_SECONDS", minimum=0),
         )
@@ -117,7 +117,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     # Visible to the fault-injection test and to operators: which process is which rank.
-    print(f"worker rank {rank}/{world_size} pid {os.getpid()}", flush=True)
+    _say(f"worker rank {rank}/{world_size} pid {os.getpid()}")
 
     split = load_dataset(settings.dataset, seed=settings.seed, data_dir=settings.data_dir)
     scale = split.feature_scale
@@ -139,14 +139,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     found = newest_checkpoint(settings.run_dir, require=(OPTIMIZER_FILE,))
     if found is not None and (checkpoint is None or _checkpoint_epoch(checkpoint) < found[0]):
-        checkpoint = ray.train.Checkpoint.from_directory(str(found[1]))
+        checkpoint = ray.train.Checkpoint(str(found[1]))  # a local path or an s3:// URI
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             start_epoch = read_meta(Path(directory)).epoch
             model.load_state_dict(torch.load(Path(directory) / MODEL_FILE, weights_only=True))
             optimizer_state = torch.load(Path(directory) / OPTIMIZER_FILE, weights_only=True)
         if rank == 0:
-            print(f"resumed from checkpoint epoch {start_epoch}", flush=True)
+            _say(f"resumed from checkpoint epoch {start_epoch}")
     model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     if optimizer_state is not None:
@@ -164,8 +164,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if start_epoch >= settings.epochs:
         accuracy = held_out_accuracy()
         if rank == 0:
-            print(f"already trained to epoch {start_epoch}; held-out accuracy {accuracy:.4f}", flush=True)
-        ray.train.report({"epoch": start_epoch, "held_out_accuracy": accuracy, "loss": float("nan")})
+            _say(f"already trained to epoch {start_epoch}; held-out accuracy {accuracy:.4f}")
+        ray.train.report({"epoch": start_epoch, "held_out_accuracy": accuracy})
         return
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
@@ -214,22 +214,28 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     checkpoint=ray.train.Checkpoint.from_directory(directory),
                     checkpoint_dir_name=checkpoint_dir_name(epoch),
                 )
-            print(
+            _say(
                 f"epoch {epoch}/{settings.epochs} loss={metrics['loss']:.4f} "
                 f"held_out_accuracy={accuracy:.4f} train_seconds={train_seconds:.3f} "
-                f"samples_per_second={metrics['samples_per_second']:.0f}",
-                flush=True,
+                f"samples_per_second={metrics['samples_per_second']:.0f}"
             )
         else:
             ray.train.report(metrics)
         if epoch == settings.pause_after_epoch:
             # Only a group that trained this epoch gets here; a resumed one starts after it.
             if rank == 0:
-                print(
-                    f"paused after epoch {epoch} for {settings.pause_seconds}s (PAUSE_AFTER_EPOCH)",
-                    flush=True,
-                )
+                _say(f"paused after epoch {epoch} for {settings.pause_seconds}s (PAUSE_AFTER_EPOCH)")
             time.sleep(settings.pause_seconds)
+
+
+def _say(message: str) -> None:
+    """One line in the job logs from a Ray Train worker.
+
+    Ray Train v2 patches ``print`` on its workers into the root logger *and* tees it to the worker's
+    stdout, which Ray has replaced (``ray/train/v2/_internal/logging/patch_print.py``), so every
+    printed line reached the job logs twice. The root logger's console handler prints it once.
+    """
+    logging.getLogger("workloads.dt_pytorch").info(message)
 
 
 def _checkpoint_epoch(checkpoint: Any) -> int:
@@ -246,7 +252,7 @@ def _checkpoint_epoch(checkpoint: Any) -> int:
 def run(settings: TrainSettings) -> int:
     """Drive the TorchTrainer; returns the process exit status."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from workloads.dt_pytorch.data import DatasetError, ensure_fashion_mnist
@@ -269,7 +275,11 @@ def run(settings: TrainSettings) -> int:
     found = newest_checkpoint(settings.run_dir)
     if found is not None:
         epoch, path = found
-        print(f"found checkpoint epoch {epoch} at {path}; training resumes from it", flush=True)
+        print(
+            f"found checkpoint epoch {epoch} at {path}; training resumes from it "
+            f"(pass --env RUN_NAME=<new name> to start afresh)",
+            flush=True,
+        )
 
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -284,6 +294,9 @@ def run(settings: TrainSettings) -> int:
             storage_path=str(settings.checkpoint_dir),
             failure_config=FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
+            # Ray Train's own INFO lines ("Reporting training result N: TrainingReport(...)",
+            # "Checkpoint successfully created at ...") drown the per-epoch lines; warnings stay.
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     try:
