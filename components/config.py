@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Self
 
 import pulumi
@@ -29,6 +30,8 @@ from pydantic.alias_generators import to_camel
 
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROJECT = "ray-on-eks"
 
@@ -522,7 +525,21 @@ class RayJobConfig(_Model):
     """A RayJob created after the cluster is ready."""
 
     name: DnsLabel = Field(description="RayJob name (a DNS label).")
-    workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
+    workload: str | None = Field(
+        default=None,
+        description="Workload name from workloads/catalog.py, e.g. dt-pytorch; or set code + entrypoint instead.",
+    )
+    code: str | None = Field(
+        default=None,
+        description=(
+            "Your own code instead of a workload: a directory relative to the repo root (e.g. "
+            "examples/hello_ray), shipped in the content-hashed workloads ConfigMap (Kubernetes' 1 MiB "
+            "limit; larger code: python -m workloads submit DIR --stack S) and run from there."
+        ),
+    )
+    entrypoint: str | None = Field(
+        default=None, description="With code: the command run in that directory, e.g. 'python main.py'."
+    )
     cluster: Literal["shared", "ephemeral"] = Field(
         default="shared",
         description="shared: run on the stack's RayCluster; ephemeral: a cluster created for the job and deleted after.",
@@ -538,13 +555,28 @@ class RayJobConfig(_Model):
 
     @field_validator("workload")
     @classmethod
-    def _job_workload(cls, value: str) -> str:
-        return _workload_of_kind(value, "job")
+    def _job_workload(cls, value: str | None) -> str | None:
+        return None if value is None else _workload_of_kind(value, "job")
 
-    @field_validator("env")
+    @field_validator("code")
     @classmethod
-    def _job_env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _contract_env(value)
+    def _job_code(cls, value: str | None) -> str | None:
+        return None if value is None else own_code_dir(value)
+
+    @model_validator(mode="after")
+    def _program(self) -> Self:
+        if (self.workload is None) == (self.code is None):
+            raise ValueError(
+                "set either workload (a catalog workload, e.g. quickstart) or code + entrypoint (your own "
+                "code, e.g. code: examples/hello_ray, entrypoint: python main.py)"
+            )
+        if self.code is not None and not (self.entrypoint or "").strip():
+            raise ValueError(f"code {self.code!r} needs an entrypoint, e.g. entrypoint: python main.py")
+        if self.code is None and self.entrypoint is not None:
+            raise ValueError("entrypoint applies to code (your own code), not to a catalog workload")
+        if self.code is None:
+            _contract_env(self.env)  # own code may use any variable names
+        return self
 
 
 class RayServiceConfig(_Model):
@@ -582,6 +614,16 @@ class RayServiceConfig(_Model):
                 "install; use NewCluster (zero-downtime blue/green) or None"
             )
         return value
+
+
+def own_code_dir(value: str) -> str:
+    """A directory of the repo (relative, inside it) holding the user's own code."""
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueError(f"must be a directory relative to the repo root (no '..'), got {value!r}")
+    if not (REPO_ROOT / path).is_dir():
+        raise ValueError(f"{value!r} is not a directory under {REPO_ROOT}")
+    return path.as_posix()
 
 
 def _workload_of_kind(name: str, kind: str) -> str:

@@ -35,15 +35,19 @@ from components.builders.ray import (
     ClaimMount,
     ClusterShape,
     PodContext,
+    add_own_code,
     build_ray_cluster,
     build_ray_job,
     build_ray_service,
     build_stuck_pod_cleanup_spec,
     build_workloads_config_map_data,
+    check_config_map_size,
     content_hash,
     head_service_name,
+    job_workload,
     port_forward_command,
     ray_service_endpoint,
+    read_own_code,
     read_workload_files,
     run_env,
     workload_files,
@@ -147,10 +151,15 @@ class RayClusterStack(pulumi.ComponentResource):
         names = [v.name for v in args.volumes]
         if len(set(names)) != len(names):
             raise ValueError(f"RayClusterStackArgs.volumes: volume names must be unique, got {names}")
-        jobs = [(job, get_workload(job.workload)) for job in args.ray_jobs]
+        jobs = [(job, job_workload(job)) for job in args.ray_jobs]
         services = [(svc, get_workload(svc.workload)) for svc in args.ray_services]
         files = read_workload_files(workload_files([w for _, w in [*jobs, *services]]), REPO_ROOT)
         data, items = build_workloads_config_map_data(files)
+        for job in args.ray_jobs:
+            if job.code is not None:
+                own = read_own_code(job.code, REPO_ROOT)
+                add_own_code(data, items, job_name=job.name, code_dir=job.code, files=own)
+        check_config_map_size(data, what="the workloads ConfigMap (catalog workloads + rayJobs[].code)")
         config_map_name = f"{args.ray_cluster_name}-workloads-{content_hash(data)}" if data else None
 
         shape = ClusterShape(

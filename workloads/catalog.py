@@ -180,10 +180,14 @@ class Workload:
     """Pinned packages the stock rayproject/ray image lacks (for the cluster runtime_env)."""
     needs_storage: bool
     description: str
+    command: str | None = None
+    """A shell command instead of ``python -m module`` (the user's own code from stack config)."""
+    open_env: bool = False
+    """Accept any env names (own code); catalog workloads accept only :data:`ENV_CONTRACT` names."""
 
     def entrypoint(self) -> str:
         """The command that starts the workload (RayJob entrypoint, local job entrypoint)."""
-        return f"python -m {self.module}"
+        return self.command or f"python -m {self.module}"
 
 
 _PACKAGE_FILES = (
@@ -306,7 +310,7 @@ def workload_env(workload: Workload, overrides: Mapping[str, str] | None = None)
     """
     env = dict(workload.env_defaults)
     for name, value in (overrides or {}).items():
-        if name not in _CONTRACT_BY_NAME:
+        if name not in _CONTRACT_BY_NAME and not workload.open_env:
             valid = ", ".join(var.name for var in ENV_CONTRACT)
             raise ValueError(f"{name!r} is not in the workload env contract; valid names: {valid}")
         env[name] = value

@@ -229,6 +229,45 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "'shared' or 'ephemeral'",
     ),
     (
+        "job with both a workload and own code",
+        {
+            "rayJobs": [
+                {
+                    "name": "j",
+                    "workload": "quickstart",
+                    "code": "examples/hello_ray",
+                    "entrypoint": "python main.py",
+                }
+            ]
+        },
+        "ray-on-eks:rayJobs[0]",
+        "set either workload",
+    ),
+    (
+        "job own code without an entrypoint",
+        {"rayJobs": [{"name": "j", "code": "examples/hello_ray"}]},
+        "ray-on-eks:rayJobs[0]",
+        "needs an entrypoint, e.g. entrypoint: python main.py",
+    ),
+    (
+        "job own code outside the repo",
+        {"rayJobs": [{"name": "j", "code": "../outside", "entrypoint": "python main.py"}]},
+        "ray-on-eks:rayJobs[0].code",
+        "relative to the repo root",
+    ),
+    (
+        "job own code that does not exist",
+        {"rayJobs": [{"name": "j", "code": "no/such/dir", "entrypoint": "python main.py"}]},
+        "ray-on-eks:rayJobs[0].code",
+        "'no/such/dir' is not a directory",
+    ),
+    (
+        "entrypoint on a catalog workload",
+        {"rayJobs": [{"name": "j", "workload": "quickstart", "entrypoint": "python x.py"}]},
+        "ray-on-eks:rayJobs[0]",
+        "entrypoint applies to code",
+    ),
+    (
         "duplicate job names",
         {"rayJobs": [{"name": "j", "workload": "quickstart"}] * 2},
         "ray-on-eks:rayJobs",

@@ -449,3 +449,28 @@ def test_storage_path_and_annotations_may_be_outputs(monkeypatch: pytest.MonkeyP
     )
     account = run.one("kubernetes:core/v1:ServiceAccount", "ray-service-account")
     assert account.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/ray")
+
+
+def test_own_code_job_ships_in_the_config_map_and_runs_from_it() -> None:
+    job = {
+        "name": "hello",
+        "code": "examples/hello_ray",
+        "entrypoint": "python main.py",
+        "env": {"GREETING": "hi"},
+    }
+    run = run_ok("dev", {"rayJobs": [job], "rayServices": []})
+    config_map = run.one("kubernetes:core/v1:ConfigMap", "ray-workloads")
+    data = config_map.inputs["data"]
+    assert data["code--hello--main.py"].encode() == (REPO / "examples/hello_ray/main.py").read_bytes()
+    (ray_job,) = run.custom_resources("RayJob")
+    spec = ray_job.inputs["spec"]
+    assert spec["entrypoint"] == f"cd {WORKLOADS_MOUNT_PATH}/code/hello && python main.py"
+    env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
+    assert env["GREETING"] == "hi" and env["PYTHONPATH"].startswith(f"{WORKLOADS_MOUNT_PATH}/code/hello:")
+    for pod in _cluster_pods(_cluster(run).inputs["spec"]):
+        volume = next(v for v in pod["volumes"] if v.get("configMap"))
+        assert {"key": "code--hello--main.py", "path": "code/hello/main.py"} in volume["configMap"]["items"]
+    # A code change changes the ConfigMap's content-hashed name (and so rolls the pods).
+    other = run_ok("dev", {"rayJobs": [{**job, "code": "workloads/quickstart"}], "rayServices": []})
+    renamed = other.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["metadata"]["name"]
+    assert renamed != config_map.inputs["metadata"]["name"]
