@@ -584,10 +584,23 @@ class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
 
     name: DnsLabel = Field(description="RayService name (a DNS label).")
-    workload: str = Field(
-        default="serve", description="Workload name (kind service) from workloads/catalog.py."
+    workload: str | None = Field(
+        default=None,
+        description="Workload name (kind service) from workloads/catalog.py; serve when neither it nor code is set.",
     )
-    num_replicas: PositiveInt = Field(default=1, description="Serve replicas of the deployment.")
+    code: str | None = Field(
+        default=None,
+        description=(
+            "Your own Serve app instead of a workload: a directory relative to the repo root, shipped "
+            "in the workloads ConfigMap (1 MiB limit) and put first on PYTHONPATH."
+        ),
+    )
+    import_path: str | None = Field(
+        default=None, description="With code: the Serve import path module:attribute, e.g. app:deployment."
+    )
+    num_replicas: PositiveInt = Field(
+        default=1, description="Serve replicas of the catalog deployment (own code sets its own)."
+    )
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         default="NewCluster",
         description="NewCluster: blue/green on a new RayCluster; None: update in place.",
@@ -596,13 +609,30 @@ class RayServiceConfig(_Model):
 
     @field_validator("workload")
     @classmethod
-    def _service_workload(cls, value: str) -> str:
-        return _workload_of_kind(value, "service")
+    def _service_workload(cls, value: str | None) -> str | None:
+        return None if value is None else _workload_of_kind(value, "service")
 
-    @field_validator("env")
+    @field_validator("code")
     @classmethod
-    def _service_env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _contract_env(value)
+    def _service_code(cls, value: str | None) -> str | None:
+        return None if value is None else own_code_dir(value)
+
+    @model_validator(mode="after")
+    def _program(self) -> Self:
+        if self.code is not None and self.workload is not None:
+            raise ValueError(
+                "set either workload (a catalog service, e.g. serve) or code + importPath, not both"
+            )
+        if self.code is not None and not _IMPORT_PATH.match(self.import_path or ""):
+            raise ValueError(
+                f"code {self.code!r} needs importPath as module:attribute, e.g. importPath: app:deployment "
+                f"(got {self.import_path!r})"
+            )
+        if self.code is None and self.import_path is not None:
+            raise ValueError("importPath applies to code (your own Serve app), not to a catalog workload")
+        if self.code is None:
+            _contract_env(self.env)  # own code may use any variable names
+        return self
 
     @field_validator("upgrade_strategy")
     @classmethod
@@ -615,6 +645,9 @@ class RayServiceConfig(_Model):
                 "install; use NewCluster (zero-downtime blue/green) or None"
             )
         return value
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def own_code_dir(value: str) -> str:

@@ -51,6 +51,7 @@ from components.builders.ray import (
     read_own_code,
     read_workload_files,
     run_env,
+    service_workload,
     workload_files,
 )
 from components.config import (
@@ -62,7 +63,6 @@ from components.config import (
     WorkerGroupConfig,
 )
 from components.versions import RAY_IMAGE_REPOSITORY
-from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,14 +156,16 @@ class RayClusterStack(pulumi.ComponentResource):
         if len(set(names)) != len(names):
             raise ValueError(f"RayClusterStackArgs.volumes: volume names must be unique, got {names}")
         jobs = [(job, job_workload(job)) for job in args.ray_jobs]
-        services = [(svc, get_workload(svc.workload)) for svc in args.ray_services]
+        services = [(svc, service_workload(svc)) for svc in args.ray_services]
         files = read_workload_files(workload_files([w for _, w in [*jobs, *services]]), REPO_ROOT)
         data, items = build_workloads_config_map_data(files)
-        for job in args.ray_jobs:
-            if job.code is not None:
-                own = read_own_code(job.code, REPO_ROOT)
-                add_own_code(data, items, job_name=job.name, code_dir=job.code, files=own)
-        check_config_map_size(data, what="the workloads ConfigMap (catalog workloads + rayJobs[].code)")
+        owners: list[tuple[str, str | None]] = [(j.name, j.code) for j in args.ray_jobs]
+        owners += [(svc.name, svc.code) for svc in args.ray_services]
+        for owner, code in owners:
+            if code is not None:
+                own = read_own_code(code, REPO_ROOT)
+                add_own_code(data, items, job_name=owner, code_dir=code, files=own)
+        check_config_map_size(data, what="the workloads ConfigMap (catalog workloads + own code)")
         config_map_name = f"{args.ray_cluster_name}-workloads-{content_hash(data)}" if data else None
 
         shape = ClusterShape(
@@ -229,6 +231,7 @@ class RayClusterStack(pulumi.ComponentResource):
                             env=run_env(workload, svc.env, storage_path),
                             num_replicas=svc.num_replicas,
                             pip=workload.pip,
+                            import_path=svc.import_path,
                         ),
                     )
                     for svc, workload in services

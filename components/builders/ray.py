@@ -172,6 +172,24 @@ def job_workload(job: RayJobConfig) -> Workload:
     )
 
 
+def service_workload(service: RayServiceConfig) -> Workload:
+    """The catalog workload of ``service`` (default serve), or one for its own code."""
+    if service.code is None:
+        return get_workload(service.workload or "serve")
+    directory = own_code_mount_path(service.name)
+    return Workload(
+        name=service.name,
+        kind="service",
+        module=service.import_path or "",
+        files=(),
+        env_defaults={"PYTHONPATH": f"{directory}:{CODE_ROOT}"},
+        pip=(),
+        needs_storage=True,
+        description=f"own Serve app from {service.code}",
+        open_env=True,
+    )
+
+
 def own_code_mount_path(job_name: str) -> str:
     """Where the own code of RayJob ``job_name`` is mounted on every Ray pod."""
     return f"{WORKLOADS_MOUNT_PATH}/{OWN_CODE_DIR}/{job_name}"

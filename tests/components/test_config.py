@@ -268,6 +268,33 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "entrypoint applies to code",
     ),
     (
+        "service own code without an import path",
+        {"rayServices": [{"name": "s", "code": "examples/hello_serve"}]},
+        "ray-on-eks:rayServices[0]",
+        "needs importPath as module:attribute",
+    ),
+    (
+        "service with both a workload and own code",
+        {
+            "rayServices": [
+                {
+                    "name": "s",
+                    "workload": "serve",
+                    "code": "examples/hello_serve",
+                    "importPath": "app:deployment",
+                }
+            ]
+        },
+        "ray-on-eks:rayServices[0]",
+        "set either workload",
+    ),
+    (
+        "import path on a catalog service",
+        {"rayServices": [{"name": "s", "importPath": "app:deployment"}]},
+        "ray-on-eks:rayServices[0]",
+        "importPath applies to code",
+    ),
+    (
         "duplicate job names",
         {"rayJobs": [{"name": "j", "workload": "quickstart"}] * 2},
         "ray-on-eks:rayJobs",

@@ -474,3 +474,17 @@ def test_own_code_job_ships_in_the_config_map_and_runs_from_it() -> None:
     other = run_ok("dev", {"rayJobs": [{**job, "code": "workloads/quickstart"}], "rayServices": []})
     renamed = other.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["metadata"]["name"]
     assert renamed != config_map.inputs["metadata"]["name"]
+
+
+def test_own_serve_app_ships_in_the_config_map_with_its_import_path() -> None:
+    service = {"name": "hello", "code": "examples/hello_serve", "importPath": "app:deployment"}
+    run = run_ok("dev", {"rayJobs": [], "rayServices": [service]})
+    data = run.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["data"]
+    assert data["code--hello--app.py"].encode() == (REPO / "examples/hello_serve/app.py").read_bytes()
+    (ray_service,) = run.custom_resources("RayService")
+    (application,) = yaml.safe_load(ray_service.inputs["spec"]["serveConfigV2"])["applications"]
+    assert application["import_path"] == "app:deployment" and "deployments" not in application
+    assert application["runtime_env"]["env_vars"]["PYTHONPATH"].startswith(
+        f"{WORKLOADS_MOUNT_PATH}/code/hello:"
+    )
+    assert run.exports["rayServices"]["hello"]["serveService"] == "hello-serve-svc"

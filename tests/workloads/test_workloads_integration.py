@@ -96,6 +96,13 @@ def test_dt_pytorch_learns_checkpoints_and_exports(trained: RunResult, storage_p
     # Throughput is reported per epoch (bench/training.py and users read it from the logs).
     rates = [float(r) for r in re.findall(r"samples_per_second=([0-9.]+)", job_logs(trained))]
     assert rates and all(rate > 0 for rate in rates)
+    # Plain, readable logs (the CLI's stdout is not a terminal here): every worker line once,
+    # no colour codes, no Ray Train TrainingReport dumps.
+    logs = job_logs(trained)
+    for epoch in range(1, TRAIN_EPOCHS + 1):
+        assert len(re.findall(rf"epoch {epoch}/{TRAIN_EPOCHS} loss=", logs)) == 1, epoch
+    assert len(re.findall(r"worker rank 0/2 pid", logs)) == 1
+    assert "\x1b[" not in logs and "TrainingReport(" not in logs
 
     found = newest_checkpoint(storage_path / "checkpoints" / "dt-pytorch")
     assert found is not None and found[0] == TRAIN_EPOCHS
@@ -123,10 +130,25 @@ def test_fresh_job_resumes_from_the_newest_checkpoint(
     logs = job_logs(result)
     assert result.ok, logs[-3000:]
     assert f"found checkpoint epoch {TRAIN_EPOCHS}" in logs
+    assert "pass --env RUN_NAME=<new name> to start afresh" in logs  # the resume hint names the fix
     assert {int(n) for n in RESUMED_RE.findall(logs)} == {TRAIN_EPOCHS}
     assert f"epoch 1/{more} " not in logs  # it did not start over
     assert f"epoch {more}/{more} " in logs
     assert read_meta(storage_path / "models" / "resumed").epoch == more
+
+
+def test_already_trained_run_reports_no_nan(local_dir: Path, trained: RunResult, storage_path: Path) -> None:
+    assert trained.ok
+    result = run_local(
+        "dt-pytorch",
+        {"EPOCHS": str(TRAIN_EPOCHS), "MODEL_PATH": str(storage_path / "models" / "again")},
+        local_dir=local_dir,
+        timeout_s=JOB_TIMEOUT_S,
+    )
+    logs = job_logs(result)
+    assert result.ok, logs[-3000:]
+    assert re.search(r"already trained to epoch \d+; held-out accuracy", logs), logs[-3000:]
+    assert not re.search(r"\bnan\b", logs, re.IGNORECASE), logs[-3000:]
 
 
 def test_killed_worker_resumes_from_a_checkpoint(
@@ -224,6 +246,10 @@ def test_batch_inference_writes_predictions(local_dir: Path, trained: RunResult,
     model, meta = load_model(storage_path / "models" / "latest")
     np.testing.assert_array_equal(table["prediction"].to_numpy(), predict(model, meta, split.x_test))
     assert f"batch-inference accuracy {accuracy:.4f}" in logs
+    # No deprecation warnings from our own code (map_batches uses compute=, not concurrency=), and
+    # no progress bars or colour codes when the CLI's output is not a terminal.
+    assert "deprecated" not in logs.lower(), logs[-3000:]
+    assert "\x1b[" not in logs and "row/s" not in logs, logs[-3000:]
     summary = json.loads((storage_path / "predictions" / "batch-inference-summary.json").read_text())
     assert summary["rows"] == len(split.y_test) and summary["accuracy"] == pytest.approx(accuracy)
 

@@ -122,6 +122,9 @@ def test_ctrl_c_leaves_the_job_running_and_prints_the_stop_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run in the background inherits SIGINT as ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the CLI the default disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     try:
         assert process.stdout is not None
