@@ -228,6 +228,9 @@ def test_serve_predicts_with_the_trained_model(
         assert 400 <= status < 500 and fragment in error["error"]
     status, error = http("GET", f"{url}/predict")
     assert status == 405 and "POST" in error["error"]
+    # Over the byte limit: refused with 413 from the declared Content-Length, before it is parsed.
+    status, error = http("POST", f"{url}/predict", raw=b" " * (5 * 2**20))
+    assert status == 413 and "byte limit" in error["error"]
 
 
 def test_batch_inference_writes_predictions(local_dir: Path, trained: RunResult, storage_path: Path) -> None:
