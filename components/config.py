@@ -545,7 +545,10 @@ class RayJobConfig(_Model):
         default="shared",
         description="shared: run on the stack's RayCluster; ephemeral: a cluster created for the job and deleted after.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Env overrides: env-contract names for a catalog workload, any names for own code.",
+    )
     active_deadline_seconds: PositiveInt | None = Field(
         default=None, description="Fail the job after this many seconds; unset = no deadline."
     )
@@ -605,7 +608,10 @@ class RayServiceConfig(_Model):
         default="NewCluster",
         description="NewCluster: blue/green on a new RayCluster; None: update in place.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Env overrides: env-contract names for a catalog workload, any names for own code.",
+    )
 
     @field_validator("workload")
     @classmethod
