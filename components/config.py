@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -567,6 +568,12 @@ class RayJobConfig(_Model):
     def _job_code(cls, value: str | None) -> str | None:
         return None if value is None else own_code_dir(value)
 
+    @field_validator("env")
+    @classmethod
+    def _job_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # `code` is declared before `env`, so it is already validated here; own code takes any names.
+        return value if info.data.get("code") else _contract_env(value)
+
     @model_validator(mode="after")
     def _program(self) -> Self:
         if (self.workload is None) == (self.code is None):
@@ -578,8 +585,6 @@ class RayJobConfig(_Model):
             raise ValueError(f"code {self.code!r} needs an entrypoint, e.g. entrypoint: python main.py")
         if self.code is None and self.entrypoint is not None:
             raise ValueError("entrypoint applies to code (your own code), not to a catalog workload")
-        if self.code is None:
-            _contract_env(self.env)  # own code may use any variable names
         return self
 
 
@@ -623,6 +628,11 @@ class RayServiceConfig(_Model):
     def _service_code(cls, value: str | None) -> str | None:
         return None if value is None else own_code_dir(value)
 
+    @field_validator("env")
+    @classmethod
+    def _service_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return value if info.data.get("code") else _contract_env(value)
+
     @model_validator(mode="after")
     def _program(self) -> Self:
         if self.code is not None and self.workload is not None:
@@ -636,8 +646,6 @@ class RayServiceConfig(_Model):
             )
         if self.code is None and self.import_path is not None:
             raise ValueError("importPath applies to code (your own Serve app), not to a catalog workload")
-        if self.code is None:
-            _contract_env(self.env)  # own code may use any variable names
         return self
 
     @field_validator("upgrade_strategy")
