@@ -76,14 +76,23 @@ def test_quickstart_through_the_cli(
 
 
 def test_failed_job_exits_non_zero_with_the_last_log_lines(
-    local_dir: Path, ray_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+    local_dir: Path, ray_cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A real misconfiguration: the workload refuses it and the CLI reports the job's own error.
+    # A bad contract value never reaches the cluster: one line, status 2, nothing submitted.
     status = main(["--local-dir", str(local_dir), "run", "dt-pytorch", "--env", "NUM_WORKERS=0"])
     err = capsys.readouterr().err
+    assert status == 2
+    assert err == "error: --env NUM_WORKERS must be an integer >= 1, got '0'\n"
+    # A job that fails on the cluster: the CLI reports its status and its own last log lines.
+    script = tmp_path / "broken.py"
+    script.write_text(
+        "import sys\nprint('configuration error: nothing to do', file=sys.stderr)\nsys.exit(3)\n"
+    )
+    status = main(["--local-dir", str(local_dir), "run", str(script)])
+    err = capsys.readouterr().err
     assert status == 1
-    assert re.search(r"error: job dt-pytorch-\S+ FAILED; last log lines:", err)
-    assert "configuration error: NUM_WORKERS must be an integer >= 1, got '0'" in err
+    assert re.search(r"error: job broken-\S+ FAILED; last log lines:", err)
+    assert "configuration error: nothing to do" in err
 
 
 def test_dt_pytorch_learns_checkpoints_and_exports(trained: RunResult, storage_path: Path) -> None:
