@@ -113,6 +113,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
 
     settings: TrainSettings = config["settings"]
+    _quiet_training_reports()
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -226,6 +227,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 _say(f"paused after epoch {epoch} for {settings.pause_seconds}s (PAUSE_AFTER_EPOCH)")
             time.sleep(settings.pause_seconds)
+
+
+def _quiet_training_reports() -> None:
+    """Drop Ray Train's per-report INFO line ("Reporting training result N: TrainingReport(...)").
+
+    ray 2.60 logs it from ``ray/train/v2/_internal/execution/context.py`` through
+    ``logging.getLogger(__file__)``, a logger named by the file's path, so neither
+    ``LoggingConfig(log_level=...)`` (which filters ``ray.train*`` names) nor the ``ray.train``
+    logger's level reaches it; the root logger prints it, with every metric, for every rank.
+    """
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray version: nothing to quiet
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def _say(message: str) -> None:
