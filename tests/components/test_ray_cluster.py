@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -488,3 +489,13 @@ def test_own_serve_app_ships_in_the_config_map_with_its_import_path() -> None:
         f"{WORKLOADS_MOUNT_PATH}/code/hello:"
     )
     assert run.exports["rayServices"]["hello"]["serveService"] == "hello-serve-svc"
+
+
+def test_the_cluster_is_force_applied_exactly_when_the_autoscaler_is_on(stack_run: ProgramRun) -> None:
+    """Issue 11, defect 5: see tests/components/builders/test_ray_ownership.py for why."""
+    autoscaler = json.loads(stack_run.config.get("ray-on-eks:autoscaler", "{}")).get("enabled", False)
+    annotations = _cluster(stack_run).inputs["metadata"].get("annotations") or {}
+    assert (annotations.get("pulumi.com/patchForce") == "true") is autoscaler
+    for kind in ("RayJob", "RayService"):
+        for resource in stack_run.custom_resources(kind):
+            assert "pulumi.com/patchForce" not in (resource.inputs["metadata"].get("annotations") or {})
