@@ -234,5 +234,7 @@ ray = RayClusterStack(
 pulumi.export("rayClusterName", ray.ray_cluster_name)
 pulumi.export("headServiceName", ray.head_service_name)
 pulumi.export("dashboardPortForwardCommand", ray.dashboard_port_forward_command)
+if ray.ray_service_endpoints:
+    pulumi.export("rayServices", ray.ray_service_endpoints)
 if ray.ray_auth_token_secret_name is not None:
     pulumi.export("rayAuthTokenSecretName", ray.ray_auth_token_secret_name)

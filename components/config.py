@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Self
 
 import pulumi
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +32,8 @@ from pydantic.alias_generators import to_camel
 from components.builders.images import stack_flavours, uses_stock_image, workload_image_problem
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROJECT = "ray-on-eks"
 
@@ -739,12 +743,29 @@ class RayJobConfig(_Model):
     """A RayJob created after the cluster is ready."""
 
     name: KubeRayName = Field(description="RayJob name (a DNS-1035 label of at most 47 characters).")
-    workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
+    workload: str | None = Field(
+        default=None,
+        description="Workload name from workloads/catalog.py, e.g. dt-pytorch; or set code + entrypoint instead.",
+    )
+    code: str | None = Field(
+        default=None,
+        description=(
+            "Your own code instead of a workload: a directory relative to the repo root (e.g. "
+            "examples/hello_ray), shipped in the content-hashed workloads ConfigMap (Kubernetes' 1 MiB "
+            "limit; larger code: python -m workloads submit DIR --stack S) and run from there."
+        ),
+    )
+    entrypoint: str | None = Field(
+        default=None, description="With code: the command run in that directory, e.g. 'python main.py'."
+    )
     cluster: Literal["shared", "ephemeral"] = Field(
         default="shared",
         description="shared: run on the stack's RayCluster; ephemeral: a cluster created for the job and deleted after.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Env overrides: env-contract names for a catalog workload, any names for own code.",
+    )
     active_deadline_seconds: PositiveInt | None = Field(
         default=None, description="Fail the job after this many seconds; unset = no deadline."
     )
@@ -758,38 +779,93 @@ class RayJobConfig(_Model):
 
     @field_validator("workload")
     @classmethod
-    def _job_workload(cls, value: str) -> str:
-        return _workload_of_kind(value, "job")
+    def _job_workload(cls, value: str | None) -> str | None:
+        return None if value is None else _workload_of_kind(value, "job")
+
+    @field_validator("code")
+    @classmethod
+    def _job_code(cls, value: str | None) -> str | None:
+        return None if value is None else own_code_dir(value)
 
     @field_validator("env")
     @classmethod
-    def _job_env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _contract_env(value)
+    def _job_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # `code` is declared before `env`, so it is already validated here; own code takes any names.
+        return value if info.data.get("code") else _contract_env(value)
+
+    @model_validator(mode="after")
+    def _program(self) -> Self:
+        if (self.workload is None) == (self.code is None):
+            raise ValueError(
+                "set either workload (a catalog workload, e.g. quickstart) or code + entrypoint (your own "
+                "code, e.g. code: examples/hello_ray, entrypoint: python main.py)"
+            )
+        if self.code is not None and not (self.entrypoint or "").strip():
+            raise ValueError(f"code {self.code!r} needs an entrypoint, e.g. entrypoint: python main.py")
+        if self.code is None and self.entrypoint is not None:
+            raise ValueError("entrypoint applies to code (your own code), not to a catalog workload")
+        return self
 
 
 class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
 
     name: KubeRayName = Field(description="RayService name (a DNS-1035 label of at most 47 characters).")
-    workload: str = Field(
-        default="serve", description="Workload name (kind service) from workloads/catalog.py."
+    workload: str | None = Field(
+        default=None,
+        description="Workload name (kind service) from workloads/catalog.py; serve when neither it nor code is set.",
     )
-    num_replicas: PositiveInt = Field(default=1, description="Serve replicas of the deployment.")
+    code: str | None = Field(
+        default=None,
+        description=(
+            "Your own Serve app instead of a workload: a directory relative to the repo root, shipped "
+            "in the workloads ConfigMap (1 MiB limit) and put first on PYTHONPATH."
+        ),
+    )
+    import_path: str | None = Field(
+        default=None, description="With code: the Serve import path module:attribute, e.g. app:deployment."
+    )
+    num_replicas: PositiveInt = Field(
+        default=1, description="Serve replicas of the catalog deployment (own code sets its own)."
+    )
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         default="NewCluster",
         description="NewCluster: blue/green on a new RayCluster; None: update in place.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Env overrides: env-contract names for a catalog workload, any names for own code.",
+    )
 
     @field_validator("workload")
     @classmethod
-    def _service_workload(cls, value: str) -> str:
-        return _workload_of_kind(value, "service")
+    def _service_workload(cls, value: str | None) -> str | None:
+        return None if value is None else _workload_of_kind(value, "service")
+
+    @field_validator("code")
+    @classmethod
+    def _service_code(cls, value: str | None) -> str | None:
+        return None if value is None else own_code_dir(value)
 
     @field_validator("env")
     @classmethod
-    def _service_env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _contract_env(value)
+    def _service_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return value if info.data.get("code") else _contract_env(value)
+
+    @model_validator(mode="after")
+    def _program(self) -> Self:
+        if self.code is not None and self.workload is not None:
+            raise ValueError(
+                "set either workload (a catalog service, e.g. serve) or code + importPath, not both"
+            )
+        if self.code is not None and not _IMPORT_PATH.match(self.import_path or ""):
+            raise ValueError(
+                f"code {self.code!r} needs importPath as module:attribute, e.g. importPath: app:deployment "
+                f"(got {self.import_path!r})"
+            )
+        if self.code is None and self.import_path is not None:
+            raise ValueError("importPath applies to code (your own Serve app), not to a catalog workload")
+        return self
 
     @field_validator("upgrade_strategy")
     @classmethod
@@ -802,6 +878,19 @@ class RayServiceConfig(_Model):
                 "install; use NewCluster (zero-downtime blue/green) or None"
             )
         return value
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def own_code_dir(value: str) -> str:
+    """A directory of the repo (relative, inside it) holding the user's own code."""
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueError(f"must be a directory relative to the repo root (no '..'), got {value!r}")
+    if not (REPO_ROOT / path).is_dir():
+        raise ValueError(f"{value!r} is not a directory under {REPO_ROOT}")
+    return path.as_posix()
 
 
 def _workload_of_kind(name: str, kind: str) -> str:
@@ -1169,7 +1258,9 @@ class StackConfig(_Model):
             )
         flavours = stack_flavours(group.gpus for group in self.worker_groups)
         images: dict[str, str] = dict.fromkeys(flavours, "built") if self.build_images else configured
-        workloads = [job.workload for job in self.ray_jobs] + [svc.workload for svc in self.ray_services]
+        # Own code (rayJobs[].code / rayServices[].code) brings no catalog pip packages.
+        workloads = [job.workload for job in self.ray_jobs if job.workload is not None]
+        workloads += [svc.workload or "serve" for svc in self.ray_services if svc.code is None]
         needs_pip = sorted({name for name in workloads if WORKLOADS[name].pip})
         if self.runtime_pip is False and needs_pip and uses_stock_image(flavours, images):
             missing = [flavour for flavour in flavours if flavour not in images]

@@ -237,6 +237,72 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "'shared' or 'ephemeral'",
     ),
     (
+        "job with both a workload and own code",
+        {
+            "rayJobs": [
+                {
+                    "name": "j",
+                    "workload": "quickstart",
+                    "code": "examples/hello_ray",
+                    "entrypoint": "python main.py",
+                }
+            ]
+        },
+        "ray-on-eks:rayJobs[0]",
+        "set either workload",
+    ),
+    (
+        "job own code without an entrypoint",
+        {"rayJobs": [{"name": "j", "code": "examples/hello_ray"}]},
+        "ray-on-eks:rayJobs[0]",
+        "needs an entrypoint, e.g. entrypoint: python main.py",
+    ),
+    (
+        "job own code outside the repo",
+        {"rayJobs": [{"name": "j", "code": "../outside", "entrypoint": "python main.py"}]},
+        "ray-on-eks:rayJobs[0].code",
+        "relative to the repo root",
+    ),
+    (
+        "job own code that does not exist",
+        {"rayJobs": [{"name": "j", "code": "no/such/dir", "entrypoint": "python main.py"}]},
+        "ray-on-eks:rayJobs[0].code",
+        "'no/such/dir' is not a directory",
+    ),
+    (
+        "entrypoint on a catalog workload",
+        {"rayJobs": [{"name": "j", "workload": "quickstart", "entrypoint": "python x.py"}]},
+        "ray-on-eks:rayJobs[0]",
+        "entrypoint applies to code",
+    ),
+    (
+        "service own code without an import path",
+        {"rayServices": [{"name": "s", "code": "examples/hello_serve"}]},
+        "ray-on-eks:rayServices[0]",
+        "needs importPath as module:attribute",
+    ),
+    (
+        "service with both a workload and own code",
+        {
+            "rayServices": [
+                {
+                    "name": "s",
+                    "workload": "serve",
+                    "code": "examples/hello_serve",
+                    "importPath": "app:deployment",
+                }
+            ]
+        },
+        "ray-on-eks:rayServices[0]",
+        "set either workload",
+    ),
+    (
+        "import path on a catalog service",
+        {"rayServices": [{"name": "s", "importPath": "app:deployment"}]},
+        "ray-on-eks:rayServices[0]",
+        "importPath applies to code",
+    ),
+    (
         "duplicate job names",
         {"rayJobs": [{"name": "j", "workload": "quickstart"}] * 2},
         "ray-on-eks:rayJobs",
