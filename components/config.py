@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Self
 
 import pulumi
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +34,8 @@ from components.builders.nodepools import PodPlacement, PoolSpec, family_problem
 from components.builders.placement import GPU_TAINT_KEY
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROJECT = "ray-on-eks"
 
@@ -45,6 +49,7 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _INSTANCE_TYPE = re.compile(r"^(ml\.)?[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _HYPERPOD_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:cluster/[a-z0-9]+$")
 # A pinned image: a tag other than "latest", or a digest. The registry part may carry a port.
 _PINNED_IMAGE = re.compile(
@@ -360,6 +365,70 @@ class NewClusterConfig(_Model):
         return pools
 
 
+class KubernetesConfig(_Model):
+    """clusterType kubernetes: the kubeconfig and context the Kubernetes provider deploys with."""
+
+    context: str | None = Field(
+        default=None,
+        description="kubeconfig context to deploy into (e.g. kind-ray); unset = the kubeconfig's current context.",
+    )
+    kubeconfig: str | None = Field(
+        default=None,
+        description="Path of the kubeconfig file; unset = $KUBECONFIG, else ~/.kube/config.",
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise ValueError("must be a kubeconfig context name (kubectl config get-contexts -o name)")
+        return value
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _kubeconfig(cls, value: str | None) -> str | None:
+        # The provider would also accept the file's contents, but they hold credentials and the stack
+        # config is plain text: only a path is allowed here.
+        if value is not None and (
+            not value.strip() or "\n" in value or value.lstrip().startswith("apiVersion")
+        ):
+            raise ValueError("must be the path of a kubeconfig file (not its contents), e.g. ~/.kube/config")
+        return value
+
+
+_STORAGE_CLASS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class StorageConfig(_Model):
+    """clusterType kubernetes: shared storage claimed from an existing StorageClass, mounted at /shared."""
+
+    storage_class: str | None = Field(
+        default=None,
+        description=(
+            "Existing StorageClass for the shared claim (kubectl get storageclass); unset = no shared "
+            "storage. Only for clusterType kubernetes (EKS and HyperPod use fsx / s3)."
+        ),
+    )
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        default="ReadWriteMany",
+        description=(
+            "ReadWriteMany (NFS, CephFS, EFS, Filestore, Azure Files...): every Ray pod on any node shares "
+            "STORAGE_PATH. ReadWriteOnce (local-path, block disks): one node only, so every Ray pod must "
+            "run on that node; fine for single-node clusters such as kind."
+        ),
+    )
+    size_gib: PositiveInt = Field(default=100, description="Requested size of the shared claim in GiB.")
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, value: str | None) -> str | None:
+        if value is not None and not _STORAGE_CLASS_NAME.match(value):
+            raise ValueError(
+                "is not a StorageClass name (lowercase letters, digits, '-' and '.'; kubectl get storageclass)"
+            )
+        return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Ray cluster shape
 # --------------------------------------------------------------------------------------------------
@@ -400,8 +469,12 @@ class WorkerGroupConfig(_Model):
     """One Ray worker group: pods of one shape on one instance type."""
 
     name: DnsLabel = Field(description="Group name (a DNS label), e.g. gpu-workers.")
-    instance_type: str = Field(
-        description="Node instance type, e.g. g5.2xlarge (EKS) or ml.g5.8xlarge (HyperPod)."
+    instance_type: str | None = Field(
+        default=None,
+        description=(
+            "Node instance type, e.g. g5.2xlarge (EKS) or ml.g5.8xlarge (HyperPod); required there. "
+            "clusterType kubernetes: optional (the node.kubernetes.io/instance-type label; or use nodeSelector)."
+        ),
     )
     replicas: NonNegativeInt = Field(default=1, description="Initial number of worker pods.")
     min_replicas: NonNegativeInt = Field(default=0, description="Autoscaling lower bound.")
@@ -443,15 +516,18 @@ class WorkerGroupConfig(_Model):
 
     @field_validator("instance_type")
     @classmethod
-    def _instance_type(cls, value: str) -> str:
-        if not _INSTANCE_TYPE.match(value):
-            raise ValueError("is not an EC2 instance type such as g5.2xlarge (or ml.g5.8xlarge on HyperPod)")
+    def _instance_type(cls, value: str | None) -> str | None:
+        # A node label value on any cluster; the EC2/SageMaker shape is checked per clusterType.
+        if value is not None and not _LABEL_VALUE.match(value):
+            raise ValueError(
+                "is not a node label value (at most 63 letters, digits, '-', '_' or '.', e.g. g5.2xlarge)"
+            )
         return value
 
     @property
     def neuron(self) -> bool:
         """Whether the group runs on Trainium / Inferentia (Neuron) instances."""
-        return bool(_NEURON_FAMILY.match(self.instance_type))
+        return self.instance_type is not None and bool(_NEURON_FAMILY.match(self.instance_type))
 
     @property
     def shm_bytes(self) -> int | None:
@@ -777,12 +853,29 @@ class RayJobConfig(_Model):
     """A RayJob created after the cluster is ready."""
 
     name: KubeRayName = Field(description="RayJob name (a DNS-1035 label of at most 47 characters).")
-    workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
+    workload: str | None = Field(
+        default=None,
+        description="Workload name from workloads/catalog.py, e.g. dt-pytorch; or set code + entrypoint instead.",
+    )
+    code: str | None = Field(
+        default=None,
+        description=(
+            "Your own code instead of a workload: a directory relative to the repo root (e.g. "
+            "examples/hello_ray), shipped in the content-hashed workloads ConfigMap (Kubernetes' 1 MiB "
+            "limit; larger code: python -m workloads submit DIR --stack S) and run from there."
+        ),
+    )
+    entrypoint: str | None = Field(
+        default=None, description="With code: the command run in that directory, e.g. 'python main.py'."
+    )
     cluster: Literal["shared", "ephemeral"] = Field(
         default="shared",
         description="shared: run on the stack's RayCluster; ephemeral: a cluster created for the job and deleted after.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Env overrides: env-contract names for a catalog workload, any names for own code.",
+    )
     active_deadline_seconds: PositiveInt | None = Field(
         default=None, description="Fail the job after this many seconds; unset = no deadline."
     )
@@ -796,38 +889,93 @@ class RayJobConfig(_Model):
 
     @field_validator("workload")
     @classmethod
-    def _job_workload(cls, value: str) -> str:
-        return _workload_of_kind(value, "job")
+    def _job_workload(cls, value: str | None) -> str | None:
+        return None if value is None else _workload_of_kind(value, "job")
+
+    @field_validator("code")
+    @classmethod
+    def _job_code(cls, value: str | None) -> str | None:
+        return None if value is None else own_code_dir(value)
 
     @field_validator("env")
     @classmethod
-    def _job_env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _contract_env(value)
+    def _job_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # `code` is declared before `env`, so it is already validated here; own code takes any names.
+        return value if info.data.get("code") else _contract_env(value)
+
+    @model_validator(mode="after")
+    def _program(self) -> Self:
+        if (self.workload is None) == (self.code is None):
+            raise ValueError(
+                "set either workload (a catalog workload, e.g. quickstart) or code + entrypoint (your own "
+                "code, e.g. code: examples/hello_ray, entrypoint: python main.py)"
+            )
+        if self.code is not None and not (self.entrypoint or "").strip():
+            raise ValueError(f"code {self.code!r} needs an entrypoint, e.g. entrypoint: python main.py")
+        if self.code is None and self.entrypoint is not None:
+            raise ValueError("entrypoint applies to code (your own code), not to a catalog workload")
+        return self
 
 
 class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
 
     name: KubeRayName = Field(description="RayService name (a DNS-1035 label of at most 47 characters).")
-    workload: str = Field(
-        default="serve", description="Workload name (kind service) from workloads/catalog.py."
+    workload: str | None = Field(
+        default=None,
+        description="Workload name (kind service) from workloads/catalog.py; serve when neither it nor code is set.",
     )
-    num_replicas: PositiveInt = Field(default=1, description="Serve replicas of the deployment.")
+    code: str | None = Field(
+        default=None,
+        description=(
+            "Your own Serve app instead of a workload: a directory relative to the repo root, shipped "
+            "in the workloads ConfigMap (1 MiB limit) and put first on PYTHONPATH."
+        ),
+    )
+    import_path: str | None = Field(
+        default=None, description="With code: the Serve import path module:attribute, e.g. app:deployment."
+    )
+    num_replicas: PositiveInt = Field(
+        default=1, description="Serve replicas of the catalog deployment (own code sets its own)."
+    )
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         default="NewCluster",
         description="NewCluster: blue/green on a new RayCluster; None: update in place.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Workload contract env overrides.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Env overrides: env-contract names for a catalog workload, any names for own code.",
+    )
 
     @field_validator("workload")
     @classmethod
-    def _service_workload(cls, value: str) -> str:
-        return _workload_of_kind(value, "service")
+    def _service_workload(cls, value: str | None) -> str | None:
+        return None if value is None else _workload_of_kind(value, "service")
+
+    @field_validator("code")
+    @classmethod
+    def _service_code(cls, value: str | None) -> str | None:
+        return None if value is None else own_code_dir(value)
 
     @field_validator("env")
     @classmethod
-    def _service_env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _contract_env(value)
+    def _service_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return value if info.data.get("code") else _contract_env(value)
+
+    @model_validator(mode="after")
+    def _program(self) -> Self:
+        if self.code is not None and self.workload is not None:
+            raise ValueError(
+                "set either workload (a catalog service, e.g. serve) or code + importPath, not both"
+            )
+        if self.code is not None and not _IMPORT_PATH.match(self.import_path or ""):
+            raise ValueError(
+                f"code {self.code!r} needs importPath as module:attribute, e.g. importPath: app:deployment "
+                f"(got {self.import_path!r})"
+            )
+        if self.code is None and self.import_path is not None:
+            raise ValueError("importPath applies to code (your own Serve app), not to a catalog workload")
+        return self
 
     @field_validator("upgrade_strategy")
     @classmethod
@@ -840,6 +988,19 @@ class RayServiceConfig(_Model):
                 "install; use NewCluster (zero-downtime blue/green) or None"
             )
         return value
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def own_code_dir(value: str) -> str:
+    """A directory of the repo (relative, inside it) holding the user's own code."""
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueError(f"must be a directory relative to the repo root (no '..'), got {value!r}")
+    if not (REPO_ROOT / path).is_dir():
+        raise ValueError(f"{value!r} is not a directory under {REPO_ROOT}")
+    return path.as_posix()
 
 
 def _workload_of_kind(name: str, kind: str) -> str:
@@ -935,17 +1096,32 @@ class EcrRepositoryConfig(_Model):
 class StackConfig(_Model):
     """Everything one stack deploys, validated and frozen."""
 
-    region: str = Field(description="AWS region (provider key aws:region).")
-    cluster_type: Literal["eks", "hyperpod"] = Field(
+    # Both default to "" (not set): required for eks and hyperpod, refused for kubernetes (_cross_field).
+    region: str = Field(
+        default="",
+        description="AWS region (provider key aws:region); required for eks and hyperpod, refused on kubernetes.",
+    )
+    cluster_type: Literal["eks", "hyperpod", "kubernetes"] = Field(
         default="eks",
-        description="eks: an EKS cluster; hyperpod: the EKS cluster orchestrating a SageMaker HyperPod cluster.",
+        description=(
+            "eks: an EKS cluster; hyperpod: the EKS cluster orchestrating a SageMaker HyperPod cluster; "
+            "kubernetes: any cluster a kubeconfig context points at (kind, minikube, on-premises), no AWS."
+        ),
     )
     cluster_name: str | None = Field(
         default=None,
         description=(
             "Name of the EKS cluster (required for clusterType eks). HyperPod stacks look up their "
-            "orchestrator EKS cluster; if set there, it must match it."
+            "orchestrator EKS cluster; if set there, it must match it. Refused on kubernetes."
         ),
+    )
+    kubernetes: KubernetesConfig | None = Field(
+        default=None,
+        description="clusterType kubernetes: kubeconfig path and context; unset = the current context.",
+    )
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig,
+        description="clusterType kubernetes: shared storage from an existing StorageClass, at /shared.",
     )
     create_cluster: bool = Field(
         default=False,
@@ -1070,11 +1246,26 @@ class StackConfig(_Model):
                     "createCluster: true cannot be combined with clusterType hyperpod; create the HyperPod "
                     "cluster with SageMaker first, or use clusterType eks"
                 )
-        elif self.hyperpod is not None:
+        elif self.cluster_type == "eks" and self.hyperpod is not None:
             problems.append(
                 "hyperpod: is set but clusterType is eks; remove the hyperpod block or set clusterType"
             )
+        problems += self._target_problems()
         for index, group in enumerate(self.worker_groups):
+            if self.cluster_type == "kubernetes":
+                continue  # any node label value; pods are placed by nodeSelector / instanceType as given
+            if group.instance_type is None:
+                problems.append(
+                    f"workerGroups[{index}].instanceType: is required for clusterType {self.cluster_type} "
+                    "(e.g. m6i.2xlarge, or ml.m5.2xlarge on HyperPod)"
+                )
+                continue
+            if not _INSTANCE_TYPE.match(group.instance_type):
+                problems.append(
+                    f"workerGroups[{index}].instanceType: {group.instance_type!r} is not an EC2 instance type "
+                    "such as g5.2xlarge (or ml.g5.8xlarge on HyperPod)"
+                )
+                continue
             on_hyperpod = group.instance_type.startswith("ml.")
             if self.cluster_type == "hyperpod" and not on_hyperpod:
                 problems.append(
@@ -1138,6 +1329,59 @@ class StackConfig(_Model):
             )
         return nodepool_problems(self.new_cluster.pools(), pods)
 
+    def _target_problems(self) -> list[str]:
+        """Keys that only one kind of target takes: AWS keys on EKS/HyperPod, kubeconfig and storage
+        class on clusterType kubernetes (which makes no AWS call at all)."""
+        kind = self.cluster_type
+        if kind != "kubernetes":
+            problems: list[str] = []
+            if not self.region:
+                problems.append(
+                    f"aws:region: is required for clusterType {kind}. Fix: pulumi config set aws:region <value>"
+                )
+            if self.kubernetes is not None:
+                problems.append(
+                    f"kubernetes: is only for clusterType kubernetes, not {kind} (EKS is reached through "
+                    "clusterName and aws:region); remove the kubernetes block"
+                )
+            if self.storage.storage_class is not None:
+                problems.append(
+                    f"storage.storageClass: is only for clusterType kubernetes; on {kind} shared storage is "
+                    "fsx or s3, remove storage"
+                )
+            return problems
+        aws_only: list[tuple[str, bool, str]] = [
+            ("aws:region", bool(self.region), "pulumi config rm aws:region"),
+            (
+                "clusterName",
+                bool(self.cluster_name),
+                "the cluster is the kubeconfig context (kubernetes.context)",
+            ),
+            ("createCluster", self.create_cluster, "create the cluster yourself (kind create cluster)"),
+            ("newCluster", "new_cluster" in self.model_fields_set, "remove newCluster"),
+            ("hyperpod", self.hyperpod is not None, "remove the hyperpod block"),
+            ("fsx.enabled", self.fsx.enabled, "shared storage on any cluster: storage.storageClass"),
+            ("s3.enabled", self.s3.enabled, "shared storage on any cluster: storage.storageClass"),
+            # Pulumi.yaml's default (pod-identity) reaches every stack, so only a changed value counts.
+            ("iamMode", self.iam_mode != "pod-identity", "no AWS credentials are handed to pods"),
+            ("managePodIdentityAgent", self.manage_pod_identity_agent, "remove managePodIdentityAgent"),
+            (
+                "ecrRepository.enabled",
+                self.ecr_repository.enabled,
+                "pin images from any registry by digest with rayImages",
+            ),
+            ("buildImages", self.build_images, "build and push with images.yml, then set rayImages"),
+        ]
+        aws_only += [
+            (f"workerGroups[{index}].efaDevices", group.efa_devices > 0, "EFA exists only on AWS; set 0")
+            for index, group in enumerate(self.worker_groups)
+        ]
+        return [
+            f"{key}: is AWS-only and clusterType is kubernetes; {fix}"
+            for key, is_set, fix in aws_only
+            if is_set
+        ]
+
     def _image_problems(self) -> list[str]:
         """Rules across rayImages, ecrRepository, buildImages and runtimePip."""
         problems: list[str] = []
@@ -1154,7 +1398,9 @@ class StackConfig(_Model):
             )
         flavours = stack_flavours(group.gpus for group in self.worker_groups)
         images: dict[str, str] = dict.fromkeys(flavours, "built") if self.build_images else configured
-        workloads = [job.workload for job in self.ray_jobs] + [svc.workload for svc in self.ray_services]
+        # Own code (rayJobs[].code / rayServices[].code) brings no catalog pip packages.
+        workloads = [job.workload for job in self.ray_jobs if job.workload is not None]
+        workloads += [svc.workload or "serve" for svc in self.ray_services if svc.code is None]
         needs_pip = sorted({name for name in workloads if WORKLOADS[name].pip})
         if self.runtime_pip is False and needs_pip and uses_stock_image(flavours, images):
             missing = [flavour for flavour in flavours if flavour not in images]
@@ -1260,7 +1506,9 @@ def _format_error(error: Any) -> str:
     if kind == "value_error" and isinstance(value, dict):
         if not path:
             # Whole-stack cross-field problems: one per line, each starting with its own key.
-            return "\n  - ".join(f"{PROJECT}:{part}" for part in message.split("\n"))
+            return "\n  - ".join(
+                part if part.startswith("aws:") else f"{PROJECT}:{part}" for part in message.split("\n")
+            )
         return f"{key}: {message}"
     return f"{key}: got {shown}: {message}"
 

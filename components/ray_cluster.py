@@ -43,18 +43,24 @@ from components.builders.ray import (
     ClaimMount,
     ClusterShape,
     PodContext,
+    add_own_code,
     build_pre_pull,
     build_ray_cluster,
     build_ray_job,
     build_ray_service,
     build_stuck_pod_cleanup_spec,
     build_workloads_config_map_data,
+    check_config_map_size,
     content_hash,
     head_service_name,
+    job_workload,
     port_forward_command,
     pre_pull_groups,
+    ray_service_endpoint,
+    read_own_code,
     read_workload_files,
     run_env,
+    service_workload,
     workload_files,
 )
 from components.config import (
@@ -66,7 +72,6 @@ from components.config import (
     WorkerGroupConfig,
 )
 from components.versions import RAY_IMAGE_REPOSITORY
-from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +96,9 @@ class SharedVolume:
     # PersistentVolumeClaim .spec built by the storage component.
     claim_spec: pulumi.Input[Mapping[str, Any]]
     # The claim's await annotations (pulumi.com/waitFor + timeoutSeconds), sized by the storage
-    # component to how long its volume takes to bind (builders.storage.claim_await_annotations).
+    # component to how long its volume takes to bind (builders.storage.claim_await_annotations); or
+    # pulumi.com/skipAwait for a StorageClass whose binding mode the program cannot know
+    # (KubernetesTarget).
     claim_annotations: Mapping[str, str] = field(default_factory=dict)
     read_only: bool = False
 
@@ -172,10 +179,17 @@ class RayClusterStack(pulumi.ComponentResource):
         names = [v.name for v in args.volumes]
         if len(set(names)) != len(names):
             raise ValueError(f"RayClusterStackArgs.volumes: volume names must be unique, got {names}")
-        jobs = [(job, get_workload(job.workload)) for job in args.ray_jobs]
-        services = [(svc, get_workload(svc.workload)) for svc in args.ray_services]
+        jobs = [(job, job_workload(job)) for job in args.ray_jobs]
+        services = [(svc, service_workload(svc)) for svc in args.ray_services]
         files = read_workload_files(workload_files([w for _, w in [*jobs, *services]]), REPO_ROOT)
         data, items = build_workloads_config_map_data(files)
+        owners: list[tuple[str, str | None]] = [(j.name, j.code) for j in args.ray_jobs]
+        owners += [(svc.name, svc.code) for svc in args.ray_services]
+        for owner, code in owners:
+            if code is not None:
+                own = read_own_code(code, REPO_ROOT)
+                add_own_code(data, items, job_name=owner, code_dir=code, files=own)
+        check_config_map_size(data, what="the workloads ConfigMap (catalog workloads + own code)")
         config_map_name = f"{args.ray_cluster_name}-workloads-{content_hash(data)}" if data else None
 
         shape = ClusterShape(
@@ -273,6 +287,7 @@ class RayClusterStack(pulumi.ComponentResource):
                             env=run_env(workload, svc.env, storage_path),
                             num_replicas=svc.num_replicas,
                             pip=workload.pip if pip_at_start else (),
+                            import_path=svc.import_path,
                         ),
                     )
                     for svc, workload in services
@@ -425,6 +440,10 @@ class RayClusterStack(pulumi.ComponentResource):
         self.dashboard_port_forward_command: pulumi.Output[str] = pulumi.Output.all(
             self.namespace, self.ray_cluster_name
         ).apply(lambda v: port_forward_command(v[0], v[1]))
+        # One entry per RayService: its Serve Service and the exact port-forward (`serve-url` reads it).
+        self.ray_service_endpoints: dict[str, dict[str, Any]] = {
+            svc.name: ray_service_endpoint(ns, svc.name) for svc, _ in services
+        }
         # KubeRay generates the token Secret named after the RayCluster (key "auth_token").
         self.ray_auth_token_secret_name: pulumi.Output[str] | None = (
             self.ray_cluster_name if args.token_auth else None
@@ -436,6 +455,7 @@ class RayClusterStack(pulumi.ComponentResource):
                 "headServiceName": self.head_service_name,
                 "dashboardPortForwardCommand": self.dashboard_port_forward_command,
                 "rayAuthTokenSecretName": self.ray_auth_token_secret_name,
+                "rayServices": self.ray_service_endpoints,
             }
         )
 

@@ -268,6 +268,8 @@ class RealisticMocks(Mocks):
         self.subnets = dict(CLUSTER_SUBNETS if subnets is None else subnets)
         self.existing_buckets = existing_buckets
         self.ecr = {name: dict(tags) for name, tags in (ecr or {}).items()}
+        # Every invoke token the program called, in order (e.g. "aws:eks/getCluster:getCluster").
+        self.invokes: list[str] = []
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
@@ -344,6 +346,7 @@ class RealisticMocks(Mocks):
         return rid, state
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        self.invokes.append(args.token)
         inputs = dict(args.args)
         # Lookups of things that do not exist fail the invoke, as the providers do.
         if args.token == "aws-native:sagemaker:getCluster":
@@ -538,6 +541,8 @@ class ProgramRun:
     error: BaseException | None = None
     # register_outputs of each component, by URN (plain values).
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Invoke tokens (data-source calls such as aws.eks.get_cluster), in call order.
+    invokes: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
@@ -583,7 +588,9 @@ def run_program(
     """
     config = load_stack_config(stack, overrides)
     region = json.loads(json.dumps(config.get("aws:region", "us-west-2")))
-    monitor = RecordingMonitor(mocks if mocks is not None else RealisticMocks(region=region, ecr=ecr))
+    mocks = mocks if mocks is not None else RealisticMocks(region=region, ecr=ecr)
+    first_invoke = len(mocks.invokes)  # a caller's mocks may have served earlier runs
+    monitor = RecordingMonitor(mocks)
     run = ProgramRun(stack=stack, config=config)
 
     def body() -> None:
@@ -610,6 +617,7 @@ def run_program(
     contextvars.copy_context().run(body)
     run.resources = monitor.registered
     run.component_outputs = monitor.component_outputs
+    run.invokes = mocks.invokes[first_invoke:]
     return run
 
 

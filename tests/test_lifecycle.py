@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
-from tests.conftest import STACKS
+from tests.conftest import AWS_STACKS, KUBERNETES_STACKS
 from tests.pulumi_harness import ProgramRun, RealisticMocks, Registered, load_stack_config, run_program
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -200,6 +200,8 @@ class Variant:
 
     @property
     def overrides(self) -> dict[str, Any]:
+        if self.fsx == "none":  # clusterType kubernetes: its own shared claim (storage.storageClass)
+            return {"retainData": self.retain}
         return {
             "retainData": self.retain,
             "fsx": STATIC_FSX if self.fsx == "static" else DYNAMIC_FSX,
@@ -214,9 +216,14 @@ class Variant:
 # parts of the program do not interact, and each full cycle runs the program twice).
 VARIANTS = [
     Variant(stack, retain, fsx, s3)
-    for stack in STACKS
+    for stack in AWS_STACKS
     for retain in (True, False)
     for fsx, s3 in (("dynamic", "created"), ("static", "existing"))
+] + [
+    # No FSx or S3 on any Kubernetes (config refuses them): the stack's own shared claim.
+    Variant(stack, retain, "none", "none")
+    for stack in KUBERNETES_STACKS
+    for retain in (True, False)
 ]
 
 

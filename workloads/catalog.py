@@ -22,6 +22,10 @@ WORKLOADS_MOUNT_PATH = "/opt/ray-on-eks/workloads"
 """Where the workload ConfigMap files are mounted (same layout as the repo's ``workloads/``)."""
 
 
+DATASETS: tuple[str, ...] = ("digits", "fashion-mnist")
+"""Values of the DATASET variable (``workloads.dt_pytorch.data`` loads each)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EnvVar:
     """One variable of the workload environment contract."""
@@ -36,9 +40,10 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
     EnvVar(
         name="STORAGE_PATH",
         description=(
-            "Root of the shared storage every Ray pod mounts (FSx for Lustre at /fsx or the S3 "
-            "mount at /s3 on the cluster; <repo>/.ray-on-eks/storage for local runs). Required by "
-            "workloads with needs_storage."
+            "Root of the shared storage: a path every Ray pod mounts (FSx for Lustre at /fsx on the "
+            "cluster; <repo>/.ray-on-eks/storage for local runs) or an s3://bucket/prefix URI (read "
+            "and written through pyarrow with the pod's AWS credentials; AWS_ENDPOINT_URL is honoured). "
+            "Required by workloads with needs_storage."
         ),
         default=None,
     ),
@@ -83,7 +88,8 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
     EnvVar(
         name="DATA_DIR",
         description=(
-            "Directory with the fashion-mnist IDX .gz files. Derived: STORAGE_PATH/datasets/fashion-mnist."
+            "Local directory with the fashion-mnist IDX .gz files. Derived: STORAGE_PATH/datasets/fashion-mnist "
+            "(a per-node cache under the temp directory when STORAGE_PATH is an s3:// URI)."
         ),
         default=None,
     ),
@@ -111,6 +117,20 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
             "Worker-group restarts Ray Train allows before failing the run (FailureConfig), integer >= 0."
         ),
         default="3",
+    ),
+    EnvVar(
+        name="PAUSE_AFTER_EPOCH",
+        description=(
+            "Fault-injection aid: after this epoch's checkpoint is stored, every worker of a run that "
+            "reached it by training (not by resuming past it) prints 'paused after epoch N' and waits "
+            "PAUSE_SECONDS, so a worker can be killed while epochs remain; 0 = never, integer >= 0."
+        ),
+        default="0",
+    ),
+    EnvVar(
+        name="PAUSE_SECONDS",
+        description="How long the PAUSE_AFTER_EPOCH pause lasts, integer >= 0 seconds.",
+        default="120",
     ),
     EnvVar(
         name="MODEL_PATH",
@@ -160,13 +180,22 @@ class Workload:
     """Pinned packages the stock rayproject/ray image lacks (for the cluster runtime_env)."""
     needs_storage: bool
     description: str
+    command: str | None = None
+    """A shell command instead of ``python -m module`` (the user's own code from stack config)."""
+    open_env: bool = False
+    """Accept any env names (own code); catalog workloads accept only :data:`ENV_CONTRACT` names."""
 
     def entrypoint(self) -> str:
         """The command that starts the workload (RayJob entrypoint, local job entrypoint)."""
-        return f"python -m {self.module}"
+        return self.command or f"python -m {self.module}"
 
 
-_PACKAGE_FILES = ("workloads/__init__.py", "workloads/catalog.py", "workloads/settings.py")
+_PACKAGE_FILES = (
+    "workloads/__init__.py",
+    "workloads/catalog.py",
+    "workloads/settings.py",
+    "workloads/storage.py",
+)
 _MODEL_FILES = (
     "workloads/dt_pytorch/__init__.py",
     "workloads/dt_pytorch/data.py",
@@ -206,6 +235,8 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                     "SEED",
                     "RUN_NAME",
                     "MAX_FAILURES",
+                    "PAUSE_AFTER_EPOCH",
+                    "PAUSE_SECONDS",
                 ),
                 pip=_TORCH_PIP,
                 needs_storage=True,
@@ -279,7 +310,7 @@ def workload_env(workload: Workload, overrides: Mapping[str, str] | None = None)
     """
     env = dict(workload.env_defaults)
     for name, value in (overrides or {}).items():
-        if name not in _CONTRACT_BY_NAME:
+        if name not in _CONTRACT_BY_NAME and not workload.open_env:
             valid = ", ".join(var.name for var in ENV_CONTRACT)
             raise ValueError(f"{name!r} is not in the workload env contract; valid names: {valid}")
         env[name] = value

@@ -1,27 +1,36 @@
-"""``python -m workloads``: run the catalog workloads locally or on a deployed cluster.
+"""``python -m workloads``: run the catalog workloads, or your own code, locally or on a cluster.
 
 Commands::
 
     catalog                                   workloads and the env contract
-    run NAME [--env K=V ...]                  local Ray head (started or reused), Jobs API / Serve REST API
-    submit NAME (--stack S | --address URL)   the same submission against a deployed cluster
+    run NAME|PATH [--env K=V ...]             local Ray head (started or reused), Jobs API / Serve REST API
+    submit NAME|PATH (--stack S | --address URL)   the same submission against a deployed cluster
     list | status ID | logs ID [--follow] | stop ID | dashboard   [--stack S | --address URL]
+    serve-url SERVICE --stack S               port-forward to a RayService's Serve port, print the URL
     down                                      stop the local Ray head this CLI started
 
+PATH is a script or a directory (like ``ray job submit --working-dir``): ``--entrypoint CMD``
+(default ``python SCRIPT``, or ``python main.py`` in a directory) and ``--pip PKG`` apply to it; it
+gets the same Jobs API path, token handling and STORAGE_PATH as the catalog workloads.
 Without ``--stack``/``--address`` the commands talk to the local head recorded in ``--local-dir``.
-Errors are printed as one ``error: ...`` line (no traceback); the exit status is non-zero.
+Errors are printed as one ``error: ...`` line (no traceback); the exit status is 1, or 2 for a bad
+``--env`` value (checked before anything is submitted). Ctrl-C while following a job leaves the job
+running and prints the exact ``stop`` command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +39,13 @@ from workloads.catalog import ENV_CONTRACT, WORKLOADS, UnknownWorkloadError, get
 from workloads.jobs import JobOutcome, SubmissionError, Target
 from workloads.local_cluster import LocalClusterError, LocalClusterSpec
 from workloads.remote import RemoteError
+from workloads.settings import SettingsError, check_env
+
+DESCRIPTION = (
+    "Run the catalog workloads, or your own script or directory, on a local Ray head or on a "
+    "deployed cluster."
+)
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 _SAMPLE_DIGIT_TEXT = (  # scikit-learn digits[0], a "0"
     "0 0 5 13 9 1 0 0 0 0 13 15 10 15 5 0 0 3 15 2 0 11 8 0 0 4 12 0 0 8 8 0 "
@@ -39,7 +55,11 @@ SAMPLE_DIGIT: tuple[int, ...] = tuple(int(value) for value in _SAMPLE_DIGIT_TEXT
 
 
 class CliError(RuntimeError):
-    """A user-facing error; printed as one line."""
+    """A user-facing error; printed as one line (exit status 1)."""
+
+
+class EnvError(CliError):
+    """A bad ``--env`` name or value, refused before submission (exit status 2, like the workloads)."""
 
 
 def _progress(message: str) -> None:
@@ -47,7 +67,36 @@ def _progress(message: str) -> None:
 
 
 def _print(text: str) -> None:
+    if not sys.stdout.isatty():
+        text = ANSI_RE.sub("", text)
     print(text, flush=True)
+
+
+def output_env() -> dict[str, str]:
+    """Ray's own switches for plain logs when our stdout is not a terminal (a file, a pipe, CI).
+
+    ``RAY_COLOR_PREFIX=0`` drops the colour codes around ``(pid=...)`` prefixes
+    (``ray/_private/worker.py``), ``RAY_DATA_DISABLE_PROGRESS_BARS=1`` the Ray Data progress bars
+    (``ray/data/context.py``). On a terminal both stay as Ray makes them.
+    """
+    if sys.stdout.isatty():
+        return {}
+    return {"RAY_COLOR_PREFIX": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+
+
+@dataclass
+class _Session:
+    """What an interrupted command must tell the user: the job it left running and how to stop it."""
+
+    job_id: str | None = None
+    stop_flags: list[str] = field(default_factory=list)
+
+
+_SESSION = _Session()
+
+
+def _remember_job(job_id: str) -> None:
+    _SESSION.job_id = job_id
 
 
 def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
@@ -82,22 +131,89 @@ class RunResult:
         return self.deployed or self.job_id is not None
 
 
-def _resolve_env(name: str, overrides: dict[str, str], storage_default: Path | None) -> dict[str, str]:
+@dataclass(frozen=True, kw_only=True)
+class OwnCode:
+    """The user's own script or directory, submitted like ``ray job submit --working-dir``."""
+
+    path: Path
+    entrypoint: str
+    pip: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Base of the job id: the script's stem or the directory's name."""
+        return self.path.stem if self.path.is_file() else self.path.name
+
+    def stage(self, staging: Path) -> Path:
+        """The working_dir to upload: the directory itself, or a directory with just the script."""
+        if self.path.is_dir():
+            return self.path
+        staging.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.path, staging / self.path.name)
+        return staging
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether ``run``/``submit`` got a PATH rather than a workload name (names win when both fit)."""
+    if spec in WORKLOADS:
+        return False
+    return "/" in spec or spec.endswith(".py") or spec in {".", ".."} or Path(spec).exists()
+
+
+def own_code(spec: str, *, entrypoint: str | None, pip: Sequence[str]) -> OwnCode:
+    """Resolve a PATH argument; raises :class:`CliError` naming what is wrong and the fix."""
+    path = Path(spec).expanduser().resolve()
+    if not path.exists():
+        raise CliError(f"{spec} is neither a workload ({', '.join(sorted(WORKLOADS))}) nor an existing path")
+    if path.is_file():
+        return OwnCode(path=path, entrypoint=entrypoint or f"python {shlex.quote(path.name)}", pip=tuple(pip))
+    if entrypoint is None:
+        if not (path / "main.py").is_file():
+            raise CliError(
+                f"{spec} is a directory without main.py: pass --entrypoint 'python your_script.py'"
+            )
+        entrypoint = "python main.py"
+    return OwnCode(path=path, entrypoint=entrypoint, pip=tuple(pip))
+
+
+def _checked(env: dict[str, str]) -> dict[str, str]:
+    try:
+        check_env({name: value for name, value in env.items() if name in _CONTRACT_NAMES})
+    except SettingsError as error:
+        raise EnvError(f"--env {error}") from None
+    return env
+
+
+_CONTRACT_NAMES = frozenset(var.name for var in ENV_CONTRACT)
+
+
+def _resolve_env(name: str, overrides: dict[str, str], storage_default: Path | str | None) -> dict[str, str]:
     workload = get_workload(name)
     try:
         env = workload_env(workload, overrides)
     except ValueError as error:
-        raise CliError(str(error)) from None
+        raise EnvError(f"--env {error}") from None
     if workload.needs_storage and "STORAGE_PATH" not in env:
         if storage_default is None:
             raise CliError(f"{name} needs STORAGE_PATH: pass --env STORAGE_PATH=/path/on/the/cluster")
-        storage_default.mkdir(parents=True, exist_ok=True)
+        if isinstance(storage_default, Path):
+            storage_default.mkdir(parents=True, exist_ok=True)
         env["STORAGE_PATH"] = str(storage_default)
-    return env
+    return _checked(env)
+
+
+def _own_code_env(overrides: dict[str, str], storage_default: Path | str | None) -> dict[str, str]:
+    """Own code gets any ``--env`` names; contract names are checked, STORAGE_PATH is provided."""
+    env = dict(overrides)
+    if "STORAGE_PATH" not in env and storage_default is not None:
+        if isinstance(storage_default, Path):
+            storage_default.mkdir(parents=True, exist_ok=True)
+        env["STORAGE_PATH"] = str(storage_default)
+    return _checked(env)
 
 
 def execute(
-    name: str,
+    name: str | OwnCode,
     target: Target,
     *,
     env: dict[str, str],
@@ -107,9 +223,24 @@ def execute(
     serve_url: str | None = None,
     timeout_s: float | None = None,
 ) -> RunResult:
-    """Submit ``name`` to ``target`` (job: follow its logs; service: deploy and wait)."""
+    """Submit ``name`` (or own code) to ``target`` (job: follow its logs; service: deploy and wait)."""
     from workloads import jobs
 
+    env = {**output_env(), **env}
+    if isinstance(name, OwnCode):
+        code = name
+        with tempfile.TemporaryDirectory(prefix="ray-on-eks-stage-") as scratch:
+            job_id = jobs.submit_entrypoint(
+                target,
+                name=code.name,
+                entrypoint=code.entrypoint,
+                working_dir=code.stage(Path(scratch) / "code"),
+                env=env,
+                pip=code.pip,
+                output=_progress,
+                on_submitted=_remember_job,
+            )
+        return _follow(code.name, target, job_id, follow=follow, timeout_s=timeout_s)
     workload = get_workload(name)
     with tempfile.TemporaryDirectory(prefix="ray-on-eks-stage-") as scratch:
         staging = Path(scratch) / "code"
@@ -126,8 +257,20 @@ def execute(
             )
             return RunResult(workload=name, target=target, deployed=True, serve_url=serve_url)
         job_id = jobs.submit(
-            target, workload, env=env, staging_dir=staging, with_pip=remote, output=_progress
+            target,
+            workload,
+            env=env,
+            staging_dir=staging,
+            with_pip=remote,
+            output=_progress,
+            on_submitted=_remember_job,
         )
+    return _follow(name, target, job_id, follow=follow, timeout_s=timeout_s)
+
+
+def _follow(name: str, target: Target, job_id: str, *, follow: bool, timeout_s: float | None) -> RunResult:
+    from workloads import jobs
+
     if not follow:
         return RunResult(workload=name, target=target, job_id=job_id)
     outcome = jobs.follow(target, job_id, output=_print, timeout_s=timeout_s)
@@ -135,7 +278,7 @@ def execute(
 
 
 def run_local(
-    name: str,
+    name: str | OwnCode,
     overrides: dict[str, str] | None = None,
     *,
     local_dir: Path = local_cluster.DEFAULT_LOCAL_DIR,
@@ -144,8 +287,12 @@ def run_local(
     timeout_s: float | None = None,
 ) -> RunResult:
     """What ``run`` does: local head (started or reused), then the cluster submission path."""
-    get_workload(name)  # unknown names fail before a cluster is started
-    env = _resolve_env(name, dict(overrides or {}), local_cluster.storage_dir(local_dir))
+    storage = local_cluster.storage_dir(local_dir)
+    if isinstance(name, OwnCode):
+        env = _own_code_env(dict(overrides or {}), storage)
+    else:
+        get_workload(name)  # unknown names fail before a cluster is started
+        env = _resolve_env(name, dict(overrides or {}), storage)
     cluster = local_cluster.ensure(local_dir, spec or LocalClusterSpec(), _progress)
     target = Target(address=cluster.dashboard_url, token=cluster.token)
     return execute(
@@ -160,18 +307,48 @@ def run_local(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Destination:
+    """An open dashboard plus what the stack says about it."""
+
+    target: Target
+    storage_path: str | None = None
+    """The stack's ``storagePath`` output (``--stack`` only): STORAGE_PATH for its workloads."""
+
+
+def stop_command(job_id: str, flags: Sequence[str]) -> str:
+    """The exact ``stop`` command line (``--local-dir`` is global: it goes before the command)."""
+    if flags[:1] == ["--local-dir"]:
+        return shlex.join(["python", "-m", "workloads", *flags, "stop", job_id])
+    return shlex.join(["python", "-m", "workloads", "stop", job_id, *flags])
+
+
+def target_flags(args: argparse.Namespace) -> list[str]:
+    """The ``--stack``/``--address``/``--local-dir`` flags that reach the same cluster again."""
+    if getattr(args, "stack", None):
+        return ["--stack", args.stack]
+    if getattr(args, "address", None):
+        return ["--address", args.address]
+    if Path(args.local_dir) != local_cluster.DEFAULT_LOCAL_DIR.resolve():
+        return ["--local-dir", str(args.local_dir)]
+    return []
+
+
 @contextmanager
-def open_target(args: argparse.Namespace) -> Iterator[Target]:
+def open_destination(args: argparse.Namespace) -> Iterator[Destination]:
     """The dashboard selected by ``--stack`` / ``--address`` / the recorded local head."""
     from workloads import remote
 
     if getattr(args, "stack", None):
         _progress(f"reading stack {args.stack} and port-forwarding to its Ray head")
         with remote.connect(args.stack) as connection:
-            yield Target(address=connection.address, token=connection.token)
+            yield Destination(
+                target=Target(address=connection.address, token=connection.token),
+                storage_path=connection.storage_path,
+            )
         return
     if getattr(args, "address", None):
-        yield Target(address=args.address.rstrip("/"), token=remote.token_from_env())
+        yield Destination(target=Target(address=args.address.rstrip("/"), token=remote.token_from_env()))
         return
     cluster = local_cluster.read_state(args.local_dir)
     if cluster is None:
@@ -179,7 +356,14 @@ def open_target(args: argparse.Namespace) -> Iterator[Target]:
             "no local Ray cluster started by this CLI is running "
             "(start one with `python -m workloads run NAME`, or pass --stack / --address)"
         )
-    yield Target(address=cluster.dashboard_url, token=cluster.token)
+    yield Destination(target=Target(address=cluster.dashboard_url, token=cluster.token))
+
+
+@contextmanager
+def open_target(args: argparse.Namespace) -> Iterator[Target]:
+    """The dashboard selected by ``--stack`` / ``--address`` / the recorded local head."""
+    with open_destination(args) as destination:
+        yield destination.target
 
 
 def _finish(result: RunResult) -> int:
@@ -208,6 +392,7 @@ def _finish(result: RunResult) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
+    _print("Catalog workloads (run NAME / submit NAME; or pass a PATH to your own script or directory):")
     for workload in WORKLOADS.values():
         _print(f"{workload.name:16} {workload.kind:8} {workload.entrypoint()}")
         _print(f"{'':16} {workload.description}")
@@ -225,9 +410,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # RAY_AUTH_MODE=token: a new local head gets token auth (RAY_AUTH_TOKEN or a random token).
     token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     spec = LocalClusterSpec(token_auth=token_auth, token=token_from_env() if token_auth else None)
+    _SESSION.stop_flags = target_flags(args)
     return _finish(
         run_local(
-            args.name,
+            _program(args),
             parse_env_pairs(args.env),
             local_dir=args.local_dir,
             spec=spec,
@@ -236,11 +422,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
+def _program(args: argparse.Namespace) -> str | OwnCode:
+    """The workload name, or the user's own code, named by ``args.name`` (validated)."""
+    if looks_like_path(args.name):
+        return own_code(args.name, entrypoint=args.entrypoint, pip=args.pip)
     get_workload(args.name)
-    env = _resolve_env(args.name, parse_env_pairs(args.env), None)
-    with open_target(args) as target:
-        return _finish(execute(args.name, target, env=env, remote=True, follow=not args.no_follow))
+    if args.entrypoint or args.pip:
+        flag = "--entrypoint" if args.entrypoint else "--pip"
+        raise CliError(f"{flag} applies to your own code (a PATH), not to the catalog workload {args.name!r}")
+    return args.name
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    program = _program(args)
+    overrides = parse_env_pairs(args.env)
+    # Checked before connecting: a bad value never costs a port-forward. Only --stack supplies a
+    # STORAGE_PATH itself (its storagePath output), so the others must have it by now.
+    if isinstance(program, OwnCode):
+        _own_code_env(overrides, None)
+    elif args.stack:
+        try:
+            _checked(workload_env(get_workload(program), overrides))
+        except ValueError as error:
+            raise EnvError(f"--env {error}") from None
+    else:
+        _resolve_env(program, overrides, None)
+    _SESSION.stop_flags = target_flags(args)
+    with open_destination(args) as destination:
+        if isinstance(program, OwnCode):
+            env = _own_code_env(overrides, destination.storage_path)
+        else:
+            env = _resolve_env(program, overrides, destination.storage_path)
+        return _finish(execute(program, destination.target, env=env, remote=True, follow=not args.no_follow))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -308,6 +521,22 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_url(args: argparse.Namespace) -> int:
+    from workloads import remote
+
+    _progress(f"reading stack {args.stack} and port-forwarding to RayService {args.service}")
+    with remote.connect_serve(args.stack, args.service) as url:
+        _print(f"Serve application of RayService {args.service}: {url}")
+        _print(f"  curl -s {url}/healthz")
+        _progress("port-forward open; press Ctrl-C to close it")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     if local_cluster.down(args.local_dir, _progress):
         _print("local Ray head stopped")
@@ -324,9 +553,42 @@ def _add_target(parser: argparse.ArgumentParser, *, required: bool = False) -> N
     )
 
 
+def _add_program(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", metavar="NAME|PATH", help="a catalog workload, or your own script or directory"
+    )
+    parser.add_argument(
+        "--entrypoint",
+        metavar="CMD",
+        help="command that starts your code (default: python SCRIPT, or python main.py in a directory)",
+    )
+    parser.add_argument(
+        "--pip", action="append", default=[], metavar="PKG", help="pip requirement for your code (repeatable)"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment variable (catalog workloads: env contract names only; see `catalog`)",
+    )
+    parser.add_argument("--no-follow", action="store_true", help="submit and return without streaming logs")
+
+
+def _workloads_epilog() -> str:
+    lines = ["workloads:"]
+    lines += [
+        f"  {workload.name:16} {workload.kind:8} {workload.description}" for workload in WORKLOADS.values()
+    ]
+    lines.append(
+        "PATH: a script (run as python SCRIPT) or a directory (--entrypoint, default python main.py)"
+    )
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m workloads``."""
-    parser = argparse.ArgumentParser(prog="python -m workloads", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workloads", description=DESCRIPTION)
     parser.add_argument(
         "--local-dir",
         type=Path,
@@ -337,17 +599,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("catalog", help="list workloads and the env contract").set_defaults(func=cmd_catalog)
 
-    run = commands.add_parser("run", help="run a workload on the local Ray head")
-    run.add_argument("name")
-    run.add_argument("--env", action="append", default=[], metavar="K=V", help="env contract override")
-    run.add_argument("--no-follow", action="store_true", help="submit and return without streaming logs")
+    run = commands.add_parser(
+        "run",
+        help="run a workload or your own code on the local Ray head",
+        description="Run a catalog workload or your own code on a local Ray head (started or reused).",
+        epilog=_workloads_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_program(run)
     run.set_defaults(func=cmd_run)
 
-    submit = commands.add_parser("submit", help="submit a workload to a deployed cluster")
-    submit.add_argument("name")
+    submit = commands.add_parser(
+        "submit",
+        help="submit a workload or your own code to a deployed cluster",
+        description="Submit a catalog workload or your own code to a deployed cluster.",
+        epilog=_workloads_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_program(submit)
     _add_target(submit, required=True)
-    submit.add_argument("--env", action="append", default=[], metavar="K=V", help="env contract override")
-    submit.add_argument("--no-follow", action="store_true", help="submit and return without streaming logs")
     submit.set_defaults(func=cmd_submit)
 
     listing = commands.add_parser("list", help="list jobs")
@@ -370,6 +640,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(dashboard)
     dashboard.set_defaults(func=cmd_dashboard)
 
+    serve_url = commands.add_parser(
+        "serve-url", help="port-forward to a RayService's Serve port and print its URL (--stack)"
+    )
+    serve_url.add_argument("service", metavar="SERVICE", help="the rayServices[].name of the stack")
+    serve_url.add_argument("--stack", required=True, help="Pulumi stack that deployed the RayService")
+    serve_url.set_defaults(func=cmd_serve_url)
+
     commands.add_parser("down", help="stop the local Ray head started by this CLI").set_defaults(
         func=cmd_down
     )
@@ -380,11 +657,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
     args.local_dir = Path(args.local_dir).resolve()
+    _SESSION.job_id, _SESSION.stop_flags = None, []
     try:
         return int(args.func(args))
+    except EnvError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (CliError, SubmissionError, RemoteError, LocalClusterError, UnknownWorkloadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if _SESSION.job_id is None:
+            print("interrupted", file=sys.stderr)
+        else:
+            stop = stop_command(_SESSION.job_id, _SESSION.stop_flags)
+            print(
+                f"interrupted: job {_SESSION.job_id} keeps running; stop it with:\n  {stop}",
+                file=sys.stderr,
+                flush=True,
+            )
         return 130

@@ -2,7 +2,9 @@
 
 A submission carries the catalog entrypoint, a ``working_dir`` staged with exactly the workload's
 catalog ``files`` (the ConfigMap layout) and ``env_vars`` from :func:`workloads.catalog.workload_env`,
-so a local run exercises the same contract as the RayJob on the cluster.
+so a local run exercises the same contract as the RayJob on the cluster. The user's own code (a
+script or a directory) goes through the same :func:`submit_entrypoint`, after
+:func:`check_upload_size` has refused a package the dashboard would reject.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,18 +126,68 @@ def stage_files(workload: Workload, destination: Path, *, source_root: Path = RE
     return destination
 
 
-def new_submission_id(workload: Workload) -> str:
+def new_submission_id(name: str) -> str:
     """A readable, unique job id: ``<name>-<UTC time>-<random>``."""
-    return f"{workload.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "job"
+    return f"{safe}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def upload_limit_bytes() -> int:
+    """The largest working_dir package a Ray dashboard accepts.
+
+    Two limits apply (ray 2.60): the dashboard's HTTP server refuses request bodies over
+    ``ray_constants.DASHBOARD_CLIENT_MAX_SIZE`` (100 MiB, aiohttp ``client_max_size`` in
+    ``dashboard/http_server_head.py``), and the GCS stores packages below
+    ``packaging.GCS_STORAGE_MAX_SIZE`` (the gRPC message limit, 512 MiB).
+    """
+    from ray._private import ray_constants
+    from ray._private.runtime_env import packaging
+
+    return min(int(ray_constants.DASHBOARD_CLIENT_MAX_SIZE), int(packaging.GCS_STORAGE_MAX_SIZE))
+
+
+def check_upload_size(working_dir: Path, *, limit: int | None = None) -> int:
+    """Zip ``working_dir`` as Ray will (same excludes, ``.gitignore`` honoured) and check its size.
+
+    Returns the package size; raises :class:`SubmissionError` naming the size, the limit and the
+    fix before anything is uploaded.
+    """
+    import logging
+    import os
+    import tempfile
+
+    from ray._private.ray_constants import RAY_RUNTIME_ENV_IGNORE_GITIGNORE
+    from ray._private.runtime_env.packaging import create_package
+
+    maximum = upload_limit_bytes() if limit is None else limit
+    include_gitignore = os.environ.get(RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
+    with tempfile.TemporaryDirectory(prefix="ray-on-eks-size-") as scratch:
+        package = Path(scratch) / "package.zip"
+        quiet = logging.getLogger("workloads.jobs.size_check")  # Ray's INFO lines once, at upload
+        quiet.propagate, quiet.disabled = False, True
+        create_package(str(working_dir), package, include_gitignore=include_gitignore, logger=quiet)
+        size = package.stat().st_size
+    if size >= maximum:
+        raise SubmissionError(
+            f"{working_dir} zips to {size / 2**20:.1f} MiB, over Ray's upload limit of "
+            f"{maximum / 2**20:.0f} MiB; list large files or data in a .gitignore or .rayignore there "
+            "(or keep data in STORAGE_PATH and read it from the job)"
+        )
+    return size
 
 
 def runtime_env(
     workload: Workload, *, env: Mapping[str, str], working_dir: Path, with_pip: bool
 ) -> dict[str, Any]:
     """The job runtime_env: staged ``working_dir``, contract ``env_vars`` and optionally ``pip``."""
+    return code_runtime_env(env=env, working_dir=working_dir, pip=workload.pip if with_pip else ())
+
+
+def code_runtime_env(*, env: Mapping[str, str], working_dir: Path, pip: Sequence[str]) -> dict[str, Any]:
+    """The runtime_env of any submission: ``working_dir``, ``env_vars`` and ``pip`` when given."""
     result: dict[str, Any] = {"working_dir": str(working_dir), "env_vars": dict(env)}
-    if with_pip and workload.pip:
-        result["pip"] = list(workload.pip)
+    if pip:
+        result["pip"] = list(pip)
     return result
 
 
@@ -147,23 +199,56 @@ def submit(
     staging_dir: Path,
     with_pip: bool,
     output: Output,
+    on_submitted: Callable[[str], None] | None = None,
 ) -> str:
     """Stage the files and submit ``workload``; returns the job id."""
     if workload.kind != "job":
         raise SubmissionError(f"{workload.name} is a {workload.kind}, not a job")
-    client = job_client(target)
+    job_client(target)  # an unreachable cluster fails before anything is staged
     stage_files(workload, staging_dir)
-    job_id = new_submission_id(workload)
-    output(f"submitting {workload.name} as {job_id}: {workload.entrypoint()}")
+    return submit_entrypoint(
+        target,
+        name=workload.name,
+        entrypoint=workload.entrypoint(),
+        working_dir=staging_dir,
+        env=env,
+        pip=workload.pip if with_pip else (),
+        output=output,
+        on_submitted=on_submitted,
+    )
+
+
+def submit_entrypoint(
+    target: Target,
+    *,
+    name: str,
+    entrypoint: str,
+    working_dir: Path,
+    env: Mapping[str, str],
+    pip: Sequence[str],
+    output: Output,
+    on_submitted: Callable[[str], None] | None = None,
+) -> str:
+    """Submit ``entrypoint`` with ``working_dir`` (size-checked first); returns the job id.
+
+    ``on_submitted`` is called with the job id as soon as the Jobs API accepted it (the CLI uses it
+    to tell an interrupted user how to stop the job).
+    """
+    client = job_client(target)
+    check_upload_size(working_dir)
+    job_id = new_submission_id(name)
+    output(f"submitting {name} as {job_id}: {entrypoint}")
     call(
         target,
         lambda: client.submit_job(
-            entrypoint=workload.entrypoint(),
+            entrypoint=entrypoint,
             submission_id=job_id,
-            runtime_env=runtime_env(workload, env=env, working_dir=staging_dir, with_pip=with_pip),
-            metadata={"workload": workload.name},
+            runtime_env=code_runtime_env(env=env, working_dir=working_dir, pip=pip),
+            metadata={"workload": name},
         ),
     )
+    if on_submitted is not None:
+        on_submitted(job_id)
     return job_id
 
 

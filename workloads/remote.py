@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,13 @@ OUTPUT_AUTH_SECRET_KEY = "rayAuthTokenSecretKey"
 """Key of the token inside that Secret (optional; default :data:`DEFAULT_AUTH_SECRET_KEY`)."""
 OUTPUT_KUBECONFIG = "kubeconfig"
 """Kubeconfig for the cluster (optional; default: kubectl's own configuration)."""
+OUTPUT_STORAGE_PATH = "storagePath"
+"""STORAGE_PATH of the stack's workloads (optional; /fsx/..., s3://<bucket>/..., or unset)."""
+OUTPUT_RAY_SERVICES = "rayServices"
+"""Per RayService name: ``{"serveService", "port", "portForwardCommand"}`` (optional)."""
 DEFAULT_AUTH_SECRET_KEY = "auth_token"
 DASHBOARD_PORT = 8265
+SERVE_PORT = 8000
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 
@@ -51,6 +56,8 @@ class StackInfo:
     auth_secret: str | None
     auth_secret_key: str
     kubeconfig: str | None
+    storage_path: str | None = None
+    ray_services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _run(command: list[str], *, what: str) -> str:
@@ -93,6 +100,9 @@ def parse_stack_outputs(stack: str, outputs: Mapping[str, Any]) -> StackInfo:
     namespace = text(OUTPUT_NAMESPACE, required=True)
     head_service = text(OUTPUT_HEAD_SERVICE, required=True)
     assert namespace is not None and head_service is not None
+    services = outputs.get(OUTPUT_RAY_SERVICES) or {}
+    if not isinstance(services, dict) or not all(isinstance(v, dict) for v in services.values()):
+        raise RemoteError(f"stack {stack!r} output {OUTPUT_RAY_SERVICES!r} must map service names to objects")
     return StackInfo(
         stack=stack,
         namespace=namespace,
@@ -100,6 +110,8 @@ def parse_stack_outputs(stack: str, outputs: Mapping[str, Any]) -> StackInfo:
         auth_secret=text(OUTPUT_AUTH_SECRET, required=False),
         auth_secret_key=text(OUTPUT_AUTH_SECRET_KEY, required=False) or DEFAULT_AUTH_SECRET_KEY,
         kubeconfig=text(OUTPUT_KUBECONFIG, required=False),
+        storage_path=text(OUTPUT_STORAGE_PATH, required=False),
+        ray_services=services,
     )
 
 
@@ -120,16 +132,23 @@ def kubectl_base(kubeconfig_file: Path | None) -> list[str]:
     return ["kubectl", *([f"--kubeconfig={kubeconfig_file}"] if kubeconfig_file else [])]
 
 
-def port_forward_command(info: StackInfo, local_port: int, kubeconfig_file: Path | None) -> list[str]:
-    """``kubectl port-forward`` from 127.0.0.1:<local_port> to the head's dashboard port."""
+def port_forward_command(
+    info: StackInfo,
+    local_port: int,
+    kubeconfig_file: Path | None,
+    *,
+    service: str | None = None,
+    remote_port: int = DASHBOARD_PORT,
+) -> list[str]:
+    """``kubectl port-forward`` from 127.0.0.1:<local_port> to a Service (default: the head's dashboard)."""
     return [
         *kubectl_base(kubeconfig_file),
         "port-forward",
         "--address=127.0.0.1",
         "-n",
         info.namespace,
-        f"svc/{info.head_service}",
-        f"{local_port}:{DASHBOARD_PORT}",
+        f"svc/{service or info.head_service}",
+        f"{local_port}:{remote_port}",
     ]
 
 
@@ -192,21 +211,66 @@ class Connection:
 
     address: str
     token: str | None
+    storage_path: str | None = None
+    """The stack's ``storagePath`` output: STORAGE_PATH for workloads submitted there."""
 
 
 @contextmanager
 def connect(stack: str, *, timeout_s: float = 30.0) -> Iterator[Connection]:
     """Port-forward to the stack's head for the duration of the ``with`` block."""
     info = read_stack(stack)
-    with tempfile.TemporaryDirectory(prefix="ray-on-eks-") as scratch:
-        kubeconfig_file: Path | None = None
-        if info.kubeconfig:
-            kubeconfig_file = Path(scratch) / "kubeconfig"
-            kubeconfig_file.write_text(info.kubeconfig)
-            kubeconfig_file.chmod(0o600)
+    with _kubeconfig(info) as kubeconfig_file:
         token = read_token(info, kubeconfig_file)
+        with _port_forward(info, kubeconfig_file, timeout_s=timeout_s) as port:
+            yield Connection(address=f"http://127.0.0.1:{port}", token=token, storage_path=info.storage_path)
+
+
+@contextmanager
+def connect_serve(stack: str, service: str, *, timeout_s: float = 30.0) -> Iterator[str]:
+    """Port-forward to RayService ``service``'s Serve port; yields the local URL."""
+    info = read_stack(stack)
+    entry = info.ray_services.get(service)
+    if entry is None:
+        known = ", ".join(sorted(info.ray_services)) or "none"
+        raise RemoteError(f"stack {stack!r} has no RayService {service!r} (its RayServices: {known})")
+    serve_service = str(entry.get("serveService") or f"{service}-serve-svc")
+    port = int(entry.get("port") or SERVE_PORT)
+    with (
+        _kubeconfig(info) as kubeconfig_file,
+        _port_forward(
+            info, kubeconfig_file, service=serve_service, remote_port=port, timeout_s=timeout_s
+        ) as local_port,
+    ):
+        yield f"http://127.0.0.1:{local_port}"
+
+
+@contextmanager
+def _kubeconfig(info: StackInfo) -> Iterator[Path | None]:
+    """The stack's kubeconfig output as a private temporary file (``None`` when absent)."""
+    with tempfile.TemporaryDirectory(prefix="ray-on-eks-") as scratch:
+        if not info.kubeconfig:
+            yield None
+            return
+        kubeconfig_file = Path(scratch) / "kubeconfig"
+        kubeconfig_file.write_text(info.kubeconfig)
+        kubeconfig_file.chmod(0o600)
+        yield kubeconfig_file
+
+
+@contextmanager
+def _port_forward(
+    info: StackInfo,
+    kubeconfig_file: Path | None,
+    *,
+    service: str | None = None,
+    remote_port: int = DASHBOARD_PORT,
+    timeout_s: float,
+) -> Iterator[int]:
+    """Run ``kubectl port-forward`` while the block runs; yields the local port."""
+    target = f"{info.namespace}/svc/{service or info.head_service}"
+    with tempfile.TemporaryDirectory(prefix="ray-on-eks-") as scratch:
         port = _free_port()
-        command = port_forward_command(info, port, kubeconfig_file)
+        command = port_forward_command(info, port, kubeconfig_file, service=service, remote_port=remote_port)
         if shutil.which(command[0]) is None:
             raise RemoteError("`kubectl` is not installed or not on PATH (needed to reach the cluster)")
         log_path = Path(scratch) / "port-forward.log"
@@ -224,7 +288,7 @@ def connect(stack: str, *, timeout_s: float = 30.0) -> Iterator[Connection]:
                 if process.poll() is not None:
                     detail = log_path.read_text(errors="replace").strip().splitlines()
                     raise RemoteError(
-                        f"kubectl port-forward to {info.namespace}/svc/{info.head_service} failed: "
+                        f"kubectl port-forward to {target} failed: "
                         f"{detail[-1] if detail else f'exit {process.returncode}'}"
                     )
                 if time.monotonic() > deadline:
@@ -232,7 +296,7 @@ def connect(stack: str, *, timeout_s: float = 30.0) -> Iterator[Connection]:
                         f"kubectl port-forward did not open port {port} within {timeout_s:.0f}s"
                     )
                 time.sleep(0.2)
-            yield Connection(address=f"http://127.0.0.1:{port}", token=token)
+            yield port
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)

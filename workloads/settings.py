@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from workloads.catalog import contract_default
+from workloads.catalog import DATASETS, contract_default
+from workloads.storage import Location, join
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -95,13 +97,86 @@ class EnvReader:
             raise SettingsError(f"{name} must be an absolute path, got {value!r}")
         return path
 
-    def storage_path(self) -> Path:
-        """``STORAGE_PATH`` (required by every workload with ``needs_storage``)."""
-        return self.path("STORAGE_PATH")
+    def plain_name(self, name: str) -> str:
+        """A plain directory name (no ``/``, not ``.`` or ``..``)."""
+        value = self.string(name)
+        if "/" in value or value in {".", ".."}:
+            raise SettingsError(f"{name} must be a plain directory name, got {value!r}")
+        return value
 
-    def storage_subdir(self, *parts: str) -> Callable[[], Path]:
+    def location(self, name: str, *, derived: Callable[[], Location] | None = None) -> Location:
+        """An absolute path (``Path``) or an ``s3://bucket/...`` URI (``str``); see storage.py."""
+        value = self.raw(name)
+        if value is None:
+            if derived is None:
+                raise SettingsError(f"{name} is required but not set")
+            return derived()
+        if "://" in value:
+            scheme, _, rest = value.partition("://")
+            if scheme != "s3" or not rest.split("/", 1)[0]:
+                raise SettingsError(f"{name} must be an absolute path or s3://bucket/prefix, got {value!r}")
+            return value.rstrip("/")
+        path = Path(value)
+        if not path.is_absolute():
+            raise SettingsError(f"{name} must be an absolute path or s3://bucket/prefix, got {value!r}")
+        return path
+
+    def storage_path(self) -> Location:
+        """``STORAGE_PATH`` (required by every workload with ``needs_storage``)."""
+        return self.location("STORAGE_PATH")
+
+    def storage_subdir(self, *parts: str) -> Callable[[], Location]:
         """A ``derived`` callable for ``STORAGE_PATH/<parts>``."""
-        return lambda: self.storage_path().joinpath(*parts)
+        return lambda: join(self.storage_path(), *parts)
+
+    def data_subdir(self, *parts: str) -> Callable[[], Path]:
+        """A ``derived`` callable for a local data directory: ``STORAGE_PATH/<parts>`` when
+        STORAGE_PATH is a mounted path, a per-node cache under the temp dir when it is a URI."""
+
+        def derive() -> Path:
+            storage = self.storage_path()
+            if isinstance(storage, Path):
+                return storage.joinpath(*parts)
+            return Path(tempfile.gettempdir(), "ray-on-eks-data", *parts)
+
+        return derive
+
+
+_CHECKS: dict[str, Callable[[EnvReader, str], object]] = {
+    "STORAGE_PATH": lambda env, name: env.location(name),
+    "NUM_WORKERS": lambda env, name: env.integer(name, minimum=1),
+    "CPUS_PER_WORKER": lambda env, name: env.positive_float(name),
+    "USE_GPU": lambda env, name: env.boolean(name),
+    "EPOCHS": lambda env, name: env.integer(name, minimum=1),
+    "BATCH_SIZE": lambda env, name: env.integer(name, minimum=1),
+    "LEARNING_RATE": lambda env, name: env.positive_float(name),
+    "DATASET": lambda env, name: env.choice(name, DATASETS),
+    "DATA_DIR": lambda env, name: env.path(name),
+    "SEED": lambda env, name: env.integer(name, minimum=0),
+    "RUN_NAME": lambda env, name: env.plain_name(name),
+    "CHECKPOINT_DIR": lambda env, name: env.location(name),
+    "MAX_FAILURES": lambda env, name: env.integer(name, minimum=0),
+    "PAUSE_AFTER_EPOCH": lambda env, name: env.integer(name, minimum=0),
+    "PAUSE_SECONDS": lambda env, name: env.integer(name, minimum=0),
+    "MODEL_PATH": lambda env, name: env.location(name),
+    "OUTPUT_PATH": lambda env, name: env.location(name),
+}
+"""How each contract variable is parsed (the same :class:`EnvReader` calls the workloads make)."""
+
+
+def check_env(environ: Mapping[str, str]) -> None:
+    """Validate every contract variable set in ``environ`` before anything is submitted.
+
+    Raises :class:`SettingsError` for the first bad value, with the message the workload itself
+    would print, so ``run``/``submit`` refuse ``EPOCHS=abc`` instead of submitting a doomed job.
+    """
+    reader = EnvReader(environ)
+    for name in environ:
+        check = _CHECKS.get(name)
+        if check is None:
+            raise SettingsError(f"{name} is not part of the workload env contract")
+        if environ[name].strip():
+            check(reader, name)
 
 
 def exit_on_settings_error(error: SettingsError) -> NoReturn:

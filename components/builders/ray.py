@@ -32,7 +32,7 @@ from components.config import (
     WorkerGroupConfig,
 )
 from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION
-from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, workload_env
+from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, get_workload, workload_env
 
 API_VERSION = "ray.io/v1"
 # The rayproject/ray images run as user "ray" (uid 1000, primary group "users", gid 100).
@@ -187,6 +187,114 @@ def build_workloads_config_map_data(files: Mapping[str, str]) -> tuple[dict[str,
         data[key] = files[path]
         items.append({"key": key, "path": mount_relative_path(path)})
     return data, items
+
+
+CONFIG_MAP_LIMIT_BYTES = 1024 * 1024
+"""Kubernetes refuses objects over 1 MiB (etcd's request limit; ``data`` counts key and value bytes)."""
+CONFIG_MAP_HEADROOM_BYTES = 16 * 1024
+"""Kept free for the object's metadata, so ``data`` must stay below limit - headroom."""
+OWN_CODE_DIR = "code"
+"""Own code of ``rayJobs[].code`` lives at ``WORKLOADS_MOUNT_PATH/code/<job name>/``."""
+
+
+def job_workload(job: RayJobConfig) -> Workload:
+    """The catalog workload of ``job``, or a workload for its own code (``code`` + ``entrypoint``).
+
+    Own code runs from its mounted directory, with that directory first on PYTHONPATH so the
+    driver and every Ray worker import its modules; any env names are accepted.
+    """
+    if job.code is None:
+        return get_workload(job.workload or "")
+    directory = own_code_mount_path(job.name)
+    return Workload(
+        name=job.name,
+        kind="job",
+        module="",
+        command=f"cd {directory} && {job.entrypoint}",
+        files=(),
+        env_defaults={"PYTHONPATH": f"{directory}:{CODE_ROOT}"},
+        pip=(),
+        needs_storage=True,
+        description=f"own code from {job.code}",
+        open_env=True,
+    )
+
+
+def service_workload(service: RayServiceConfig) -> Workload:
+    """The catalog workload of ``service`` (default serve), or one for its own code."""
+    if service.code is None:
+        return get_workload(service.workload or "serve")
+    directory = own_code_mount_path(service.name)
+    return Workload(
+        name=service.name,
+        kind="service",
+        module=service.import_path or "",
+        files=(),
+        env_defaults={"PYTHONPATH": f"{directory}:{CODE_ROOT}"},
+        pip=(),
+        needs_storage=True,
+        description=f"own Serve app from {service.code}",
+        open_env=True,
+    )
+
+
+def own_code_mount_path(job_name: str) -> str:
+    """Where the own code of RayJob ``job_name`` is mounted on every Ray pod."""
+    return f"{WORKLOADS_MOUNT_PATH}/{OWN_CODE_DIR}/{job_name}"
+
+
+def read_own_code(code_dir: str, root: Path) -> dict[str, str]:
+    """The text files under ``root/code_dir`` (relative path -> content), skipping hidden files and
+    ``__pycache__``; a binary file is an error naming the alternative."""
+    base = root / code_dir
+    files: dict[str, str] = {}
+    for path in sorted(base.rglob("*")):
+        relative = path.relative_to(base)
+        if not path.is_file() or any(
+            part.startswith(".") or part == "__pycache__" for part in relative.parts
+        ):
+            continue
+        try:
+            files[relative.as_posix()] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"rayJobs code {code_dir!r}: {relative.as_posix()} is not UTF-8 text and cannot go in a "
+                f"ConfigMap; keep data in STORAGE_PATH, or submit the directory with "
+                f"`python -m workloads submit {code_dir} --stack <stack> --entrypoint ...`"
+            ) from None
+    if not files:
+        raise ValueError(f"rayJobs code {code_dir!r} holds no files")
+    return files
+
+
+def add_own_code(
+    data: dict[str, str],
+    items: list[dict[str, str]],
+    *,
+    job_name: str,
+    code_dir: str,
+    files: Mapping[str, str],
+) -> None:
+    """Add one job's own code to the workloads ConfigMap ``data``/``items`` (mounted per job)."""
+    for relative, content in sorted(files.items()):
+        key = f"{OWN_CODE_DIR}--{job_name}--" + relative.replace("/", "--")
+        if key in data:
+            raise ValueError(f"rayJobs code {code_dir!r}: two files map to the ConfigMap key {key!r}")
+        data[key] = content
+        items.append({"key": key, "path": f"{OWN_CODE_DIR}/{job_name}/{relative}"})
+
+
+def check_config_map_size(data: Mapping[str, str], *, what: str) -> int:
+    """The ``data`` size in bytes; over Kubernetes' limit it is an error naming the alternative."""
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
+    if size > CONFIG_MAP_LIMIT_BYTES - CONFIG_MAP_HEADROOM_BYTES:
+        raise ValueError(
+            f"{what} is {size} bytes, over the {CONFIG_MAP_LIMIT_BYTES - CONFIG_MAP_HEADROOM_BYTES}-byte "
+            "budget of one ConfigMap (Kubernetes refuses objects over 1 MiB); remove the largest "
+            "rayJobs[].code from the stack config and submit it with `python -m workloads submit DIR "
+            "--stack <stack> --entrypoint CMD` instead (uploaded through the Ray Jobs API, up to 100 MiB)"
+        )
+    return size
 
 
 def content_hash(data: Mapping[str, str], length: int = 10) -> str:
@@ -732,6 +840,24 @@ def port_forward_command(namespace: str, cluster_name: str) -> str:
         f"kubectl port-forward -n {namespace} svc/{head_service_name(cluster_name)} "
         f"{contract.RAY_DASHBOARD_PORT}:{contract.RAY_DASHBOARD_PORT}"
     )
+
+
+def serve_service_name(service_name: str) -> str:
+    """The Serve Service KubeRay creates for a RayService (``GenerateServeServiceName`` in KubeRay
+    v1.7.0 ``ray-operator/controllers/ray/utils/util.go``: ``<name>-serve-svc``, port 8000)."""
+    return f"{service_name}-serve-svc"
+
+
+def ray_service_endpoint(namespace: str, service_name: str) -> dict[str, Any]:
+    """How to reach one RayService's Serve HTTP port: the ``rayServices`` stack output entry."""
+    serve_service = serve_service_name(service_name)
+    port = contract.RAY_SERVE_PORT
+    return {
+        "namespace": namespace,
+        "serveService": serve_service,
+        "port": port,
+        "portForwardCommand": f"kubectl port-forward -n {namespace} svc/{serve_service} {port}:{port}",
+    }
 
 
 def stuck_pod_cleanup_script(namespace: str) -> str:

@@ -28,13 +28,14 @@ from components.builders.ray import (
     build_ray_cluster,
     build_ray_job,
     build_ray_service,
+    job_workload,
     run_env,
+    service_workload,
 )
 from components.config import ConfigError, StackConfig, parse_stack_config
 from components.versions import KUBERAY_FEATURE_GATES
 from tests.kuberay_validation import validate
 from tests.pulumi_harness import HYPERPOD_ARN, HYPERPOD_CLUSTERS, ProgramRun, hyperpod_description, run_ok
-from workloads.catalog import get_workload
 from workloads.serve.config import build_serve_config
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
@@ -199,7 +200,7 @@ def _documents(config: StackConfig) -> list[dict[str, Any]]:
         docs.append(
             build_ray_job(
                 job=job,
-                workload=get_workload(job.workload),
+                workload=job_workload(job),
                 namespace="ray",
                 cluster_name=config.ray_cluster_name,
                 shape=shape,
@@ -207,8 +208,13 @@ def _documents(config: StackConfig) -> list[dict[str, Any]]:
             )
         )
     for service in config.ray_services:
-        workload = get_workload(service.workload)
-        serve = build_serve_config(env=run_env(workload, service.env, None), num_replicas=1, pip=workload.pip)
+        workload = service_workload(service)
+        serve = build_serve_config(
+            env=run_env(workload, service.env, None),
+            num_replicas=1,
+            pip=workload.pip,
+            import_path=service.import_path,
+        )
         docs.append(
             build_ray_service(
                 service=service,
@@ -239,3 +245,20 @@ def test_every_accepted_combination_passes_and_every_refused_one_is_refused_in_c
         failures += [f"{combo}: {p}" for doc in _documents(config) for p in validate(doc)]
     assert failures == []
     assert (accepted, refused) == (192, 64)
+
+
+def test_own_code_jobs_and_services_pass_kuberay_validation() -> None:
+    """rayJobs[].code / rayServices[].code render documents KubeRay v1.7.0 admits (shared + ephemeral)."""
+    jobs = [
+        {"name": "mine", "code": "examples/hello_ray", "entrypoint": "python main.py", "env": {"A": "1"}},
+        {
+            "name": "mine-eph",
+            "code": "examples/hello_ray",
+            "entrypoint": "python main.py",
+            "cluster": "ephemeral",
+        },
+    ]
+    services = [{"name": "hello", "code": "examples/hello_serve", "importPath": "app:deployment"}]
+    run = run_ok("dev", {"rayJobs": jobs, "rayServices": services})
+    assert _violations(run) == []
+    assert len(run.custom_resources("RayJob")) == 2 and len(run.custom_resources("RayService")) == 1

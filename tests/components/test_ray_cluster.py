@@ -178,6 +178,16 @@ def test_stack_outputs(stack_run: ProgramRun) -> None:
         == f"kubectl port-forward -n {namespace} svc/{name}-head-svc 8265:8265"
     )
     assert exports["rayAuthTokenSecretName"] == name
+    services = stack_run.custom_resources("RayService")
+    assert set(exports.get("rayServices", {})) == {svc.inputs["metadata"]["name"] for svc in services}
+    for svc in services:
+        service_name = svc.inputs["metadata"]["name"]
+        assert exports["rayServices"][service_name] == {
+            "namespace": namespace,
+            "serveService": f"{service_name}-serve-svc",
+            "port": 8000,
+            "portForwardCommand": f"kubectl port-forward -n {namespace} svc/{service_name}-serve-svc 8000:8000",
+        }
 
 
 def test_hyperpod_gets_the_stuck_pod_cleanup_and_eks_does_not(stack_run: ProgramRun) -> None:
@@ -456,6 +466,45 @@ def test_storage_path_and_annotations_may_be_outputs(monkeypatch: pytest.MonkeyP
     )
     account = run.one("kubernetes:core/v1:ServiceAccount", "ray-service-account")
     assert account.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/ray")
+
+
+def test_own_code_job_ships_in_the_config_map_and_runs_from_it() -> None:
+    job = {
+        "name": "hello",
+        "code": "examples/hello_ray",
+        "entrypoint": "python main.py",
+        "env": {"GREETING": "hi"},
+    }
+    run = run_ok("dev", {"rayJobs": [job], "rayServices": []})
+    config_map = run.one("kubernetes:core/v1:ConfigMap", "ray-workloads")
+    data = config_map.inputs["data"]
+    assert data["code--hello--main.py"].encode() == (REPO / "examples/hello_ray/main.py").read_bytes()
+    (ray_job,) = run.custom_resources("RayJob")
+    spec = ray_job.inputs["spec"]
+    assert spec["entrypoint"] == f"cd {WORKLOADS_MOUNT_PATH}/code/hello && python main.py"
+    env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
+    assert env["GREETING"] == "hi" and env["PYTHONPATH"].startswith(f"{WORKLOADS_MOUNT_PATH}/code/hello:")
+    for pod in _cluster_pods(_cluster(run).inputs["spec"]):
+        volume = next(v for v in pod["volumes"] if v.get("configMap"))
+        assert {"key": "code--hello--main.py", "path": "code/hello/main.py"} in volume["configMap"]["items"]
+    # A code change changes the ConfigMap's content-hashed name (and so rolls the pods).
+    other = run_ok("dev", {"rayJobs": [{**job, "code": "workloads/quickstart"}], "rayServices": []})
+    renamed = other.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["metadata"]["name"]
+    assert renamed != config_map.inputs["metadata"]["name"]
+
+
+def test_own_serve_app_ships_in_the_config_map_with_its_import_path() -> None:
+    service = {"name": "hello", "code": "examples/hello_serve", "importPath": "app:deployment"}
+    run = run_ok("dev", {"rayJobs": [], "rayServices": [service]})
+    data = run.one("kubernetes:core/v1:ConfigMap", "ray-workloads").inputs["data"]
+    assert data["code--hello--app.py"].encode() == (REPO / "examples/hello_serve/app.py").read_bytes()
+    (ray_service,) = run.custom_resources("RayService")
+    (application,) = yaml.safe_load(ray_service.inputs["spec"]["serveConfigV2"])["applications"]
+    assert application["import_path"] == "app:deployment" and "deployments" not in application
+    assert application["runtime_env"]["env_vars"]["PYTHONPATH"].startswith(
+        f"{WORKLOADS_MOUNT_PATH}/code/hello:"
+    )
+    assert run.exports["rayServices"]["hello"]["serveService"] == "hello-serve-svc"
 
 
 def test_the_cluster_is_force_applied_exactly_when_the_autoscaler_is_on(stack_run: ProgramRun) -> None:

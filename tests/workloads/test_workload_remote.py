@@ -45,6 +45,28 @@ if "port-forward" in args:
         sys.stderr.write("error: services \\"nope\\" not found\\n")
         sys.exit(1)
     local = int(args[-1].split(":")[0])
+    forward_to = os.environ.get("FAKE_FORWARD_TO")  # host:port of a real server (a local Ray head)
+    if forward_to:
+        import socket, threading
+        host, port = forward_to.rsplit(":", 1)
+        server = socket.create_server(("127.0.0.1", local))
+        def pipe(source, sink):
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for end in (source, sink):
+                    try:
+                        end.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        while True:
+            client, _ = server.accept()
+            upstream = socket.create_connection((host, int(port)))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"path": self.path, "auth": self.headers.get("Authorization")}).encode()
@@ -188,6 +210,38 @@ def test_secret_without_the_key_is_an_error(fake_tools: Path) -> None:
     info = parse_stack_outputs("dev", OUTPUTS)
     with pytest.raises(RemoteError, match="has no key 'auth_token'"):
         remote.read_token(info, None)
+
+
+def test_storage_path_and_ray_services_come_from_the_outputs() -> None:
+    entry = {"serveService": "digits-serve-svc", "port": 8000, "portForwardCommand": "kubectl ..."}
+    info = parse_stack_outputs(
+        "dev", {**OUTPUTS, "storagePath": "s3://b/ray-results", "rayServices": {"digits": entry}}
+    )
+    assert info.storage_path == "s3://b/ray-results" and info.ray_services == {"digits": entry}
+    assert parse_stack_outputs("dev", OUTPUTS).storage_path is None
+    with pytest.raises(RemoteError, match="'rayServices' must map service names to objects"):
+        parse_stack_outputs("dev", {**OUTPUTS, "rayServices": ["digits"]})
+
+
+def test_serve_url_forwards_to_the_services_serve_port(
+    fake_tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = {"serveService": "digits-serve-svc", "port": 8000}
+    monkeypatch.setenv("FAKE_OUTPUTS", json.dumps({**OUTPUTS, "rayServices": {"digits": entry}}))
+    with remote.connect_serve("dev", "digits", timeout_s=20) as url:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+            assert json.loads(response.read())["path"] == "/healthz"
+        port = int(url.rsplit(":", 1)[1])
+    forward = next(call for call in calls(fake_tools) if "port-forward" in call)
+    assert forward[-3:] == ["ray", "svc/digits-serve-svc", f"{port}:8000"]
+    assert not any("secret" in call for call in calls(fake_tools))  # Serve's port needs no token
+    with (
+        pytest.raises(
+            RemoteError, match=r"stack 'dev' has no RayService 'other' \(its RayServices: digits\)"
+        ),
+        remote.connect_serve("dev", "other"),
+    ):
+        pass
 
 
 def test_failed_port_forward_shows_kubectls_error(fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,6 +58,8 @@ def test_explicit_values_win_over_derived_ones() -> None:
         ("DATASET", "cifar", "DATASET must be one of digits, fashion-mnist; got 'cifar'"),
         ("CHECKPOINT_DIR", "relative/dir", "CHECKPOINT_DIR must be an absolute path"),
         ("RUN_NAME", "a/b", "RUN_NAME must be a plain directory name"),
+        ("PAUSE_AFTER_EPOCH", "-1", "PAUSE_AFTER_EPOCH must be an integer >= 0"),
+        ("PAUSE_SECONDS", "soon", "PAUSE_SECONDS must be an integer >= 0, got 'soon'"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> None:
@@ -106,3 +108,29 @@ def test_entrypoint_reports_bad_env_without_traceback() -> None:
     assert completed.returncode == 2
     assert "configuration error: NUM_WORKERS must be an integer >= 1, got 'zero'" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_every_contract_variable_has_a_submission_time_check() -> None:
+    from workloads.catalog import ENV_CONTRACT
+    from workloads.settings import _CHECKS, check_env
+
+    assert set(_CHECKS) == {var.name for var in ENV_CONTRACT}
+    check_env({var.name: var.default for var in ENV_CONTRACT if var.default is not None})
+    with pytest.raises(SettingsError, match="SEED must be an integer >= 0, got '-3'"):
+        check_env({"SEED": "-3"})
+    with pytest.raises(SettingsError, match="NOPE is not part of the workload env contract"):
+        check_env({"NOPE": "1"})
+
+
+def test_storage_locations_accept_s3_uris_and_derive_under_them() -> None:
+    settings = TrainSettings.from_env(
+        {"STORAGE_PATH": "s3://bucket/ray-results/", "DATASET": "fashion-mnist"}
+    )
+    assert settings.checkpoint_dir == "s3://bucket/ray-results/checkpoints"
+    assert settings.run_dir == "s3://bucket/ray-results/checkpoints/dt-pytorch"
+    assert settings.model_path == "s3://bucket/ray-results/models/latest"
+    # Data files stay local: a per-node cache when the storage is a URI.
+    assert isinstance(settings.data_dir, Path) and settings.data_dir.name == "fashion-mnist"
+    for bad in ("gs://bucket/x", "s3://", "s3:///key", "relative/dir"):
+        with pytest.raises(SettingsError, match="must be an absolute path or s3://bucket/prefix"):
+            TrainSettings.from_env({"STORAGE_PATH": bad})

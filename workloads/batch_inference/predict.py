@@ -9,7 +9,6 @@ Run: ``python -m workloads.batch_inference.predict`` (inside a Ray job).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from workloads import storage
 from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
+from workloads.storage import Location, join
 
 RESULT_DIR_NAME = "batch-inference"
 SUMMARY_FILE = "summary.json"
@@ -32,13 +33,13 @@ class BatchSettings:
     dataset: str
     data_dir: Path
     seed: int
-    model_path: Path
-    output_path: Path
+    model_path: Location
+    output_path: Location
 
     @property
-    def result_dir(self) -> Path:
+    def result_dir(self) -> Location:
         """Directory of the parquet predictions."""
-        return self.output_path / RESULT_DIR_NAME
+        return join(self.output_path, RESULT_DIR_NAME)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BatchSettings:
@@ -50,10 +51,10 @@ class BatchSettings:
         return cls(
             batch_size=env.integer("BATCH_SIZE", minimum=1),
             dataset=dataset,
-            data_dir=env.path("DATA_DIR", derived=env.storage_subdir("datasets", dataset)),
+            data_dir=env.path("DATA_DIR", derived=env.data_subdir("datasets", dataset)),
             seed=env.integer("SEED", minimum=0),
-            model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
-            output_path=env.path("OUTPUT_PATH", derived=env.storage_subdir("predictions")),
+            model_path=env.location("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+            output_path=env.location("OUTPUT_PATH", derived=env.storage_subdir("predictions")),
         )
 
 
@@ -63,7 +64,7 @@ class Predictor:
     def __init__(self, model_path: str) -> None:
         from workloads.dt_pytorch.model import load_model
 
-        self._model, self._meta = load_model(Path(model_path))
+        self._model, self._meta = load_model(model_path if "://" in model_path else Path(model_path))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from workloads.dt_pytorch.model import predict
@@ -104,10 +105,10 @@ def run(settings: BatchSettings) -> int:
         Predictor,
         fn_constructor_kwargs={"model_path": str(settings.model_path)},
         batch_size=settings.batch_size,
-        concurrency=2,
+        compute=ray.data.ActorPoolStrategy(size=2),
         num_cpus=0.5,
     )
-    shutil.rmtree(settings.result_dir, ignore_errors=True)
+    storage.delete_dir(settings.result_dir)
     predictions.write_parquet(str(settings.result_dir))
 
     written = ray.data.read_parquet(str(settings.result_dir))
@@ -118,7 +119,8 @@ def run(settings: BatchSettings) -> int:
     correct: int = int(correct_column.sum("correct") or 0)
     accuracy = correct / total if total else 0.0
     summary = {"rows": total, "correct": correct, "accuracy": accuracy, "model_epoch": meta.epoch}
-    (settings.output_path / f"{RESULT_DIR_NAME}-{SUMMARY_FILE}").write_text(json.dumps(summary, indent=2))
+    summary_file = join(settings.output_path, f"{RESULT_DIR_NAME}-{SUMMARY_FILE}")
+    storage.write_bytes(summary_file, json.dumps(summary, indent=2).encode())
     print(f"batch-inference accuracy {accuracy:.4f} ({correct}/{total}); written to {settings.result_dir}")
     if total != len(split.y_test):
         print(f"error: wrote {total} predictions for {len(split.y_test)} rows", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "fashion-mnist")
+from workloads.catalog import DATASETS  # the loaders below cover each
 
 FASHION_MNIST_BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST_FILES = {

@@ -7,6 +7,7 @@ A model directory (a checkpoint ``epoch_NNNN`` or the exported ``MODEL_PATH``) h
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from workloads import storage
+from workloads.storage import Location
 
 MODEL_FILE = "model.pt"
 META_FILE = "model.json"
@@ -59,19 +63,25 @@ def checkpoint_dir_name(epoch: int) -> str:
     return f"{CHECKPOINT_PREFIX}{epoch:04d}"
 
 
-def newest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
-    """``(epoch, path)`` of the highest-epoch complete checkpoint in ``run_dir``, if any."""
-    best: tuple[int, Path] | None = None
-    if not run_dir.is_dir():
-        return None
-    for child in run_dir.iterdir():
-        match = _CHECKPOINT_RE.match(child.name)
-        if match is None or not (child / META_FILE).is_file() or not (child / MODEL_FILE).is_file():
-            continue
-        epoch = int(match.group(1))
-        if best is None or epoch > best[0]:
-            best = (epoch, child)
-    return best
+def newest_checkpoint(run_dir: Location, *, require: tuple[str, ...] = ()) -> tuple[int, Location] | None:
+    """``(epoch, location)`` of the highest-epoch complete checkpoint in ``run_dir``, if any.
+
+    Complete: ``model.json``, ``model.pt`` and every file named in ``require`` are present.
+    ``run_dir`` is a local path or an ``s3://`` URI (see :mod:`workloads.storage`).
+    """
+    epochs = sorted(
+        (
+            (int(match.group(1)), child)
+            for child in storage.child_dirs(run_dir)
+            if (match := _CHECKPOINT_RE.match(child))
+        ),
+        reverse=True,
+    )
+    for epoch, child in epochs:
+        location = storage.join(run_dir, child)
+        if all(storage.is_file(storage.join(location, name)) for name in (META_FILE, MODEL_FILE, *require)):
+            return epoch, location
+    return None
 
 
 def write_model_dir(
@@ -89,26 +99,35 @@ def write_model_dir(
     (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True))
 
 
-def read_meta(directory: Path) -> ModelMeta:
-    """The :class:`ModelMeta` of a model directory."""
-    meta_path = directory / META_FILE
-    if not meta_path.is_file() or not (directory / MODEL_FILE).is_file():
+def read_meta(directory: Location) -> ModelMeta:
+    """The :class:`ModelMeta` of a model directory (local path or ``s3://`` URI)."""
+    meta_path = storage.join(directory, META_FILE)
+    if not storage.is_file(meta_path) or not storage.is_file(storage.join(directory, MODEL_FILE)):
         raise ModelNotFoundError(f"no trained model at {directory} (run the dt-pytorch workload first)")
-    return ModelMeta(**json.loads(meta_path.read_text()))
+    return ModelMeta(**json.loads(storage.read_bytes(meta_path)))
 
 
-def load_model(directory: Path) -> tuple[nn.Module, ModelMeta]:
+def load_model(directory: Location) -> tuple[nn.Module, ModelMeta]:
     """Rebuild the model stored in ``directory`` (eval mode, CPU)."""
     meta = read_meta(directory)
     model = build_model(input_dim=meta.input_dim, hidden_dim=meta.hidden_dim, num_classes=meta.num_classes)
-    model.load_state_dict(torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True))
+    weights = io.BytesIO(storage.read_bytes(storage.join(directory, MODEL_FILE)))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
     return model, meta
 
 
-def export_model(source: Path, target: Path) -> ModelMeta:
-    """Publish the model in ``source`` (e.g. a checkpoint) as ``target``, replacing it atomically."""
+def export_model(source: Location, target: Location) -> ModelMeta:
+    """Publish the model in ``source`` (e.g. a checkpoint) as ``target``, replacing it atomically.
+
+    On S3 each object is replaced atomically; ``model.json`` is written last, so a reader that
+    sees the new metadata finds the new weights (serve reloads when ``model.json`` changes).
+    """
     meta = read_meta(source)
+    if storage.is_uri(target) or storage.is_uri(source):
+        storage.copy_files(source, target, (MODEL_FILE, META_FILE))
+        return meta
+    source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     for name in (MODEL_FILE, META_FILE):

@@ -2,13 +2,21 @@
 
 Reads only the env contract: NUM_WORKERS, CPUS_PER_WORKER, USE_GPU, EPOCHS, BATCH_SIZE,
 LEARNING_RATE, DATASET, DATA_DIR, SEED, RUN_NAME, STORAGE_PATH, CHECKPOINT_DIR, MAX_FAILURES,
-MODEL_PATH.
+MODEL_PATH, PAUSE_AFTER_EPOCH, PAUSE_SECONDS.
 
 * Every epoch, rank 0 writes a checkpoint ``CHECKPOINT_DIR/RUN_NAME/epoch_NNNN`` (model, optimizer,
   held-out accuracy) through ``ray.train.report``.
-* A failed worker makes Ray Train restart the worker group (``FailureConfig(max_failures)``) from
-  the latest reported checkpoint; a fresh job with the same RUN_NAME resumes from the newest
-  checkpoint in the run directory. Both log ``resumed from checkpoint epoch N``.
+* A failed worker makes Ray Train restart the worker group (``FailureConfig(max_failures)``); a
+  fresh job with the same RUN_NAME starts a new one. Either way every worker starts from the newest
+  *complete* checkpoint: Ray Train's own (``ray.train.get_checkpoint()``) or the newest one in the
+  run directory, whichever is later. The run directory matters after a kill: ``report`` returns once
+  the checkpoint is stored, but the controller registers it only when it next polls the worker, so
+  a worker killed in between would otherwise be restarted from the previous epoch. Rank 0 logs
+  ``resumed from checkpoint epoch N``.
+* PAUSE_AFTER_EPOCH (fault injection): after that epoch's checkpoint is stored, the workers print
+  ``paused after epoch N`` and wait PAUSE_SECONDS. A test waits for that line and kills a worker:
+  a checkpoint provably exists and epochs provably remain, however loaded the machine is. A
+  resumed group starts after that epoch, so it never pauses again.
 * At the end the newest checkpoint's model is exported to MODEL_PATH for serve / batch-inference.
 
 Run: ``python -m workloads.dt_pytorch.train`` (inside a Ray job; connects to the running cluster).
@@ -16,6 +24,7 @@ Run: ``python -m workloads.dt_pytorch.train`` (inside a Ray job; connects to the
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -26,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
+from workloads.storage import Location, join
 
 HIDDEN_DIM = 128
 
@@ -44,14 +54,16 @@ class TrainSettings:
     data_dir: Path
     seed: int
     run_name: str
-    checkpoint_dir: Path
+    checkpoint_dir: Location
     max_failures: int
-    model_path: Path
+    model_path: Location
+    pause_after_epoch: int = 0
+    pause_seconds: int = 0
 
     @property
-    def run_dir(self) -> Path:
-        """Directory of this run's checkpoints."""
-        return self.checkpoint_dir / self.run_name
+    def run_dir(self) -> Location:
+        """Directory of this run's checkpoints (local path or s3:// URI)."""
+        return join(self.checkpoint_dir, self.run_name)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainSettings:
@@ -59,9 +71,7 @@ class TrainSettings:
         from workloads.dt_pytorch.data import DATASETS
 
         env = EnvReader(environ)
-        run_name = env.string("RUN_NAME")
-        if "/" in run_name or run_name in {".", ".."}:
-            raise SettingsError(f"RUN_NAME must be a plain directory name, got {run_name!r}")
+        run_name = env.plain_name("RUN_NAME")
         dataset = env.choice("DATASET", DATASETS)
         return cls(
             num_workers=env.integer("NUM_WORKERS", minimum=1),
@@ -71,12 +81,14 @@ class TrainSettings:
             batch_size=env.integer("BATCH_SIZE", minimum=1),
             learning_rate=env.positive_float("LEARNING_RATE"),
             dataset=dataset,
-            data_dir=env.path("DATA_DIR", derived=env.storage_subdir("datasets", dataset)),
+            data_dir=env.path("DATA_DIR", derived=env.data_subdir("datasets", dataset)),
             seed=env.integer("SEED", minimum=0),
             run_name=run_name,
-            checkpoint_dir=env.path("CHECKPOINT_DIR", derived=env.storage_subdir("checkpoints")),
+            checkpoint_dir=env.location("CHECKPOINT_DIR", derived=env.storage_subdir("checkpoints")),
             max_failures=env.integer("MAX_FAILURES", minimum=0),
-            model_path=env.path("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+            model_path=env.location("MODEL_PATH", derived=env.storage_subdir("models", "latest")),
+            pause_after_epoch=env.integer("PAUSE_AFTER_EPOCH", minimum=0),
+            pause_seconds=env.integer("PAUSE_SECONDS", minimum=0),
         )
 
 
@@ -95,16 +107,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ModelMeta,
         build_model,
         checkpoint_dir_name,
+        newest_checkpoint,
         read_meta,
         write_model_dir,
     )
 
     settings: TrainSettings = config["settings"]
+    _quiet_training_reports()
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     # Visible to the fault-injection test and to operators: which process is which rank.
-    print(f"worker rank {rank}/{world_size} pid {os.getpid()}", flush=True)
+    _say(f"worker rank {rank}/{world_size} pid {os.getpid()}")
 
     split = load_dataset(settings.dataset, seed=settings.seed, data_dir=settings.data_dir)
     scale = split.feature_scale
@@ -121,18 +135,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = build_model(input_dim=split.num_features, hidden_dim=HIDDEN_DIM, num_classes=split.num_classes)
     optimizer_state: dict[str, Any] | None = None
     start_epoch = 0
-    # Ray Train's own checkpoint (worker-group restart, or a run snapshot with the same name)
-    # wins; otherwise the newest checkpoint the driver found in the run directory.
+    # Ray Train's own checkpoint or the newest complete one in the run directory, whichever is
+    # later (see the module docstring: a stored checkpoint may not be registered yet).
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and config.get("resume_from"):
-        checkpoint = ray.train.Checkpoint.from_directory(str(config["resume_from"]))
+    found = newest_checkpoint(settings.run_dir, require=(OPTIMIZER_FILE,))
+    if found is not None and (checkpoint is None or _checkpoint_epoch(checkpoint) < found[0]):
+        checkpoint = ray.train.Checkpoint(str(found[1]))  # a local path or an s3:// URI
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             start_epoch = read_meta(Path(directory)).epoch
             model.load_state_dict(torch.load(Path(directory) / MODEL_FILE, weights_only=True))
             optimizer_state = torch.load(Path(directory) / OPTIMIZER_FILE, weights_only=True)
         if rank == 0:
-            print(f"resumed from checkpoint epoch {start_epoch}", flush=True)
+            _say(f"resumed from checkpoint epoch {start_epoch}")
     model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     if optimizer_state is not None:
@@ -150,8 +165,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if start_epoch >= settings.epochs:
         accuracy = held_out_accuracy()
         if rank == 0:
-            print(f"already trained to epoch {start_epoch}; held-out accuracy {accuracy:.4f}", flush=True)
-        ray.train.report({"epoch": start_epoch, "held_out_accuracy": accuracy, "loss": float("nan")})
+            _say(f"already trained to epoch {start_epoch}; held-out accuracy {accuracy:.4f}")
+        ray.train.report({"epoch": start_epoch, "held_out_accuracy": accuracy})
         return
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
@@ -200,20 +215,60 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     checkpoint=ray.train.Checkpoint.from_directory(directory),
                     checkpoint_dir_name=checkpoint_dir_name(epoch),
                 )
-            print(
+            _say(
                 f"epoch {epoch}/{settings.epochs} loss={metrics['loss']:.4f} "
                 f"held_out_accuracy={accuracy:.4f} train_seconds={train_seconds:.3f} "
-                f"samples_per_second={metrics['samples_per_second']:.0f}",
-                flush=True,
+                f"samples_per_second={metrics['samples_per_second']:.0f}"
             )
         else:
             ray.train.report(metrics)
+        if epoch == settings.pause_after_epoch:
+            # Only a group that trained this epoch gets here; a resumed one starts after it.
+            if rank == 0:
+                _say(f"paused after epoch {epoch} for {settings.pause_seconds}s (PAUSE_AFTER_EPOCH)")
+            time.sleep(settings.pause_seconds)
+
+
+def _quiet_training_reports() -> None:
+    """Drop Ray Train's per-report INFO line ("Reporting training result N: TrainingReport(...)").
+
+    ray 2.60 logs it from ``ray/train/v2/_internal/execution/context.py`` through
+    ``logging.getLogger(__file__)``, a logger named by the file's path, so neither
+    ``LoggingConfig(log_level=...)`` (which filters ``ray.train*`` names) nor the ``ray.train``
+    logger's level reaches it; the root logger prints it, with every metric, for every rank.
+    """
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray version: nothing to quiet
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def _say(message: str) -> None:
+    """One line in the job logs from a Ray Train worker.
+
+    Ray Train v2 patches ``print`` on its workers into the root logger *and* tees it to the worker's
+    stdout, which Ray has replaced (``ray/train/v2/_internal/logging/patch_print.py``), so every
+    printed line reached the job logs twice. The root logger's console handler prints it once.
+    """
+    logging.getLogger("workloads.dt_pytorch").info(message)
+
+
+def _checkpoint_epoch(checkpoint: Any) -> int:
+    """The epoch of a Ray Train checkpoint written by this workload (-1 when unreadable)."""
+    from workloads.dt_pytorch.model import ModelNotFoundError, read_meta
+
+    try:
+        with checkpoint.as_directory() as directory:
+            return read_meta(Path(directory)).epoch
+    except (ModelNotFoundError, OSError, ValueError):
+        return -1
 
 
 def run(settings: TrainSettings) -> int:
     """Drive the TorchTrainer; returns the process exit status."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from workloads.dt_pytorch.data import DatasetError, ensure_fashion_mnist
@@ -233,16 +288,18 @@ def run(settings: TrainSettings) -> int:
             print(f"error: {error}", file=sys.stderr, flush=True)
             return 1
 
-    resume_from: str | None = None
     found = newest_checkpoint(settings.run_dir)
     if found is not None:
         epoch, path = found
-        print(f"found checkpoint epoch {epoch} at {path}; training resumes from it", flush=True)
-        resume_from = str(path)
+        print(
+            f"found checkpoint epoch {epoch} at {path}; training resumes from it "
+            f"(pass --env RUN_NAME=<new name> to start afresh)",
+            flush=True,
+        )
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"settings": settings, "resume_from": resume_from},
+        train_loop_config={"settings": settings},
         scaling_config=ScalingConfig(
             num_workers=settings.num_workers,
             use_gpu=settings.use_gpu,
@@ -253,6 +310,9 @@ def run(settings: TrainSettings) -> int:
             storage_path=str(settings.checkpoint_dir),
             failure_config=FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
+            # Ray Train's own INFO lines ("Reporting training result N: TrainingReport(...)",
+            # "Checkpoint successfully created at ...") drown the per-epoch lines; warnings stay.
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     try:

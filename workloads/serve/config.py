@@ -29,8 +29,12 @@ def build_serve_config(
     pip: Sequence[str] = (),
     http_host: str | None = None,
     http_port: int | None = None,
+    import_path: str | None = None,
 ) -> dict[str, Any]:
-    """The Serve config document for the serve workload.
+    """The Serve config document for the serve workload (or, with ``import_path``, the user's own app).
+
+    An own app gets no ``deployments`` overrides: its deployment names are its own (Serve refuses
+    overrides for a deployment the application does not define).
 
     ``env`` becomes the application's ``runtime_env.env_vars`` (use ``workload_env``).
     ``working_dir`` / ``pip`` are added to the runtime_env only when given; ``http_options`` only
@@ -47,23 +51,21 @@ def build_serve_config(
         runtime_env["working_dir"] = working_dir
     if pip:
         runtime_env["pip"] = list(pip)
-    document: dict[str, Any] = {
-        "applications": [
+    application: dict[str, Any] = {
+        "name": app_name,
+        "route_prefix": route_prefix,
+        "import_path": import_path or IMPORT_PATH,
+        "runtime_env": runtime_env,
+    }
+    if import_path is None:
+        application["deployments"] = [
             {
-                "name": app_name,
-                "route_prefix": route_prefix,
-                "import_path": IMPORT_PATH,
-                "runtime_env": runtime_env,
-                "deployments": [
-                    {
-                        "name": DEPLOYMENT_NAME,
-                        "num_replicas": num_replicas,
-                        "ray_actor_options": {"num_cpus": num_cpus_per_replica},
-                    }
-                ],
+                "name": DEPLOYMENT_NAME,
+                "num_replicas": num_replicas,
+                "ray_actor_options": {"num_cpus": num_cpus_per_replica},
             }
         ]
-    }
+    document: dict[str, Any] = {"applications": [application]}
     http_options: dict[str, Any] = {}
     if http_host is not None:
         http_options["host"] = http_host

@@ -617,6 +617,70 @@ def test_schema_validation_rejects_a_broken_document(
     assert any(expected in p for p in problems), problems
 
 
+# --- own code from rayJobs[].code -----------------------------------------------------------------
+
+
+def test_own_code_job_runs_from_its_mounted_directory_with_any_env(shared_schemas: Path) -> None:
+    from components.builders.ray import job_workload, own_code_mount_path
+
+    job = RayJobConfig.model_validate(
+        {
+            "name": "mine",
+            "code": "examples/hello_ray",
+            "entrypoint": "python main.py",
+            "env": {"GREETING": "hi"},
+        }
+    )
+    workload = job_workload(job)
+    doc = build_ray_job(
+        job=job, workload=workload, namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS
+    )
+    spec = doc["spec"]
+    directory = own_code_mount_path("mine")
+    assert directory == f"{WORKLOADS_MOUNT_PATH}/code/mine"
+    assert spec["entrypoint"] == f"cd {directory} && python main.py"
+    env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
+    assert env == {
+        "GREETING": "hi",
+        "PYTHONPATH": f"{directory}:{CODE_ROOT}",
+        "STORAGE_PATH": "/fsx/ray-results",
+    }
+    assert validation_errors(doc, shared_schemas / "kuberay-v1.7.0") == []
+
+
+def test_own_code_goes_into_the_config_map_under_code(tmp_path: Path) -> None:
+    from components.builders.ray import add_own_code, build_workloads_config_map_data, read_own_code
+
+    project = tmp_path / "jobs" / "mine"
+    (project / "pkg" / "__pycache__").mkdir(parents=True)
+    (project / "main.py").write_text("import pkg.util\n")
+    (project / "pkg" / "util.py").write_text("X = 1\n")
+    (project / "pkg" / "__pycache__" / "util.cpython-311.pyc").write_bytes(b"\x00\xff")
+    (project / ".env").write_text("SECRET=1\n")
+    files = read_own_code("jobs/mine", tmp_path)
+    assert files == {"main.py": "import pkg.util\n", "pkg/util.py": "X = 1\n"}
+    data, items = build_workloads_config_map_data({"workloads/catalog.py": "# catalog\n"})
+    add_own_code(data, items, job_name="mine", code_dir="jobs/mine", files=files)
+    assert data["code--mine--pkg--util.py"] == "X = 1\n"
+    assert {"key": "code--mine--pkg--util.py", "path": "code/mine/pkg/util.py"} in items
+    (project / "weights.bin").write_bytes(b"\x00\xff\xfe")
+    with pytest.raises(
+        ValueError, match=r"weights.bin is not UTF-8 text .* `python -m workloads submit jobs/mine"
+    ):
+        read_own_code("jobs/mine", tmp_path)
+
+
+def test_config_map_over_the_limit_names_the_alternative() -> None:
+    from components.builders.ray import CONFIG_MAP_LIMIT_BYTES, check_config_map_size
+
+    assert check_config_map_size({"a": "x" * 1000}, what="the ConfigMap") == 1001
+    with pytest.raises(ValueError) as caught:
+        check_config_map_size({"big": "x" * CONFIG_MAP_LIMIT_BYTES}, what="the workloads ConfigMap")
+    message = str(caught.value)
+    assert "Kubernetes refuses objects over 1 MiB" in message
+    assert "python -m workloads submit DIR --stack <stack> --entrypoint CMD" in message
+
+
 # ---- HyperPod pinning, images and accelerators ---------------------------------------------------
 
 

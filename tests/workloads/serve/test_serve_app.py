@@ -13,7 +13,7 @@ import torch
 from starlette.requests import Request
 
 from workloads.dt_pytorch.model import ModelMeta, build_model, write_model_dir
-from workloads.serve.app import MAX_INSTANCES, BadRequestError, Classifier, parse_instances
+from workloads.serve.app import MAX_BODY_BYTES, MAX_INSTANCES, BadRequestError, Classifier, parse_instances
 
 
 def test_valid_rows_become_floats() -> None:
@@ -130,3 +130,47 @@ def test_replica_routes_under_a_prefix_and_rejects_bad_requests(
     assert ask(replica, "GET", "/digits/predict", root_path="/digits")[0] == 405
     assert ask(replica, "POST", "/digits/healthz", root_path="/digits")[0] == 405
     assert ask(replica, "GET", "/digits/nope", root_path="/digits")[0] == 404
+
+
+def test_oversized_bodies_get_413_before_they_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(tmp_path, epoch=1)
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path))
+    replica = Classifier.func_or_class()  # type: ignore[attr-defined]
+    received: list[int] = []
+
+    def request(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, Any]:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/predict",
+            "root_path": "",
+            "scheme": "http",
+            "server": ("test", 80),
+            "headers": [(b"content-type", b"application/json"), *headers],
+            "query_string": b"",
+        }
+        pending = list(chunks)
+
+        async def receive() -> dict[str, Any]:
+            chunk = pending.pop(0)
+            received.append(len(chunk))
+            return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+
+        response = asyncio.run(replica(Request(scope, receive)))
+        return response.status_code, json.loads(response.body)
+
+    # Declared too large: refused without reading a single chunk.
+    status, body = request([(b"content-length", str(83 * 2**20).encode())], [b"x" * 10])
+    assert status == 413 and f"{MAX_BODY_BYTES}-byte limit" in body["error"] and received == []
+    # Chunked with no length: reading stops at the first chunk past the limit.
+    chunk = b" " * (1024 * 1024)
+    status, body = request([], [chunk] * 10)
+    assert status == 413 and len(received) == MAX_BODY_BYTES // len(chunk) + 1
+    received.clear()
+    status, body = request([(b"content-length", b"nope")], [b"{}"])
+    assert status == 400 and "invalid Content-Length" in body["error"]
+    # A body at the limit is still read and parsed.
+    status, body = request([], [b'{"instances": [[1, 2, 3, 4]]}' + b" " * (MAX_BODY_BYTES - 100)])
+    assert status == 200
