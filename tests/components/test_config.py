@@ -655,7 +655,7 @@ BAD_KUBERNETES_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("aws:region on kubernetes", {"aws:region": "us-west-2"}, "aws:region", "AWS-only"),
     ("clusterName on kubernetes", {"clusterName": "ml-dev"}, "ray-on-eks:clusterName", "kubernetes.context"),
     ("createCluster on kubernetes", {"createCluster": True}, "ray-on-eks:createCluster", "AWS-only"),
-    ("newCluster on kubernetes", {"newCluster": {"systemNodes": 3}}, "ray-on-eks:newCluster", "AWS-only"),
+    ("newCluster on kubernetes", {"newCluster": {"cpuLimit": 32}}, "ray-on-eks:newCluster", "AWS-only"),
     (
         "hyperpod on kubernetes",
         {"hyperpod": {"clusterArn": "arn:aws:sagemaker:us-west-2:123456789012:cluster/abc123"}},
