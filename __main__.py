@@ -149,6 +149,9 @@ if config.monitoring.enabled:
             expose_dashboards=config.expose_dashboards,
             scrape_autoscaler=config.autoscaler.enabled,
         ),
+        # On a new cluster Prometheus' claim (no storageClassName) binds through the default gp3
+        # StorageClass ClusterTarget creates; a claim created before it gets it assigned later
+        # (retroactive default StorageClass assignment, GA in Kubernetes 1.28), so no ordering is needed.
         opts=pulumi.ResourceOptions(provider=target.provider),
     )
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
@@ -179,14 +182,15 @@ if images.repository_url is not None:
     pulumi.export("workloadImagePushPolicy", images.push_policy)
 
 # --- KubeRay operator and the Ray cluster, jobs and services -----------------------------------------
-# The operator's ServiceMonitor needs the monitoring chart's CRDs, so its release waits for that chart.
+# The operator's ServiceMonitor needs the monitoring chart's CRDs, so it (and only it) waits for that
+# chart; the operator release and the Ray resources do not (bench/RESULTS.md, deploy critical path).
 operator = KubeRayOperator(
     "kuberay",
     KubeRayOperatorArgs(
         config=config.kuberay,
         watch_namespaces=ray_namespaces,
         service_monitor=monitoring is not None and monitoring.kuberay_service_monitor,
-        release_depends_on=[monitoring.release] if monitoring is not None else [],
+        service_monitor_depends_on=[monitoring.release] if monitoring is not None else [],
     ),
     opts=pulumi.ResourceOptions(provider=target.provider),
 )
@@ -223,13 +227,16 @@ ray = RayClusterStack(
         ray_jobs=config.ray_jobs,
         ray_services=config.ray_services,
         retain_data=config.retain_data,
-        kuberay=operator,
+        # The operator release (it waits for the CRDs): not the whole component, whose ServiceMonitor
+        # waits for the monitoring chart and would put it back on Ray's critical path.
+        kuberay=operator.release,
+        capacity=aws_target.node_pools if aws_target is not None else [],
         volumes=volumes,
         storage_path=storage_path,
         head_env=monitoring.ray_head_env if monitoring is not None else {},
         service_account_annotations=s3.ray_service_account_annotations if s3 is not None else {},
     ),
-    opts=pulumi.ResourceOptions(provider=target.provider, depends_on=[operator]),
+    opts=pulumi.ResourceOptions(provider=target.provider, depends_on=[operator.release]),
 )
 pulumi.export("rayClusterName", ray.ray_cluster_name)
 pulumi.export("headServiceName", ray.head_service_name)

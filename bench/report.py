@@ -20,9 +20,10 @@ if __package__ in (None, ""):  # `python bench/report.py`
 
 from bench import _common as common
 
-ORDER = ("program_eval", "scaling", "submission", "training", "test_suite")
+ORDER = ("program_eval", "deploy_path", "scaling", "submission", "training", "test_suite")
 RERUN = {
     "program_eval": "python -m bench.program_eval --repeat 7",
+    "deploy_path": "python -m bench.deploy_path",
     "scaling": "python -m bench.scaling --repeat 7",
     "submission": "python -m bench.submission --repeat 5",
     "training": "python -m bench.training --repeat 3",

@@ -5,8 +5,12 @@ Three ways in, one shape out:
 * ``eks``: an existing EKS cluster, looked up by name;
 * ``hyperpod``: the EKS cluster that orchestrates a SageMaker HyperPod cluster (nodes are ``ml.*``
   and carry ``sagemaker.amazonaws.com/node-health-status``; Ray pods only land on ``Schedulable``);
-* ``eks`` with ``create_cluster``: a new EKS cluster built with pulumi-eks (system, CPU and tainted
-  GPU managed node groups, the EKS Pod Identity agent add-on).
+* ``eks`` with ``create_cluster``: a new EKS Auto Mode cluster built with pulumi-eks in a VPC the stack
+  creates (pulumi-awsx) or an existing VPC's private subnets, with Ray NodePools (CPU; tainted GPU,
+  from zero), a default encrypted gp3 StorageClass and access entries for extra admins. Auto Mode
+  runs the node autoscaler (Karpenter), the NVIDIA driver and device plugin, EBS CSI, CoreDNS and
+  the Pod Identity agent itself, so the stack installs none of them (EKS user guide automode.html;
+  the EKS workshop's Auto Mode Pod Identity page: the agent "is already included and managed by AWS").
 
 In every case the cluster's facts are read with ``aws.eks.get_cluster`` (for a new cluster the
 invoke depends on it), and the kubeconfig authenticates with ``aws eks get-token`` so no
@@ -16,13 +20,17 @@ credentials are written into state.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_awsx as awsx
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
+
+from components.builders.nodepools import build_default_storage_class, build_nodepool
 
 # Placement names live in the pure builders (the Ray builders use them too); the ones this module
 # does not use stay importable from here for existing callers.
@@ -47,6 +55,9 @@ class ClusterTargetArgs:
     create_cluster: bool = False
     new_cluster: NewClusterConfig | None = None
     hyperpod: HyperPodConfig | None = None
+    # createCluster: turn on the VPC CNI's network-policy agent so the Ray namespace's NetworkPolicies
+    # are enforced (an existing cluster needs the vpc-cni add-on setting enableNetworkPolicy: "true").
+    network_policies: bool = True
 
 
 def build_kubeconfig(*, cluster_name: str, endpoint: str, ca_data: str, region: str) -> dict[str, Any]:
@@ -84,13 +95,25 @@ def build_kubeconfig(*, cluster_name: str, endpoint: str, ca_data: str, region: 
     }
 
 
-def build_node_role_policy_arns(partition: str = "aws") -> list[str]:
-    """AWS-managed policies an EKS worker node role needs (ECR pulls, CNI, node registration)."""
-    return [
-        f"arn:{partition}:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-        f"arn:{partition}:iam::aws:policy/AmazonEKS_CNI_Policy",
-        f"arn:{partition}:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
-    ]
+def build_vpc_subnet_tags(public: bool) -> dict[str, str]:
+    """Tags EKS load balancing looks for: internet-facing ELBs in public subnets, internal ones in
+    private subnets (EKS user guide, network-load-balancing.html, "Subnet tagging")."""
+    return {"kubernetes.io/role/elb": "1"} if public else {"kubernetes.io/role/internal-elb": "1"}
+
+
+def build_network_policy_config() -> dict[str, Any]:
+    """Turns on Auto Mode's network policy controller (EKS user guide, auto-net-pol.html, step 1).
+
+    Without it NetworkPolicy objects (the Ray namespace's) are accepted but not enforced. Auto Mode
+    has no vpc-cni add-on whose ``enableNetworkPolicy`` could do this; the built-in ``default``
+    NodeClass's ``networkPolicy`` is ``DefaultAllow`` (pods no policy selects stay reachable).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "amazon-vpc-cni", "namespace": "kube-system"},
+        "data": {"enable-network-policy-controller": "true"},
+    }
 
 
 class ClusterTarget(pulumi.ComponentResource):
@@ -98,7 +121,9 @@ class ClusterTarget(pulumi.ComponentResource):
 
     Outputs: ``cluster_name``, ``region``, ``kubeconfig`` (secret), ``provider``, ``oidc_issuer_url``,
     ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``, ``cluster_security_group_id``, ``account_id``
-    and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values.
+    and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values. With ``create_cluster``:
+    ``node_pools`` (the Ray NodePools; Ray resources depend on them so they are deleted first) and
+    ``storage_class`` (the default gp3 StorageClass).
     """
 
     def __init__(
@@ -120,6 +145,10 @@ class ClusterTarget(pulumi.ComponentResource):
         self.partition: pulumi.Output[str] = partition.partition
 
         depends_on: list[pulumi.Resource] = []
+        # Created with createCluster (empty otherwise): Ray pods must be deleted before these on
+        # destroy, and the Prometheus claim needs the default StorageClass.
+        self.node_pools: list[pulumi.Resource] = []
+        self.storage_class: pulumi.Resource | None = None
         if args.create_cluster:
             depends_on.append(self._create_cluster(name, args))
 
@@ -162,6 +191,8 @@ class ClusterTarget(pulumi.ComponentResource):
             upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.create_cluster:
+            self._create_capacity(name, args, depends_on)
 
         self.register_outputs(
             {
@@ -174,69 +205,121 @@ class ClusterTarget(pulumi.ComponentResource):
         )
 
     def _create_cluster(self, name: str, args: ClusterTargetArgs) -> pulumi.Resource:
-        """A new EKS cluster with system, CPU and GPU node groups and the Pod Identity agent."""
+        """A new EKS Auto Mode cluster in its own VPC (or the configured private subnets).
+
+        Creation takes 10-15 minutes (EKS control plane); pulumi-eks waits for ACTIVE. On destroy the
+        cluster goes last: every Kubernetes object depends on it through the provider.
+        """
         spec = args.new_cluster or NewClusterConfig()
-        node_role = aws.iam.Role(
-            f"{name}-node-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-policy-{index}",
-                role=node_role.name,
-                policy_arn=policy_arn,
+        if spec.vpc_id is not None:
+            vpc_id: pulumi.Input[str] = spec.vpc_id
+            private_subnets: pulumi.Input[Sequence[str]] = list(spec.subnet_ids)
+            public_subnets: pulumi.Input[Sequence[str]] | None = None
+        else:
+            # Private subnets for nodes and pods in every AZ, public ones for the NAT gateway and
+            # internet-facing load balancers; one NAT gateway (a sandbox; one per AZ costs N times).
+            vpc = awsx.ec2.Vpc(
+                f"{name}-vpc",
+                cidr_block=spec.vpc_cidr,
+                number_of_availability_zones=spec.availability_zones,
+                nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
+                    strategy=awsx.ec2.NatGatewayStrategy.SINGLE
+                ),
+                subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
+                subnet_specs=[
+                    awsx.ec2.SubnetSpecArgs(
+                        type=awsx.ec2.SubnetType.PRIVATE, tags=build_vpc_subnet_tags(False)
+                    ),
+                    awsx.ec2.SubnetSpecArgs(
+                        type=awsx.ec2.SubnetType.PUBLIC, tags=build_vpc_subnet_tags(True)
+                    ),
+                ],
+                enable_dns_hostnames=True,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            for index, policy_arn in enumerate(build_node_role_policy_arns())
-        ]
+            vpc_id, private_subnets, public_subnets = (
+                vpc.vpc_id,
+                vpc.private_subnet_ids,
+                vpc.public_subnet_ids,
+            )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
             version=spec.kubernetes_version or EKS_KUBERNETES_VERSION,
-            skip_default_node_group=True,
-            instance_roles=[node_role],
+            vpc_id=vpc_id,
+            private_subnet_ids=private_subnets,
+            public_subnet_ids=public_subnets,
+            # Auto Mode: EKS runs Karpenter with the built-in `system` (CriticalAddonsOnly) and
+            # `general-purpose` NodePools (the operator and monitoring land there); the Ray pools are
+            # added in _create_capacity. pulumi-eks creates the Auto Mode node role.
+            auto_mode=eks.AutoModeOptionsArgs(
+                enabled=True,
+                compute_config=eks.ClusterComputeConfigArgs(node_pools=["general-purpose", "system"]),
+            ),
             create_oidc_provider=True,
+            # Access entries only. EKS gives the identity that creates the cluster an admin access entry
+            # (accessConfig.bootstrapClusterCreatorAdminPermissions, true by default); an explicit entry
+            # for it would fail with ResourceInUseException, so only extra admins are added below.
             authentication_mode=eks.AuthenticationMode.API,
             endpoint_private_access=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        groups: list[pulumi.Resource] = []
-        for role, instance_type, low, high, gpu in (
-            ("system", spec.system_instance_type, spec.system_nodes, spec.system_nodes, False),
-            ("cpu", spec.cpu_instance_type, spec.cpu_nodes_min, spec.cpu_nodes_max, False),
-            ("gpu", spec.gpu_instance_type, spec.gpu_nodes_min, spec.gpu_nodes_max, True),
-        ):
-            groups.append(
-                eks.ManagedNodeGroup(
-                    f"{name}-{role}-nodes",
-                    cluster=cluster,
-                    node_role=node_role,
-                    instance_types=[instance_type],
-                    ami_type="AL2023_x86_64_NVIDIA" if gpu else "AL2023_x86_64_STANDARD",
-                    scaling_config={"min_size": low, "max_size": max(high, 1), "desired_size": low},
-                    labels={"ray-on-eks/node-role": role},
-                    taints=[{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}]
-                    if gpu
-                    else None,
-                    opts=pulumi.ResourceOptions(parent=self),
+        admins: list[pulumi.Resource] = [cluster]
+        for index, principal in enumerate(spec.admin_principal_arns):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{index}",
+                cluster_name=args.cluster_name,
+                principal_arn=principal,
+                type="STANDARD",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+            )
+            admins.append(
+                aws.eks.AccessPolicyAssociation(
+                    f"{name}-admin-{index}-policy",
+                    cluster_name=args.cluster_name,
+                    principal_arn=principal,
+                    policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    access_scope={"type": "cluster"},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
                 )
             )
-        addon = aws.eks.Addon(
-            f"{name}-pod-identity-agent",
-            cluster_name=args.cluster_name,
-            addon_name="eks-pod-identity-agent",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *groups]),
+        return cluster
+
+    def _create_capacity(self, name: str, args: ClusterTargetArgs, cluster: list[pulumi.Resource]) -> None:
+        """Ray NodePools, the default gp3 StorageClass and network-policy enforcement.
+
+        Every object here depends on the cluster (so it is deleted before it), and RayClusterStack
+        depends on the NodePools (so Ray pods go first on destroy, then the NodePools, whose deletion
+        makes Auto Mode terminate their nodes, then the cluster): no EC2 instance is left running.
+        """
+        spec = args.new_cluster or NewClusterConfig()
+        opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=cluster)
+        for pool in spec.pools():
+            doc = build_nodepool(pool)
+            self.node_pools.append(
+                k8s.apiextensions.CustomResource(
+                    f"{name}-nodepool-{pool.name}",
+                    api_version=doc["apiVersion"],
+                    kind=doc["kind"],
+                    metadata=doc["metadata"],
+                    spec=doc["spec"],
+                    opts=opts,
+                )
+            )
+        sc = build_default_storage_class()
+        self.storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata=sc["metadata"],
+            provisioner=sc["provisioner"],
+            parameters=sc["parameters"],
+            volume_binding_mode=sc["volumeBindingMode"],
+            reclaim_policy=sc["reclaimPolicy"],
+            allow_volume_expansion=sc["allowVolumeExpansion"],
+            allowed_topologies=sc["allowedTopologies"],
+            opts=opts,
         )
-        return addon
+        if args.network_policies:
+            cni = build_network_policy_config()
+            k8s.core.v1.ConfigMap(
+                f"{name}-network-policy", metadata=cni["metadata"], data=cni["data"], opts=opts
+            )

@@ -30,6 +30,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components.builders.images import stack_flavours, uses_stock_image, workload_image_problem
+from components.builders.nodepools import PodPlacement, PoolSpec, family_problem, nodepool_problems
+from components.builders.placement import GPU_TAINT_KEY
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
 
@@ -229,30 +231,138 @@ class HyperPodConfig(_Model):
         return self.cluster_arn.split(":")[3]
 
 
+def _families(value: tuple[str, ...]) -> tuple[str, ...]:
+    for family in value:
+        problem = family_problem(family)
+        if problem:
+            raise ValueError(problem)
+    if len(set(value)) != len(value):
+        raise ValueError("lists a family more than once")
+    return value
+
+
+InstanceFamilies = Annotated[tuple[str, ...], Field(min_length=1), AfterValidator(_families)]
+CapacityTypes = Annotated[tuple[Literal["on-demand", "spot"], ...], Field(min_length=1)]
+_IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+$")
+
+
+def _principal(value: str) -> str:
+    if not _IAM_PRINCIPAL.match(value):
+        raise ValueError(
+            "is not an IAM role or user ARN such as arn:aws:iam::123456789012:role/Admin (EKS access entries "
+            "take the role ARN, not an sts assumed-role session ARN)"
+        )
+    return value
+
+
+_CIDR16 = re.compile(r"^(10|172|192)\.[0-9]{1,3}\.0\.0/16$")
+
+
+def _vpc_cidr(value: str) -> str:
+    if not _CIDR16.match(value):
+        raise ValueError("is not a private /16 CIDR block such as 10.0.0.0/16")
+    return value
+
+
 class NewClusterConfig(_Model):
-    """Settings for a cluster this program creates with pulumi-eks (``createCluster: true``)."""
+    """A cluster this program creates (``createCluster: true``): EKS Auto Mode, its VPC, Ray NodePools.
+
+    Auto Mode runs Karpenter, the NVIDIA driver and device plugin, EBS CSI, CoreDNS and the Pod
+    Identity agent for the cluster, so nothing here sizes nodes: NodePools say which instance
+    families may be launched and cap them with limits.
+    """
 
     kubernetes_version: str | None = Field(
         default=None, description="EKS Kubernetes version; defaults to components/versions.py."
     )
-    system_instance_type: str = Field(
-        default="m6i.large", description="Instance type of the system node group (operator, monitoring)."
+    vpc_id: Annotated[str, _aws_id("vpc", "VPC")] | None = Field(
+        default=None,
+        description="Use this existing VPC (with subnetIds) instead of creating one; unset = a new VPC.",
     )
-    system_nodes: PositiveInt = Field(default=2, description="Number of system nodes.")
-    gpu_instance_type: str = Field(default="g5.xlarge", description="Instance type of the GPU node group.")
-    gpu_nodes_min: NonNegativeInt = Field(default=0, description="Minimum GPU nodes.")
-    gpu_nodes_max: NonNegativeInt = Field(default=2, description="Maximum GPU nodes.")
-    cpu_instance_type: str = Field(
-        default="m6i.2xlarge", description="Instance type of the CPU worker node group."
+    subnet_ids: tuple[SubnetId, ...] = Field(
+        default=(),
+        description="Private subnets of vpcId (two or more AZs, tagged kubernetes.io/role/internal-elb) for the "
+        "cluster and its nodes.",
     )
-    cpu_nodes_min: NonNegativeInt = Field(default=1, description="Minimum CPU worker nodes.")
-    cpu_nodes_max: NonNegativeInt = Field(default=4, description="Maximum CPU worker nodes.")
+    vpc_cidr: Annotated[str, AfterValidator(_vpc_cidr)] = Field(
+        default="10.0.0.0/16", description="CIDR of the VPC the stack creates (a private /16)."
+    )
+    availability_zones: Annotated[int, Field(ge=2, le=4)] = Field(
+        default=2,
+        description="Availability zones of the new VPC (2-4): a public and a private subnet in each, one NAT gateway.",
+    )
+    cpu_instance_families: InstanceFamilies = Field(
+        default=("m6i", "m7i", "c6i", "c7i", "r6i", "r7i"),
+        description="EC2 families the CPU NodePool may launch (x86); CPU worker groups must use one.",
+    )
+    cpu_capacity_types: CapacityTypes = Field(
+        default=("on-demand",), description="Capacity types of the CPU NodePool: on-demand and/or spot."
+    )
+    cpu_limit: PositiveInt = Field(
+        default=256, description="Ceiling on the vCPUs of all CPU NodePool nodes (the NodePool's limits.cpu)."
+    )
+    gpu_instance_families: InstanceFamilies = Field(
+        default=("g5", "g6", "g6e"),
+        description="EC2 GPU families the GPU NodePool may launch; GPU worker groups must use one.",
+    )
+    gpu_capacity_types: CapacityTypes = Field(
+        default=("on-demand",), description="Capacity types of the GPU NodePool: on-demand and/or spot."
+    )
+    gpu_limit: NonNegativeInt = Field(
+        default=8,
+        description="Ceiling on the GPUs of all GPU NodePool nodes (limits nvidia.com/gpu); 0 = no GPU NodePool.",
+    )
+    consolidate_after_seconds: NonNegativeInt = Field(
+        default=300, description="How long a node stays empty or underused before Auto Mode removes it."
+    )
+    admin_principal_arns: tuple[Annotated[str, AfterValidator(_principal)], ...] = Field(
+        default=(),
+        description="Extra IAM roles/users given cluster admin (EKS access entries); the deploying identity always is.",
+    )
 
     @model_validator(mode="after")
-    def _sizes(self) -> Self:
-        _check_bounds("gpuNodesMin", self.gpu_nodes_min, "gpuNodesMax", self.gpu_nodes_max)
-        _check_bounds("cpuNodesMin", self.cpu_nodes_min, "cpuNodesMax", self.cpu_nodes_max)
+    def _network(self) -> Self:
+        if (self.vpc_id is None) != (not self.subnet_ids):
+            raise ValueError(
+                "vpcId and subnetIds go together: set both to use an existing VPC's private subnets, or neither "
+                "to create a VPC"
+            )
+        if self.subnet_ids and len(self.subnet_ids) < 2:
+            raise ValueError(
+                "subnetIds: EKS needs subnets in at least two availability zones; list two or more"
+            )
+        overlap = sorted(set(self.cpu_instance_families) & set(self.gpu_instance_families))
+        if overlap:
+            raise ValueError(
+                f"cpuInstanceFamilies and gpuInstanceFamilies both list {', '.join(overlap)}; a family belongs to one "
+                "NodePool, remove it from one list"
+            )
         return self
+
+    def pools(self) -> list[PoolSpec]:
+        """The Ray NodePools: ``ray-cpu`` always, ``ray-gpu`` unless gpuLimit is 0."""
+        pools = [
+            PoolSpec(
+                name="ray-cpu",
+                families=self.cpu_instance_families,
+                capacity_types=self.cpu_capacity_types,
+                limits={"cpu": str(self.cpu_limit)},
+                gpu=False,
+                consolidate_after_seconds=self.consolidate_after_seconds,
+            )
+        ]
+        if self.gpu_limit:
+            pools.append(
+                PoolSpec(
+                    name="ray-gpu",
+                    families=self.gpu_instance_families,
+                    capacity_types=self.gpu_capacity_types,
+                    limits={"nvidia.com/gpu": str(self.gpu_limit)},
+                    gpu=True,
+                    consolidate_after_seconds=self.consolidate_after_seconds,
+                )
+            )
+        return pools
 
 
 class KubernetesConfig(_Model):
@@ -1014,10 +1124,12 @@ class StackConfig(_Model):
         description="clusterType kubernetes: shared storage from an existing StorageClass, at /shared.",
     )
     create_cluster: bool = Field(
-        default=False, description="Create the EKS cluster with pulumi-eks instead of using an existing one."
+        default=False,
+        description="Create an EKS Auto Mode cluster (own VPC, Ray NodePools, gp3 default StorageClass) instead of using an existing one.",
     )
     new_cluster: NewClusterConfig = Field(
-        default_factory=NewClusterConfig, description="Node groups and version used with createCluster."
+        default_factory=NewClusterConfig,
+        description="The EKS Auto Mode cluster createCluster makes: its VPC, version and Ray NodePools.",
     )
     hyperpod: HyperPodConfig | None = Field(
         default=None, description="The HyperPod cluster (required for clusterType hyperpod)."
@@ -1182,12 +1294,40 @@ class StackConfig(_Model):
             )
         if self.manage_pod_identity_agent and self.create_cluster:
             problems.append(
-                "managePodIdentityAgent: createCluster already installs the eks-pod-identity-agent add-on; "
-                "set managePodIdentityAgent: false"
+                "managePodIdentityAgent: createCluster makes an EKS Auto Mode cluster, which runs the Pod Identity "
+                "agent itself; set managePodIdentityAgent: false"
             )
+        if self.create_cluster:
+            problems += self._capacity_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _capacity_problems(self) -> list[str]:
+        """createCluster: every Ray pod must select nodes one of the new cluster's NodePools launches."""
+        pods = [
+            PodPlacement(
+                key=f"workerGroups[{index}].instanceType",
+                instance_type=group.instance_type,
+                gpus=group.gpus,
+                node_selector=group.node_selector,
+                tolerates_gpu_taint=group.gpus > 0 or any(t.key == GPU_TAINT_KEY for t in group.tolerations),
+            )
+            for index, group in enumerate(self.worker_groups)
+        ]
+        # The head has no GPU and tolerates no taint; unpinned, it may also use the built-in
+        # general-purpose pool, so only a pinned head is checked.
+        if self.head.instance_type:
+            pods.append(
+                PodPlacement(
+                    key="head.instanceType",
+                    instance_type=self.head.instance_type,
+                    gpus=0,
+                    node_selector={},
+                    tolerates_gpu_taint=False,
+                )
+            )
+        return nodepool_problems(self.new_cluster.pools(), pods)
 
     def _target_problems(self) -> list[str]:
         """Keys that only one kind of target takes: AWS keys on EKS/HyperPod, kubeconfig and storage

@@ -27,7 +27,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.builders.kuberay import build_kuberay_values
+from components.builders.kuberay import build_kuberay_values, build_operator_service_monitor
 from components.config import KubeRayConfig
 from components.versions import KUBERAY_CHART, KUBERAY_CHART_REPO, KUBERAY_VERSION
 
@@ -91,6 +91,10 @@ class KubeRayOperatorArgs:
     # on: the chart's ServiceMonitor needs the monitoring.coreos.com CRDs kube-prometheus-stack installs.
     # (A component's own depends_on does not reach its children, hence this explicit hook.)
     release_depends_on: Sequence[pulumi.Resource] = ()
+    # What the operator's ServiceMonitor (created when service_monitor is on) waits for: the Monitoring
+    # component's release, which installs the monitoring.coreos.com CRDs. Only that object waits;
+    # the operator release, and the Ray resources behind it, do not.
+    service_monitor_depends_on: Sequence[pulumi.Resource] = ()
 
 
 class KubeRayOperator(pulumi.ComponentResource):
@@ -108,8 +112,9 @@ class KubeRayOperator(pulumi.ComponentResource):
             feature_gates=cfg.feature_gates,
             batch_scheduler=cfg.batch_scheduler,
             watch_namespaces=[*cfg.watch_namespaces, *args.watch_namespaces],
-            service_monitor=args.service_monitor,
-            service_monitor_labels=args.service_monitor_labels,
+            # The chart's ServiceMonitor would make the release wait for monitoring; it is created
+            # below, outside the chart (build_operator_service_monitor says why).
+            service_monitor=False,
             node_selector=args.node_selector,
         )
         # The CRD files go to the provider as text (JSON is YAML) in one ConfigGroup: serialising
@@ -151,6 +156,22 @@ class KubeRayOperator(pulumi.ComponentResource):
                 parent=self, depends_on=[self.crds, namespace, *args.release_depends_on]
             ),
         )
+
+        self.service_monitor: k8s.apiextensions.CustomResource | None = None
+        if args.service_monitor:
+            monitor = build_operator_service_monitor(
+                namespace=cfg.namespace, chart_name=KUBERAY_CHART, labels=args.service_monitor_labels
+            )
+            self.service_monitor = k8s.apiextensions.CustomResource(
+                f"{name}-service-monitor",
+                api_version=monitor["apiVersion"],
+                kind=monitor["kind"],
+                metadata=monitor["metadata"],
+                spec=monitor["spec"],
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[namespace, *args.service_monitor_depends_on]
+                ),
+            )
 
         self.namespace: pulumi.Output[str] = namespace.metadata["name"]
         self.release_name: pulumi.Output[str] = self.release.status.name

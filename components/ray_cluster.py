@@ -146,9 +146,14 @@ class RayClusterStackArgs:
     expose_dashboards: bool = False
     ray_jobs: Sequence[RayJobConfig] = ()
     ray_services: Sequence[RayServiceConfig] = ()
-    # The KubeRayOperator component: every Ray custom resource depends on it (its CRDs and operator).
+    # The KubeRay operator (__main__ passes its Helm release, which waits for the CRDs): every Ray
+    # custom resource depends on it.
     # A component's own depends_on does not reach its children, hence this explicit hook.
     kuberay: pulumi.Resource | None = None
+    # The capacity Ray pods run on when the stack created the cluster (ClusterTarget.node_pools): the
+    # namespace and every Ray resource depend on it, so `pulumi destroy` deletes Ray pods before the
+    # NodePools (whose deletion terminates their nodes) and the cluster.
+    capacity: Sequence[pulumi.Resource] = ()
     # Keep the namespace and claims on `pulumi destroy` (the data behind the claims survives).
     retain_data: bool = True
     # RayClusterStack creates the PVCs in its namespace and mounts them in head + workers.
@@ -313,7 +318,9 @@ class RayClusterStack(pulumi.ComponentResource):
         # `pulumi up` adopts them again: their names are fixed and everything they name (StorageClass,
         # PersistentVolume, bucket) is deterministic too, and the cluster's provider upserts objects
         # that already exist (ClusterTarget: upsertExistingObjects).
-        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data)
+        keep = pulumi.ResourceOptions(
+            parent=self, retain_on_delete=args.retain_data, depends_on=list(args.capacity)
+        )
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
@@ -355,7 +362,7 @@ class RayClusterStack(pulumi.ComponentResource):
             )
             for volume in args.volumes
         ]
-        pod_inputs: list[pulumi.Resource] = [namespace, service_account, *claims]
+        pod_inputs: list[pulumi.Resource] = [namespace, service_account, *claims, *args.capacity]
         if args.kuberay is not None:
             pod_inputs.append(args.kuberay)
         if config_map_name:

@@ -334,6 +334,15 @@ class RealisticMocks(Mocks):
             rid = f"{name}-image"
         elif typ == "eks:index:Cluster":
             state["kubeconfigJson"] = json.dumps({"kind": "Config"})
+        elif typ == "awsx:ec2:Vpc":
+            zones = int(inputs.get("numberOfAvailabilityZones", 3))
+            # Only the ids: awsx's other outputs (natGateways, subnets...) are resource lists whose
+            # names clash with the inputs, which the mock must not echo back.
+            state = dict(
+                vpcId="vpc-0c0ffee0c0ffee000",
+                privateSubnetIds=[f"subnet-0aaaa00000000000{i}" for i in range(zones)],
+                publicSubnetIds=[f"subnet-0bbbb00000000000{i}" for i in range(zones)],
+            )
         return rid, state
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:

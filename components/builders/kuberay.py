@@ -98,3 +98,33 @@ def build_kuberay_values(
     if node_selector:
         values["nodeSelector"] = dict(node_selector)
     return values
+
+
+def build_operator_service_monitor(
+    *, namespace: str, chart_name: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A ServiceMonitor for the operator's ``/metrics`` (what the chart's ``metrics.serviceMonitor``
+    would render), created outside the Helm release.
+
+    Why not the chart's: a ServiceMonitor needs the monitoring.coreos.com CRDs, so with it inside the
+    chart the operator release had to wait for the whole kube-prometheus-stack release, and every Ray
+    resource (which waits for the operator) with it: a serial chain on the deploy critical path
+    (bench/RESULTS.md, "Deploy critical path"). Outside the chart only this object waits for monitoring.
+    The chart's Service (templates/service.yaml, KubeRay v1.7.0) is labelled
+    ``app.kubernetes.io/name: <chart name>`` and names its port ``http``; the chart's own ServiceMonitor
+    (templates/servicemonitor.yaml) scrapes ``/metrics`` there every 30s with ``honorLabels``.
+    """
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {
+            "name": chart_name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "ray-on-eks", **dict(labels or {})},
+        },
+        "spec": {
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True}],
+            "namespaceSelector": {"matchNames": [namespace]},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": chart_name}},
+        },
+    }

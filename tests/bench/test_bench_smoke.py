@@ -143,3 +143,15 @@ def test_training(tmp_path):
         check_summary(workers[count]["first_checkpoint_s"])
         assert workers[count]["samples_per_epoch"] > 0
     assert "scaling_efficiency" in workers
+
+
+def test_deploy_path(tmp_path):
+    document = run_benchmark("deploy_path", tmp_path)
+    check_common(document, "deploy_path")
+    results = document["results"]
+    # The path starts with the VPC and the cluster and ends at a Ray resource.
+    assert results["path"][:2] == ["cluster-vpc", "cluster-eks"]
+    assert results["path"][-1].startswith("ray-")
+    assert results["critical_path_s"] <= results["previous_critical_path_s"] <= results["serial_sum_s"]
+    # The operator release no longer waits for the monitoring chart.
+    assert "monitoring-kube-prometheus-stack" not in results["path"]

@@ -141,10 +141,92 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "minReplicas (3) is greater than maxReplicas (1)",
     ),
     (
-        "new cluster GPU bounds inverted",
-        {"createCluster": True, "newCluster": {"gpuNodesMin": 4, "gpuNodesMax": 1}},
+        "new cluster: a CPU group on a GPU family (its pods do not tolerate the GPU taint)",
+        {"createCluster": True, "workerGroups": _group(instanceType="g5.2xlarge")},
+        "ray-on-eks:workerGroups[0].instanceType",
+        "no cpu NodePool can launch a node for node.kubernetes.io/instance-type=g5.2xlarge",
+    ),
+    (
+        "new cluster: a GPU group on a family no GPU NodePool allows",
+        {"createCluster": True, "workerGroups": _group(instanceType="p5.48xlarge", gpus=8)},
+        "ray-on-eks:workerGroups[0].instanceType",
+        "add 'p5' to newCluster.gpuInstanceFamilies",
+    ),
+    (
+        "new cluster: GPU group with gpuLimit 0 (no GPU NodePool)",
+        {
+            "createCluster": True,
+            "newCluster": {"gpuLimit": 0},
+            "workerGroups": _group(instanceType="g5.xlarge", gpus=1),
+        },
+        "ray-on-eks:workerGroups[0].instanceType",
+        "no gpu NodePool",
+    ),
+    (
+        "new cluster: pinned head outside the CPU NodePool",
+        {"createCluster": True, "head": {"instanceType": "x2idn.16xlarge"}},
+        "ray-on-eks:head.instanceType",
+        "add 'x2idn' to newCluster.cpuInstanceFamilies",
+    ),
+    (
+        "new cluster: Graviton family",
+        {"createCluster": True, "newCluster": {"cpuInstanceFamilies": ["m7g"]}},
+        "ray-on-eks:newCluster.cpuInstanceFamilies",
+        "Graviton (arm64) family; the Ray images are amd64, use an x86 family such as m7i",
+    ),
+    (
+        "new cluster: a family in both NodePools",
+        {"createCluster": True, "newCluster": {"cpuInstanceFamilies": ["m6i", "g5"]}},
         "ray-on-eks:newCluster",
-        "gpuNodesMin (4) is greater than gpuNodesMax (1); lower gpuNodesMin or raise gpuNodesMax",
+        "both list g5",
+    ),
+    (
+        "new cluster: unknown capacity type",
+        {"createCluster": True, "newCluster": {"gpuCapacityTypes": ["reserved"]}},
+        "ray-on-eks:newCluster.gpuCapacityTypes[0]",
+        "on-demand",
+    ),
+    (
+        "new cluster: vpcId without subnetIds",
+        {"createCluster": True, "newCluster": {"vpcId": "vpc-0123456789abcdef0"}},
+        "ray-on-eks:newCluster",
+        "vpcId and subnetIds go together",
+    ),
+    (
+        "new cluster: one subnet",
+        {
+            "createCluster": True,
+            "newCluster": {"vpcId": "vpc-0123456789abcdef0", "subnetIds": ["subnet-0123456789abcdef0"]},
+        },
+        "ray-on-eks:newCluster",
+        "at least two availability zones",
+    ),
+    (
+        "new cluster: one availability zone",
+        {"createCluster": True, "newCluster": {"availabilityZones": 1}},
+        "ray-on-eks:newCluster.availabilityZones",
+        "greater than or equal to 2",
+    ),
+    (
+        "new cluster: public VPC CIDR",
+        {"createCluster": True, "newCluster": {"vpcCidr": "8.8.0.0/16"}},
+        "ray-on-eks:newCluster.vpcCidr",
+        "10.0.0.0/16",
+    ),
+    (
+        "new cluster: admin given as an STS session ARN",
+        {
+            "createCluster": True,
+            "newCluster": {"adminPrincipalArns": ["arn:aws:sts::123456789012:assumed-role/Admin/me"]},
+        },
+        "ray-on-eks:newCluster.adminPrincipalArns[0]",
+        "not an sts assumed-role session ARN",
+    ),
+    (
+        "new cluster: old node-group key",
+        {"createCluster": True, "newCluster": {"gpuNodesMax": 3}},
+        "ray-on-eks:newCluster.gpuNodesMax",
+        "unknown key",
     ),
     (
         "replicas outside bounds",
@@ -485,7 +567,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "Pod Identity agent with createCluster",
         {"createCluster": True, "managePodIdentityAgent": True},
         "ray-on-eks:managePodIdentityAgent",
-        "createCluster already installs",
+        "runs the Pod Identity agent itself",
     ),
     (
         "eks worker group without instance type",
@@ -573,7 +655,7 @@ BAD_KUBERNETES_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("aws:region on kubernetes", {"aws:region": "us-west-2"}, "aws:region", "AWS-only"),
     ("clusterName on kubernetes", {"clusterName": "ml-dev"}, "ray-on-eks:clusterName", "kubernetes.context"),
     ("createCluster on kubernetes", {"createCluster": True}, "ray-on-eks:createCluster", "AWS-only"),
-    ("newCluster on kubernetes", {"newCluster": {"systemNodes": 3}}, "ray-on-eks:newCluster", "AWS-only"),
+    ("newCluster on kubernetes", {"newCluster": {"cpuLimit": 32}}, "ray-on-eks:newCluster", "AWS-only"),
     (
         "hyperpod on kubernetes",
         {"hyperpod": {"clusterArn": "arn:aws:sagemaker:us-west-2:123456789012:cluster/abc123"}},

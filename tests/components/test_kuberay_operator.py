@@ -97,7 +97,8 @@ def test_release_values_come_from_the_builder(stack_run: ProgramRun) -> None:
         feature_gates=config.kuberay.feature_gates,
         batch_scheduler=config.kuberay.batch_scheduler,
         watch_namespaces=[*config.kuberay.watch_namespaces, config.namespace],
-        service_monitor=config.monitoring.enabled,
+        # The ServiceMonitor is a separate object (test_service_monitor_waits_for_monitoring_not_the_release).
+        service_monitor=False,
     )
     assert release.inputs["values"] == expected
     assert config.namespace in release.inputs["values"]["watchNamespace"]
@@ -112,6 +113,7 @@ def test_service_monitor_off_without_monitoring() -> None:
     run = run_ok("dev", {"monitoring": {"enabled": False}})
     values = run.one(RELEASE_TYPE, "kuberay-release").inputs["values"]
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
+    assert not run.of_type(SERVICE_MONITOR_TYPE)
 
 
 def test_feature_gate_overrides_reach_the_release() -> None:
@@ -148,6 +150,9 @@ def test_crds_reach_the_engine_unchanged(stack_runs: dict[str, ProgramRun]) -> N
     assert _ray_crds(run) == load_crds()
 
 
+SERVICE_MONITOR_TYPE = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+
+
 def _operator_after_monitoring() -> None:
     monitoring = pulumi.ComponentResource("test:index:Monitoring", "monitoring")
     marker = k8s.core.v1.Namespace(
@@ -161,18 +166,39 @@ def _operator_after_monitoring() -> None:
             config=KubeRayConfig(),
             watch_namespaces=["ray"],
             service_monitor=True,
-            release_depends_on=[marker],
+            service_monitor_depends_on=[marker],
         ),
     )
 
 
-def test_release_waits_for_what_the_service_monitor_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_monitor_waits_for_monitoring_not_the_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 13: with the chart's ServiceMonitor the operator release (and every Ray resource behind
+    # it) waited for the whole monitoring release. Only the ServiceMonitor needs its CRDs.
     monkeypatch.setattr(pulumi_harness, "_run_main", _operator_after_monitoring)
     run = run_ok("dev")
     marker = run.one("kubernetes:core/v1:Namespace", "monitoring-namespace")
     release = run.one(RELEASE_TYPE, "kuberay-release")
-    assert marker.urn in release.dependencies
-    assert release.inputs["values"]["metrics"]["serviceMonitor"]["enabled"] is True
+    assert marker.urn not in release.dependencies
+    assert release.inputs["values"]["metrics"]["serviceMonitor"]["enabled"] is False
+    monitor = run.one(SERVICE_MONITOR_TYPE, "kuberay-service-monitor")
+    assert marker.urn in monitor.dependencies
+    # It selects the chart's Service (labelled with the chart name, port "http") in its namespace.
+    assert monitor.inputs["spec"]["selector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}
+    }
+    assert monitor.inputs["spec"]["endpoints"][0]["port"] == "http"
+    assert (
+        monitor.inputs["metadata"]["namespace"]
+        == monitor.inputs["spec"]["namespaceSelector"]["matchNames"][0]
+    )
+
+
+def test_operator_release_does_not_wait_for_monitoring(stack_run: ProgramRun) -> None:
+    release = stack_run.one(RELEASE_TYPE, "kuberay-release")
+    monitoring = [
+        r.urn for r in stack_run.resources if r.type == "kubernetes:helm.sh/v3:Release" and r is not release
+    ]
+    assert not set(monitoring) & set(release.dependencies)
 
 
 def _ray_crds(run: ProgramRun) -> list[dict[str, Any]]:
