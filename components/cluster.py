@@ -43,6 +43,9 @@ class ClusterTargetArgs:
     create_cluster: bool = False
     new_cluster: NewClusterConfig | None = None
     hyperpod: HyperPodConfig | None = None
+    # createCluster: turn on the VPC CNI's network-policy agent so the Ray namespace's NetworkPolicies
+    # are enforced (an existing cluster needs the vpc-cni add-on setting enableNetworkPolicy: "true").
+    network_policies: bool = True
 
 
 def node_selector_for(cluster_type: str, instance_type: str | None) -> dict[str, str]:
@@ -209,6 +212,9 @@ class ClusterTarget(pulumi.ComponentResource):
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
             endpoint_private_access=True,
+            # The vpc-cni add-on's `enableNetworkPolicy` configuration value: its aws-node pods run the
+            # network policy agent, which enforces NetworkPolicy objects with eBPF (EKS 1.25+).
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=args.network_policies),
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
         )
         groups: list[pulumi.Resource] = []

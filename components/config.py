@@ -651,6 +651,11 @@ class StackConfig(_Model):
     token_auth: bool = Field(
         default=True, description="Ray token authentication (dashboard, Jobs API and GCS require the token)."
     )
+    network_policies: bool = Field(
+        default=True,
+        description="NetworkPolicies in the Ray namespace: deny ingress except Ray pods, Prometheus and the "
+        "KubeRay operator (needs a network-policy engine, e.g. the VPC CNI with enableNetworkPolicy).",
+    )
     kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig, description="The KubeRay operator.")
     retain_data: bool = Field(
         default=True,

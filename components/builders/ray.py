@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from components import contract
+from components.builders.network_policy import SUBMITTER_LABEL, SUBMITTER_VALUE
 from components.cluster import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
@@ -473,7 +474,8 @@ def build_runtime_env_yaml(workload: Workload, env: Mapping[str, str]) -> str:
 def build_submitter_template(shape: ClusterShape, pods: PodContext) -> dict[str, Any]:
     """``submitterPodTemplate``: the K8s Job pod that runs ``ray job submit`` (KubeRay fills the command)."""
     return {
-        "metadata": {"labels": dict(PART_OF)},
+        # The submitter label lets it through the Ray namespace's NetworkPolicies to the head's Jobs API.
+        "metadata": {"labels": {**PART_OF, SUBMITTER_LABEL: SUBMITTER_VALUE}},
         "spec": {
             "serviceAccountName": pods.service_account,
             "automountServiceAccountToken": False,
