@@ -885,15 +885,16 @@ def _decode(value: str) -> Any:
     return value
 
 
-def load_stack_config() -> StackConfig:
-    """Read every project key from the running stack once and validate it."""
-    from pulumi.runtime.config import CONFIG  # the engine's full key map, to catch misspelt keys
+def parse_engine_config(engine: Mapping[str, str]) -> StackConfig:
+    """Validate the engine's config map (``{"ray-on-eks:key": "text", "aws:region": ...}``).
 
-    project_cfg = pulumi.Config()
+    Pure: what :func:`load_stack_config` does with the running stack's config, callable without the
+    engine (the fuzz tests feed it random maps). Raises :class:`ConfigError` for every problem.
+    """
     known = {field.alias or name for name, field in StackConfig.model_fields.items()} - {"region"}
     unknown = sorted(
         key.split(":", 1)[1]
-        for key in CONFIG.get()
+        for key in engine
         if key.startswith(f"{PROJECT}:") and key.split(":", 1)[1] not in known
     )
     if unknown:
@@ -907,13 +908,20 @@ def load_stack_config() -> StackConfig:
         )
     raw: dict[str, Any] = {}
     for key in known:
-        value = project_cfg.get(key)
+        value = engine.get(f"{PROJECT}:{key}")
         if value is not None:
             try:
                 raw[key] = _decode(value)
             except ConfigError as exc:
                 raise ConfigError(f"Invalid stack configuration:\n  - {PROJECT}:{key}: {exc}") from None
-    region = pulumi.Config("aws").get("region")
+    region = engine.get("aws:region")
     if region is not None:
         raw["region"] = region
     return parse_stack_config(raw)
+
+
+def load_stack_config() -> StackConfig:
+    """Read every project key from the running stack once and validate it."""
+    from pulumi.runtime.config import CONFIG  # the engine's full key map, to catch misspelt keys
+
+    return parse_engine_config(dict(CONFIG.get()))
