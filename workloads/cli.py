@@ -316,11 +316,34 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard_address(value: str) -> str:
+    """``--address``: an http(s) URL with a host and a valid port (argparse turns the error into usage).
+
+    Anything else would reach Ray's SDK, which reads ``host:port`` as a GCS address (and waits a minute
+    for it) and raises a traceback for malformed URLs.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a malformed or out-of-range port
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"expected the Ray dashboard URL, e.g. http://127.0.0.1:8265, got {value!r}"
+        )
+    return value
+
+
 def _add_target(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--stack", help="Pulumi stack: read its outputs and port-forward to its Ray head")
     group.add_argument(
-        "--address", help="Ray dashboard URL, e.g. http://127.0.0.1:8265 (token: RAY_AUTH_TOKEN)"
+        "--address",
+        type=dashboard_address,
+        help="Ray dashboard URL, e.g. http://127.0.0.1:8265 (token: RAY_AUTH_TOKEN)",
     )
 
 
