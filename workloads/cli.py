@@ -224,7 +224,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # RAY_AUTH_MODE=token: a new local head gets token auth (RAY_AUTH_TOKEN or a random token).
     token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
-    spec = LocalClusterSpec(token_auth=token_auth, token=token_from_env() if token_auth else None)
+    # RAY_REDIS_ADDRESS (+ RAY_REDIS_PASSWORD_FILE): GCS state in that Redis (GCS fault tolerance).
+    spec = LocalClusterSpec(
+        token_auth=token_auth,
+        token=token_from_env() if token_auth else None,
+        redis=local_cluster.redis_from_env(),
+    )
     return _finish(
         run_local(
             args.name,
