@@ -17,7 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -113,6 +113,10 @@ def _patient(call: Callable[[], T], timeout_s: float = 60.0) -> T:
             time.sleep(1)
 
 
+def _submit(client: Any, entrypoint: str) -> str:
+    return str(_patient(lambda: client.submit_job(entrypoint=entrypoint)))
+
+
 def _wait(client: object, job_id: str, timeout_s: float = 300.0) -> str:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -123,7 +127,7 @@ def _wait(client: object, job_id: str, timeout_s: float = 300.0) -> str:
 
 
 def _ledger(client: object, script: Path, mode: str) -> dict[str, object]:
-    job_id = _patient(lambda: client.submit_job(entrypoint=f"python {script} {mode}"))  # type: ignore[attr-defined]
+    job_id = _submit(client, f"python {script} {mode}")
     status = _wait(client, job_id)
     logs = _patient(lambda: client.get_job_logs(job_id))  # type: ignore[attr-defined]
     assert status == "SUCCEEDED", logs[-3000:]
@@ -146,10 +150,7 @@ def test_head_restart_on_the_same_redis_keeps_jobs_and_the_detached_actor(
     first = local_cluster.start(local_dir, spec, print)
     try:
         client = jobs.job_client(Target(address=first.dashboard_url))
-        submitted = [
-            _patient(lambda n=n: client.submit_job(entrypoint=f"python -c \"print('job {n}')\""))
-            for n in range(2)
-        ]
+        submitted = [_submit(client, f"python -c \"print('job {n}')\"") for n in range(2)]
         assert [_wait(client, job_id) for job_id in submitted] == ["SUCCEEDED", "SUCCEEDED"]
         before = _ledger(client, script, "create")
         assert before["total"] == 6 and before["restored"] is False
