@@ -1,6 +1,7 @@
 """Serve under replica loss, and fuzzed bodies over real HTTP, on a local Ray head.
 
-The serve workload is deployed through the CLI's own path (``jobs.deploy_serve``, the RayService's
+On the session's local head (tests/workloads/conftest.py), the serve workload is deployed through the
+CLI's own path (``jobs.deploy_serve``, the RayService's
 document) with two replicas and a model on disk. Four client threads keep a bounded loopback load on
 ``POST /predict`` while a fifth polls ``/healthz``; one replica process is SIGKILLed. Every answer is
 recorded: the requests that fail must be at most those in flight at the kill, the deployment must be
@@ -20,15 +21,16 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.workloads.serve.test_serve_app import publish
-from workloads import jobs, local_cluster
+from workloads import jobs
 from workloads.catalog import get_workload, workload_env
 from workloads.jobs import Target
-from workloads.local_cluster import LocalCluster, LocalClusterSpec
+from workloads.local_cluster import LocalCluster
 from workloads.serve.config import APP_NAME, DEPLOYMENT_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -83,34 +85,33 @@ def _running(target: Target) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def serving(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    local_dir = tmp_path_factory.mktemp("serve-reliability")
-    model_dir = local_dir / "model"
+def serving(local_dir: Path, ray_cluster: LocalCluster) -> Any:
+    """The serve workload with two replicas on the session's local head (conftest.py), removed after."""
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    model_dir = local_dir / "reliability-model"
     publish(model_dir, epoch=7)
-    head: LocalCluster = local_cluster.start(
-        local_dir, LocalClusterSpec(num_cpus=4, start_timeout_s=240), print
+    target = Target(address=ray_cluster.dashboard_url)
+    env = workload_env(get_workload("serve"), {"MODEL_PATH": str(model_dir)})
+    jobs.deploy_serve(
+        target,
+        get_workload("serve"),
+        env=env,
+        staging_dir=local_dir / "reliability-stage",
+        with_pip=False,
+        output=print,
+        http_host="127.0.0.1",
+        http_port=ray_cluster.serve_port,
+        num_replicas=2,
     )
     try:
-        target = Target(address=head.dashboard_url)
-        env = workload_env(get_workload("serve"), {"MODEL_PATH": str(model_dir)})
-        jobs.deploy_serve(
-            target,
-            get_workload("serve"),
-            env=env,
-            staging_dir=local_dir / "stage",
-            with_pip=False,
-            output=print,
-            http_host="127.0.0.1",
-            http_port=head.serve_port,
-            num_replicas=2,
-        )
         deadline = time.monotonic() + 120
         while len(_running(target)) < 2:
             assert time.monotonic() < deadline, _replicas(target)
             time.sleep(0.5)
-        yield head, target
+        yield ray_cluster, target
     finally:
-        local_cluster.stop(head)
+        ServeSubmissionClient(target.address, headers=target.headers()).delete_applications()
 
 
 def test_a_killed_replica_fails_at_most_its_in_flight_requests_and_is_replaced(serving: Any) -> None:
