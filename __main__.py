@@ -5,6 +5,7 @@ This file only wires components together; each one lives in ``components/`` and 
 
 import pulumi
 
+from components.builders.images import repository_name_for, stack_flavours
 from components.builders.storage import storage_path_for
 from components.cluster import ClusterTarget, ClusterTargetArgs
 from components.config import load_stack_config
@@ -15,6 +16,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume
 from components.s3_mountpoint import S3Mountpoint, S3MountpointArgs
 from components.workload_identity import ClusterIdentity
+from components.workload_images import WorkloadImages, WorkloadImagesArgs
 
 config = load_stack_config()
 # Every namespace with Ray pods: watched by the operator, scraped by Prometheus.
@@ -138,6 +140,29 @@ if config.monitoring.enabled:
     pulumi.export("grafanaPortForwardCommand", monitoring.grafana_port_forward_command)
     pulumi.export("monitoringNamespace", monitoring.namespace)
 
+# --- Workload images ----------------------------------------------------------------------------------
+# The Ray images with the workloads' dependencies baked in (images/): digests from config (CI-built), or
+# built during `pulumi up` into the stack's ECR repository. Without them the stock image + runtime pip.
+images = WorkloadImages(
+    "images",
+    WorkloadImagesArgs(
+        configured=config.ray_images.as_mapping(),
+        repository_name=(
+            repository_name_for(pulumi.get_stack(), config.ecr_repository.name)
+            if config.ecr_repository.enabled
+            else None
+        ),
+        keep_images=config.ecr_repository.keep_images,
+        retain_data=config.retain_data,
+        build_flavours=(
+            stack_flavours(group.gpus for group in config.worker_groups) if config.build_images else ()
+        ),
+    ),
+)
+if images.repository_url is not None:
+    pulumi.export("workloadImageRepositoryUrl", images.repository_url)
+    pulumi.export("workloadImagePushPolicy", images.push_policy)
+
 # --- KubeRay operator and the Ray cluster, jobs and services -----------------------------------------
 # The operator's ServiceMonitor needs the monitoring chart's CRDs, so its release waits for that chart.
 operator = KubeRayOperator(
@@ -174,6 +199,9 @@ ray = RayClusterStack(
         gcs_fault_tolerance=config.gcs_fault_tolerance,
         token_auth=config.token_auth,
         ray_image_repository=config.ray_image_repository,
+        images=images.images,
+        runtime_pip=config.runtime_pip,
+        pre_pull_images=config.pre_pull_images,
         expose_dashboards=config.expose_dashboards,
         ray_jobs=config.ray_jobs,
         ray_services=config.ray_services,

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.builders.images import stack_flavours, uses_stock_image, workload_image_problem
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
 
@@ -756,6 +757,67 @@ def _contract_env(env: dict[str, str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Workload images
+# --------------------------------------------------------------------------------------------------
+
+# ECR repository names: lowercase path components separated by '/', each of letters and digits joined
+# by single '.', '_' or '-' (CreateRepository's repositoryName pattern), 2-256 characters.
+_ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def _digest_pinned(value: str | None) -> str | None:
+    problem = workload_image_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+DigestRef = Annotated[str | None, AfterValidator(_digest_pinned)]
+
+
+class RayImagesConfig(_Model):
+    """Workload images (images/ built by CI or by hand), pinned by digest, per flavour."""
+
+    cpu: DigestRef = Field(
+        default=None,
+        description="Image of the head, CPU workers and job submitters (repo:tag@sha256:...); unset = stock image.",
+    )
+    gpu: DigestRef = Field(
+        default=None, description="Image of GPU worker groups (repo:tag@sha256:...); unset = stock GPU image."
+    )
+
+    def as_mapping(self) -> dict[str, str]:
+        """The configured flavours only: ``{"cpu": ref, ...}``."""
+        return {flavour: ref for flavour, ref in (("cpu", self.cpu), ("gpu", self.gpu)) if ref is not None}
+
+
+class EcrRepositoryConfig(_Model):
+    """The ECR repository the stack creates for the workload images."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Create the repository (immutable tags, scan on push, lifecycle policy; kept per retainData).",
+    )
+    name: str | None = Field(
+        default=None,
+        description="Repository name; unset = ray-on-eks/<stack>. Fixed: a kept repository is adopted by name.",
+    )
+    keep_images: PositiveInt = Field(
+        default=10, description="Newest images kept per flavour (older ones expire by lifecycle policy)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not (2 <= len(value) <= 256 and _ECR_REPOSITORY.match(value)):
+            raise ValueError(
+                "is not a valid ECR repository name: 2-256 lowercase letters, digits and single '.', '_', "
+                "'-' between them, with '/' between path parts (e.g. ray-on-eks/dev)"
+            )
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
 # The whole stack
 # --------------------------------------------------------------------------------------------------
 
@@ -793,6 +855,28 @@ class StackConfig(_Model):
     )
     ray_image_repository: str = Field(
         default="rayproject/ray", description="Ray image repository (e.g. an ECR mirror); the tag is pinned."
+    )
+    ray_images: RayImagesConfig = Field(
+        default_factory=RayImagesConfig,
+        description="Workload images pinned by digest, per flavour (cpu, gpu); see README 'Workload images'.",
+    )
+    ecr_repository: EcrRepositoryConfig = Field(
+        default_factory=EcrRepositoryConfig, description="ECR repository for the workload images."
+    )
+    build_images: bool = Field(
+        default=False,
+        description="Build images/ during pulumi up (pulumi-docker-build, needs Docker) into ecrRepository.",
+    )
+    runtime_pip: bool | None = Field(
+        default=None,
+        description=(
+            "Install the workloads' pip packages when a job starts; unset = only while a Ray pod runs "
+            "the stock image."
+        ),
+    )
+    pre_pull_images: Literal["none", "gpu", "all"] = Field(
+        default="gpu",
+        description="Pull the Ray image onto new nodes of these worker groups before Ray needs it (DaemonSet).",
     )
     head: HeadConfig = Field(default_factory=HeadConfig, description="The Ray head pod.")
     worker_groups: tuple[WorkerGroupConfig, ...] = Field(
@@ -896,6 +980,7 @@ class StackConfig(_Model):
                     f"on EKS use the EC2 name ({group.instance_type.removeprefix('ml.')})"
                 )
         problems += self._ray_cluster_problems()
+        problems += self._image_problems()
         problems += _duplicates("workerGroups", [g.name for g in self.worker_groups])
         problems += _duplicates("rayJobs", [j.name for j in self.ray_jobs])
         problems += _duplicates("rayServices", [s.name for s in self.ray_services])
@@ -917,6 +1002,33 @@ class StackConfig(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _image_problems(self) -> list[str]:
+        """Rules across rayImages, ecrRepository, buildImages and runtimePip."""
+        problems: list[str] = []
+        configured = self.ray_images.as_mapping()
+        if self.build_images and not self.ecr_repository.enabled:
+            problems.append(
+                "buildImages: true pushes the images to the stack's ECR repository, which is off; set "
+                "ecrRepository.enabled: true"
+            )
+        if self.build_images and configured:
+            problems.append(
+                f"rayImages: {', '.join(sorted(configured))} is set and buildImages is true; use one source "
+                "of workload images: remove rayImages or set buildImages: false"
+            )
+        flavours = stack_flavours(group.gpus for group in self.worker_groups)
+        images: dict[str, str] = dict.fromkeys(flavours, "built") if self.build_images else configured
+        workloads = [job.workload for job in self.ray_jobs] + [svc.workload for svc in self.ray_services]
+        needs_pip = sorted({name for name in workloads if WORKLOADS[name].pip})
+        if self.runtime_pip is False and needs_pip and uses_stock_image(flavours, images):
+            missing = [flavour for flavour in flavours if flavour not in images]
+            problems.append(
+                f"runtimePip: false but workloads {', '.join(needs_pip)} need packages the stock image lacks "
+                f"and rayImages.{'/'.join(missing)} is not set; set rayImages (or buildImages: true), or "
+                "remove runtimePip"
+            )
+        return problems
 
     def _ray_cluster_problems(self) -> list[str]:
         """Rules of the RayCluster / RayJob / RayService section that span several keys."""

@@ -212,3 +212,61 @@ def test_checks_run_the_project_commands() -> None:
         "python -m pytest",
     ):
         assert command in runs, command
+
+
+# ---- images.yml: build once per images/ change, push by content hash ----------------------------------
+
+IMAGE_PATHS = ["images/**", "components/builders/images.py", ".github/workflows/images.yml"]
+
+
+def test_images_workflow_runs_when_images_change() -> None:
+    doc = _load(WORKFLOWS / "images.yml")
+    assert doc["on"]["push"] == {"branches": ["main"], "paths": IMAGE_PATHS}
+    assert doc["on"]["pull_request"] == {"branches": ["main"], "paths": IMAGE_PATHS}
+    assert "workflow_dispatch" in doc["on"]
+
+
+def test_images_workflow_builds_every_flavour_and_pushes_only_from_main() -> None:
+    from components.builders.images import FLAVOURS
+
+    doc = _load(WORKFLOWS / "images.yml")
+    build, push = doc["jobs"]["build"], doc["jobs"]["push"]
+    for job in (build, push):
+        assert job["strategy"]["matrix"]["flavour"] == list(FLAVOURS)
+    # Pull requests build without credentials or a push.
+    assert build["if"] == "github.event_name == 'pull_request'"
+    assert build["permissions"] == {"contents": "read"}
+    build_runs = " ".join(step.get("run", "") for step in build["steps"])
+    assert "--push" not in build_runs and "docker login" not in build_runs
+    # Pushes: main only, OIDC, never cancelled half-way.
+    assert "github.ref == 'refs/heads/main'" in push["if"]
+    assert push["permissions"] == {"contents": "read", "id-token": "write"}
+    assert push["concurrency"]["cancel-in-progress"] is False
+    (aws,) = [s for s in push["steps"] if "configure-aws-credentials" in str(s.get("uses"))]
+    assert aws["with"]["role-to-assume"] == "${{ vars.IMAGES_ROLE_ARN }}"
+
+
+def test_images_workflow_tags_by_content_hash_and_skips_existing_tags() -> None:
+    doc = _load(WORKFLOWS / "images.yml")
+    steps = {step["name"]: step for step in doc["jobs"]["push"]["steps"]}
+    tag_step = steps["Content tag and registry"]
+    assert 'python3 -m components.builders.images tag "$FLAVOUR"' in tag_step["run"]
+    assert "aws ecr describe-images" in tag_step["run"]
+    build = steps["Build and push (single manifest, no attestations)"]
+    assert build["if"] == "steps.tag.outputs.exists == 'false'"
+    for fragment in (
+        "--platform linux/amd64",
+        "--provenance=false",
+        '--tag "${IMAGE}:${TAG}" --push',
+        '--file "images/${FLAVOUR}/Dockerfile" images/',
+        '--build-arg "REVISION=${REVISION}"',
+    ):
+        assert fragment in build["run"], fragment
+    assert build["env"]["REVISION"] == "${{ github.sha }}"
+    assert "rayImages" in steps["Digest for rayImages"]["run"]
+
+
+def test_images_workflow_passes_values_to_scripts_through_env_only() -> None:
+    # No ${{ }} expression inside a shell script: every value reaches it as an environment variable.
+    for _, step in _steps(_load(WORKFLOWS / "images.yml")):
+        assert "${{" not in step.get("run", ""), step.get("name")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError, StackConfig, parse_stack_config
+from components.versions import RAY_VERSION
 from tests.pulumi_harness import REPO, run_program, stack_files
 
 PROJECT_FILE = REPO / "Pulumi.yaml"
@@ -420,6 +421,55 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         {"createCluster": True, "managePodIdentityAgent": True},
         "ray-on-eks:managePodIdentityAgent",
         "createCluster already installs",
+    ),
+    # --- workload images ---
+    (
+        "ray image by tag, not digest",
+        {"rayImages": {"cpu": "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray:cpu-1"}},
+        "ray-on-eks:rayImages.cpu",
+        "is not pinned by digest; use <registry>/<repository>:<tag>@sha256:<64 hex digits>",
+    ),
+    (
+        "unknown image flavour",
+        {"rayImages": {"tpu": "x@sha256:" + "a" * 64}},
+        "ray-on-eks:rayImages.tpu",
+        "unknown key",
+    ),
+    (
+        "invalid ECR repository name",
+        {"ecrRepository": {"enabled": True, "name": "Ray Images"}},
+        "ray-on-eks:ecrRepository.name",
+        "not a valid ECR repository name",
+    ),
+    (
+        "ECR keepImages zero",
+        {"ecrRepository": {"enabled": True, "keepImages": 0}},
+        "ray-on-eks:ecrRepository.keepImages",
+        "greater than 0",
+    ),
+    (
+        "build without a repository",
+        {"buildImages": True, "ecrRepository": {"enabled": False}},
+        "ray-on-eks:buildImages",
+        "set ecrRepository.enabled: true",
+    ),
+    (
+        "build and configured digests",
+        {"buildImages": True, "rayImages": {"cpu": f"x:{RAY_VERSION}-py311-cpu-0@sha256:" + "a" * 64}},
+        "ray-on-eks:rayImages",
+        "remove rayImages or set buildImages: false",
+    ),
+    (
+        "runtime pip off on the stock image",
+        {"runtimePip": False},
+        "ray-on-eks:runtimePip",
+        "rayImages.cpu/gpu is not set",
+    ),
+    (
+        "unknown pre-pull setting",
+        {"prePullImages": "some"},
+        "ray-on-eks:prePullImages",
+        "'none', 'gpu' or 'all'",
     ),
 ]
 
