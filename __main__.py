@@ -49,6 +49,7 @@ else:
             create_cluster=config.create_cluster,
             new_cluster=config.new_cluster,
             hyperpod=config.hyperpod,
+            network_policies=config.network_policies,
         ),
     )
     pulumi.export("region", config.region)
@@ -235,6 +236,9 @@ ray = RayClusterStack(
         storage_path=storage_path,
         head_env=monitoring.ray_head_env if monitoring is not None else {},
         service_account_annotations=s3.ray_service_account_annotations if s3 is not None else {},
+        network_policies=config.network_policies,
+        kuberay_namespace=config.kuberay.namespace,
+        monitoring_namespace=config.monitoring.namespace if monitoring is not None else None,
     ),
     opts=pulumi.ResourceOptions(provider=target.provider, depends_on=[operator.release]),
 )

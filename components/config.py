@@ -1177,6 +1177,11 @@ class StackConfig(_Model):
     token_auth: bool = Field(
         default=True, description="Ray token authentication (dashboard, Jobs API and GCS require the token)."
     )
+    network_policies: bool = Field(
+        default=True,
+        description="NetworkPolicies in the Ray namespace: deny ingress except Ray pods, Prometheus and the "
+        "KubeRay operator (needs a network-policy engine, e.g. the VPC CNI with enableNetworkPolicy).",
+    )
     kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig, description="The KubeRay operator.")
     retain_data: bool = Field(
         default=True,
@@ -1536,15 +1541,16 @@ def _decode(value: str) -> Any:
     return value
 
 
-def load_stack_config() -> StackConfig:
-    """Read every project key from the running stack once and validate it."""
-    from pulumi.runtime.config import CONFIG  # the engine's full key map, to catch misspelt keys
+def parse_engine_config(engine: Mapping[str, str]) -> StackConfig:
+    """Validate the engine's config map (``{"ray-on-eks:key": "text", "aws:region": ...}``).
 
-    project_cfg = pulumi.Config()
+    Pure: what :func:`load_stack_config` does with the running stack's config, callable without the
+    engine (the fuzz tests feed it random maps). Raises :class:`ConfigError` for every problem.
+    """
     known = {field.alias or name for name, field in StackConfig.model_fields.items()} - {"region"}
     unknown = sorted(
         key.split(":", 1)[1]
-        for key in CONFIG.get()
+        for key in engine
         if key.startswith(f"{PROJECT}:") and key.split(":", 1)[1] not in known
     )
     if unknown:
@@ -1558,17 +1564,17 @@ def load_stack_config() -> StackConfig:
         )
     raw: dict[str, Any] = {}
     for key in known:
-        value = project_cfg.get(key)
+        value = engine.get(f"{PROJECT}:{key}")
         if value is not None:
             try:
                 raw[key] = _decode(value)
             except ConfigError as exc:
                 raise ConfigError(f"Invalid stack configuration:\n  - {PROJECT}:{key}: {exc}") from None
-    region = pulumi.Config("aws").get("region")
+    region = engine.get("aws:region")
     if region is not None:
         raw["region"] = region
     config = parse_stack_config(raw)
-    native_region = pulumi.Config("aws-native").get("region")
+    native_region = engine.get("aws-native:region")
     if config.cluster_type == "hyperpod" and native_region != config.region:
         # The HyperPod lookup runs on pulumi-aws-native, whose provider reads only aws-native:region
         # (pulumi-aws-native provider/pkg/provider/provider.go, Configure).
@@ -1578,3 +1584,10 @@ def load_stack_config() -> StackConfig:
             f"{config.region}"
         )
     return config
+
+
+def load_stack_config() -> StackConfig:
+    """Read every project key from the running stack once and validate it."""
+    from pulumi.runtime.config import CONFIG  # the engine's full key map, to catch misspelt keys
+
+    return parse_engine_config(dict(CONFIG.get()))

@@ -4,6 +4,8 @@ What it creates (all children named ``f"{name}-<role>"``, parented to the compon
 
 * the Ray namespace (Pod Security Admission ``baseline`` enforced, ``restricted`` warned/audited:
   our pods meet restricted, containers KubeRay injects are only guaranteed to meet baseline);
+* the namespace's NetworkPolicies (unless ``network_policies`` is off): default-deny ingress and the
+  few allowed paths, see components/builders/network_policy.py;
 * the ``ray-workloads`` service account (IRSA / Pod Identity bind AWS access to it) and one
   PersistentVolumeClaim per shared volume, named ``f"{volume.name}-claim"``, carrying the await its
   storage component sized (``pulumi up`` waits until it is Bound, before the RayCluster);
@@ -38,6 +40,7 @@ import pulumi_kubernetes as k8s
 
 from components import contract
 from components.builders.images import runtime_pip, stack_flavours, uses_stock_image
+from components.builders.network_policy import build_network_policies
 from components.builders.ray import (
     API_VERSION,
     ClaimMount,
@@ -166,6 +169,12 @@ class RayClusterStackArgs:
     # On the ray-workloads service account, e.g. the IRSA role-arn annotation.
     # (An Output of the whole mapping works too, e.g. S3Mountpoint.ray_service_account_annotations.)
     service_account_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+    # NetworkPolicies in the namespace (components/builders/network_policy.py): deny ingress except Ray
+    # pods, RayJob submitters, the operator in ``kuberay_namespace`` and Prometheus in
+    # ``monitoring_namespace`` (None: no monitoring stack, no Prometheus rule).
+    network_policies: bool = True
+    kuberay_namespace: str = "kuberay-system"
+    monitoring_namespace: str | None = None
 
 
 class RayClusterStack(pulumi.ComponentResource):
@@ -363,6 +372,23 @@ class RayClusterStack(pulumi.ComponentResource):
             for volume in args.volumes
         ]
         pod_inputs: list[pulumi.Resource] = [namespace, service_account, *claims, *args.capacity]
+        if args.network_policies:
+            # Created before any Ray pod: no window in which a pod runs without them. No finalizers;
+            # deleted with the stack (the kept namespace, with retainData, is left open, not broken).
+            pod_inputs += [
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{policy['metadata']['name']}",
+                    metadata=policy["metadata"],
+                    spec=_untyped(policy["spec"]),
+                    opts=in_ns,
+                )
+                for policy in build_network_policies(
+                    namespace=ns,
+                    kuberay_namespace=args.kuberay_namespace,
+                    monitoring_namespace=args.monitoring_namespace,
+                    expose_dashboards=args.expose_dashboards,
+                )
+            ]
         if args.kuberay is not None:
             pod_inputs.append(args.kuberay)
         if config_map_name:

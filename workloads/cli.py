@@ -409,7 +409,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # RAY_AUTH_MODE=token: a new local head gets token auth (RAY_AUTH_TOKEN or a random token).
     token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
-    spec = LocalClusterSpec(token_auth=token_auth, token=token_from_env() if token_auth else None)
+    # RAY_REDIS_ADDRESS (+ RAY_REDIS_PASSWORD_FILE): GCS state in that Redis (GCS fault tolerance).
+    spec = LocalClusterSpec(
+        token_auth=token_auth,
+        token=token_from_env() if token_auth else None,
+        redis=local_cluster.redis_from_env(),
+    )
     _SESSION.stop_flags = target_flags(args)
     return _finish(
         run_local(
@@ -545,11 +550,34 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard_address(value: str) -> str:
+    """``--address``: an http(s) URL with a host and a valid port (argparse turns the error into usage).
+
+    Anything else would reach Ray's SDK, which reads ``host:port`` as a GCS address (and waits a minute
+    for it) and raises a traceback for malformed URLs.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a malformed or out-of-range port
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"expected the Ray dashboard URL, e.g. http://127.0.0.1:8265, got {value!r}"
+        )
+    return value
+
+
 def _add_target(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--stack", help="Pulumi stack: read its outputs and port-forward to its Ray head")
     group.add_argument(
-        "--address", help="Ray dashboard URL, e.g. http://127.0.0.1:8265 (token: RAY_AUTH_TOKEN)"
+        "--address",
+        type=dashboard_address,
+        help="Ray dashboard URL, e.g. http://127.0.0.1:8265 (token: RAY_AUTH_TOKEN)",
     )
 
 

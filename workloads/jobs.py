@@ -288,6 +288,7 @@ def deploy_serve(
     output: Output,
     http_host: str | None = None,
     http_port: int | None = None,
+    num_replicas: int = 1,
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """Deploy the serve config document via Serve's REST API and wait until it is RUNNING.
@@ -314,6 +315,7 @@ def deploy_serve(
         pip=workload.pip if with_pip else (),
         http_host=http_host,
         http_port=http_port,
+        num_replicas=num_replicas,
     )
     output(f"deploying Serve application {APP_NAME!r} ({document['applications'][0]['import_path']})")
     call(target, lambda: client.deploy_applications(document))

@@ -4,6 +4,12 @@ The head runs as ``ray start --head --block`` in its own process group, bound to
 every port chosen free, so it never collides with another Ray on the machine. Its facts (ports,
 temp dir, token) live in ``<local-dir>/local-cluster.json`` so a later CLI call reuses it; ``down``
 stops it by process group and by a marker variable that every process of the cluster inherits.
+
+With :class:`ExternalRedis` the head keeps its GCS tables (jobs, actors, nodes, internal KV) in a
+real Redis, exactly as a RayCluster with ``gcsFaultTolerance`` does (KubeRay sets ``RAY_REDIS_ADDRESS``,
+``RAY_external_storage_namespace`` and ``--redis-password`` on the head): a head stopped and started
+again on the same Redis and namespace finds its job history and detached actors. The Redis is checked
+(reachable, password accepted) before Ray starts, so a wrong password is one clear error.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,6 +65,99 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+REDIS_ADDRESS_ENV = "RAY_REDIS_ADDRESS"
+"""Ray's own variable for the external Redis (``host:port``)."""
+REDIS_PASSWORD_FILE_ENV = "RAY_REDIS_PASSWORD_FILE"
+"""File holding the Redis password (never the password itself in the environment or the CLI)."""
+STORAGE_NAMESPACE_ENV = "RAY_external_storage_namespace"
+"""Ray's variable for the key prefix of one cluster's tables in the Redis (KubeRay: the cluster UID)."""
+DEFAULT_STORAGE_NAMESPACE = "ray-on-eks-local"
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_REDIS_ADDRESS = re.compile(r"^[A-Za-z0-9.\-]+:[0-9]{1,5}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalRedis:
+    """GCS fault tolerance for the local head: its GCS state lives in this Redis."""
+
+    address: str
+    """``host:port`` (the RayCluster's ``gcsFaultTolerance.redisAddress``)."""
+    password_file: Path | None = None
+    """File whose content (stripped) is the Redis password; ``None`` for a Redis without one."""
+    namespace: str = DEFAULT_STORAGE_NAMESPACE
+    """Key prefix of this cluster's tables; a restart must use the same one to find its state."""
+
+    def __post_init__(self) -> None:
+        if not _REDIS_ADDRESS.match(self.address) or not 0 < int(self.address.rsplit(":", 1)[1]) < 65536:
+            raise LocalClusterError(f"Redis address {self.address!r} must be host:port, e.g. 127.0.0.1:6379")
+        if not _NAMESPACE.match(self.namespace):
+            raise LocalClusterError(
+                f"storage namespace {self.namespace!r} must be 1-64 letters, digits, '.', '_' or '-'"
+            )
+
+    def password(self) -> str | None:
+        """The password from ``password_file`` (read now, never stored)."""
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text().strip() or None
+        except OSError as error:
+            raise LocalClusterError(
+                f"cannot read the Redis password file {self.password_file}: {error.strerror}"
+            ) from None
+
+
+def redis_from_env(environ: Mapping[str, str] | None = None) -> ExternalRedis | None:
+    """``RAY_REDIS_ADDRESS`` (+ ``RAY_REDIS_PASSWORD_FILE``, ``RAY_external_storage_namespace``)."""
+    env = os.environ if environ is None else environ
+    address = env.get(REDIS_ADDRESS_ENV, "").strip()
+    if not address:
+        return None
+    password_file = env.get(REDIS_PASSWORD_FILE_ENV, "").strip()
+    return ExternalRedis(
+        address=address,
+        password_file=Path(password_file) if password_file else None,
+        namespace=env.get(STORAGE_NAMESPACE_ENV, "").strip() or DEFAULT_STORAGE_NAMESPACE,
+    )
+
+
+def redis_command(*parts: str) -> bytes:
+    """A Redis (RESP) command."""
+    encoded = [part.encode() for part in parts]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$" + str(len(part)).encode() + b"\r\n" + part + b"\r\n" for part in encoded
+    )
+
+
+def check_redis(redis: ExternalRedis, *, timeout_s: float = 5.0) -> None:
+    """Raise :class:`LocalClusterError` unless the Redis answers and accepts the password."""
+    host, port = redis.address.rsplit(":", 1)
+    password = redis.password()
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            reader = conn.makefile("rb")
+            if password is not None:
+                conn.sendall(redis_command("AUTH", password))
+                reply = reader.readline().decode(errors="replace").strip()
+                if not reply.startswith("+OK"):
+                    raise LocalClusterError(
+                        f"Redis at {redis.address} refused the password from {redis.password_file}: "
+                        f"{reply.lstrip('-')}; put the Redis password (its requirepass) in that file"
+                    )
+            conn.sendall(redis_command("PING"))
+            reply = reader.readline().decode(errors="replace").strip()
+    except OSError as error:
+        raise LocalClusterError(
+            f"no Redis answers at {redis.address} ({error}); start it or fix {REDIS_ADDRESS_ENV}"
+        ) from None
+    if reply.startswith("-NOAUTH"):
+        raise LocalClusterError(
+            f"Redis at {redis.address} requires a password: set {REDIS_PASSWORD_FILE_ENV} to a file holding it"
+        )
+    if not reply.startswith("+PONG"):
+        raise LocalClusterError(f"{redis.address} did not answer like a Redis server: {reply[:80]!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LocalClusterSpec:
     """How to start a local head."""
@@ -69,6 +169,8 @@ class LocalClusterSpec:
     token: str | None = None
     """The token when ``token_auth`` (default: a new random one)."""
     start_timeout_s: float = 120.0
+    redis: ExternalRedis | None = None
+    """GCS fault tolerance: keep the GCS state in this Redis (default: in the head's memory)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +186,9 @@ class LocalCluster:
     temp_dir: str
     log_file: str
     token: str | None
+    redis_address: str | None = None
+    """The external Redis holding the GCS state (GCS fault tolerance), if any."""
+    storage_namespace: str | None = None
 
     @property
     def dashboard_url(self) -> str:
@@ -178,6 +283,10 @@ def _tail(path: str, lines: int = 15) -> str:
 def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) -> LocalCluster:
     """Start a new head (blocking until its dashboard answers) and record it."""
     local_dir.mkdir(parents=True, exist_ok=True)
+    redis_password = None
+    if spec.redis is not None:
+        check_redis(spec.redis)  # before anything starts: a wrong password is one clear error
+        redis_password = spec.redis.password()
     cluster_id = secrets.token_hex(6)
     # Short temp dir: Ray puts unix sockets under it (path length limit).
     temp_dir = tempfile.mkdtemp(prefix="roe-", dir="/tmp")
@@ -211,6 +320,9 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
         "--disable-usage-stats",
         *(f"--{flag}={port}" for flag, port in ports.items()),
     ]
+    if redis_password is not None:
+        # As KubeRay does (rayStartParams redis-password); ray start hands it to the GCS server.
+        command.append(f"--redis-password={redis_password}")
     env = dict(os.environ)
     env[MARKER_ENV] = cluster_id
     # Keep every Ray address on loopback (Ray otherwise swaps 127.0.0.1 for the node's own IP).
@@ -226,6 +338,11 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # Job entrypoints say `python`: make that this interpreter (the one with Ray installed).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("RAY_AUTH_TOKEN_PATH", None)
+    for name in (REDIS_ADDRESS_ENV, REDIS_PASSWORD_FILE_ENV, STORAGE_NAMESPACE_ENV):
+        env.pop(name, None)
+    if spec.redis is not None:
+        env[REDIS_ADDRESS_ENV] = spec.redis.address
+        env[STORAGE_NAMESPACE_ENV] = spec.redis.namespace
     if token:
         env["RAY_AUTH_MODE"] = "token"
         env["RAY_AUTH_TOKEN"] = token
@@ -252,6 +369,8 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
         temp_dir=temp_dir,
         log_file=log_file,
         token=token,
+        redis_address=spec.redis.address if spec.redis else None,
+        storage_namespace=spec.redis.namespace if spec.redis else None,
     )
     _write_state(local_dir, cluster)
     deadline = time.monotonic() + spec.start_timeout_s
@@ -288,6 +407,13 @@ def ensure(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet)
         ):
             raise LocalClusterError(
                 "the running local Ray head was started with a different auth setting; "
+                "stop it with `python -m workloads down` first"
+            )
+        wanted = (spec.redis.address, spec.redis.namespace) if spec.redis else (None, None)
+        if spec.redis is not None and wanted != (cluster.redis_address, cluster.storage_namespace):
+            raise LocalClusterError(
+                "the running local Ray head keeps its GCS state elsewhere (Redis "
+                f"{cluster.redis_address or 'none'}, namespace {cluster.storage_namespace or 'none'}); "
                 "stop it with `python -m workloads down` first"
             )
         if _dashboard_up(cluster.dashboard_url, cluster.token):

@@ -22,6 +22,7 @@ import yaml
 
 from components import contract
 from components.builders.images import build_pre_pull_daemon_set, flavour_of, resolve_ray_image
+from components.builders.network_policy import SUBMITTER_LABEL, SUBMITTER_VALUE
 from components.builders.placement import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
@@ -705,7 +706,8 @@ def build_submitter_template(shape: ClusterShape, pods: PodContext) -> dict[str,
     if selector:
         spec["nodeSelector"] = selector
     return {
-        "metadata": {"labels": dict(PART_OF)},
+        # The submitter label lets it through the Ray namespace's NetworkPolicies to the head's Jobs API.
+        "metadata": {"labels": {**PART_OF, SUBMITTER_LABEL: SUBMITTER_VALUE}},
         "spec": {
             **spec,
             "containers": [

@@ -271,6 +271,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("misspelt top-level key", {"workergroups": []}, "ray-on-eks:workergroups", "unknown key"),
     ("tokenAuth not a boolean", {"tokenAuth": "sometimes"}, "ray-on-eks:tokenAuth", "true or false"),
     (
+        "networkPolicies not a boolean",
+        {"networkPolicies": "strict"},
+        "ray-on-eks:networkPolicies",
+        "true or false",
+    ),
+    (
         "GCS FT without Redis",
         {"gcsFaultTolerance": {"enabled": True}},
         "ray-on-eks:gcsFaultTolerance",

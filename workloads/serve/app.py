@@ -84,6 +84,19 @@ class ServeSettings:
         return cls(model_path=env.location("MODEL_PATH", derived=env.storage_subdir("models", "latest")))
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""Features are float32 for the model: a larger magnitude would become inf and predict garbage."""
+
+
+def _finite(value: float) -> bool:
+    """A number the model can take: finite and within float32's range (``math.isfinite(10**400)``
+    raises OverflowError, hence the guard)."""
+    try:
+        return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+    except OverflowError:
+        return False
+
+
 def parse_instances(payload: Any, *, input_dim: int) -> list[list[float]]:
     """Validate a decoded ``/predict`` body; raises :class:`BadRequestError` with the reason."""
     if not isinstance(payload, dict) or "instances" not in payload:
@@ -101,9 +114,10 @@ def parse_instances(payload: Any, *, input_dim: int) -> list[list[float]]:
             size = len(row) if isinstance(row, list) else type(row).__name__
             raise BadRequestError(f"instances[{index}] must be a list of {input_dim} numbers, got {size}")
         for value in row:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
                 raise BadRequestError(
-                    f"instances[{index}] contains a non-numeric or non-finite value: {value!r}"
+                    f"instances[{index}] contains a non-numeric or non-finite value (or one beyond "
+                    f"float32's range): {str(value)[:40]}"
                 )
         rows.append([float(value) for value in row])
     return rows
@@ -190,6 +204,8 @@ class Classifier:
                 payload = json.loads(body)
             except (ValueError, UnicodeDecodeError) as error:
                 raise BadRequestError(f"body is not valid JSON: {error}") from None
+            except RecursionError:  # nesting deeper than the JSON decoder's recursion limit
+                raise BadRequestError("body is nested too deeply to be a request") from None
             rows = parse_instances(payload, input_dim=meta.input_dim)
         except BadRequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
