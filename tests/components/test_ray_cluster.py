@@ -20,7 +20,7 @@ from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program
 from workloads.catalog import WORKLOADS_MOUNT_PATH, get_workload
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
-CRD_GROUP_TYPE = "kubernetes:yaml/v2:ConfigGroup"
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 
 
 def _doc(resource: pulumi_harness.Registered) -> dict[str, Any]:
@@ -53,7 +53,8 @@ def test_every_ray_resource_validates_against_the_kuberay_crds(
 
 def test_cluster_depends_on_the_crds_and_jobs_on_the_cluster(stack_run: ProgramRun) -> None:
     cluster = _cluster(stack_run)
-    crds = [stack_run.one(CRD_GROUP_TYPE, "kuberay-crds")]
+    crds = stack_run.of_type(CRD_TYPE)
+    assert len(crds) == 3
     release = stack_run.one("kubernetes:helm.sh/v3:Release", "kuberay-release")
     for resource in [
         cluster,
