@@ -23,8 +23,8 @@ MINIMAL: dict[str, Any] = {
 }
 
 
-def test_pulumi_yaml_validates_against_pulumis_project_schema(shared_schemas: Path) -> None:
-    schema = json.loads((shared_schemas / "pulumi-project.json").read_text())
+def test_pulumi_yaml_validates_against_pulumis_project_schema(schemas: Path) -> None:
+    schema = json.loads((schemas / "pulumi-project.json").read_text())
     project = yaml.safe_load(PROJECT_FILE.read_text())
     jsonschema.Draft202012Validator(schema).validate(project)
 

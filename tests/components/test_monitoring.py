@@ -128,10 +128,10 @@ def test_the_plaintext_scan_can_fail() -> None:
 
 
 @pytest.fixture(scope="module")
-def crd_validators(shared_schemas: Path) -> dict[str, jsonschema.Draft7Validator]:
+def crd_validators(schemas: Path) -> dict[str, jsonschema.Draft7Validator]:
     validators = {}
     for kind, plural in (("PodMonitor", "podmonitors"), ("PrometheusRule", "prometheusrules")):
-        crd = yaml.safe_load((shared_schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
+        crd = yaml.safe_load((schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
         (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
         validators[kind] = jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
     return validators

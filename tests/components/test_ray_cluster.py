@@ -43,12 +43,12 @@ def _cluster_pods(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.schemas
 def test_every_ray_resource_validates_against_the_kuberay_crds(
-    stack_run: ProgramRun, shared_schemas: Path
+    stack_run: ProgramRun
 ) -> None:
     documents = [r for kind in RAY_KINDS for r in stack_run.custom_resources(kind)]
     assert documents
     for resource in documents:
-        assert validation_errors(_doc(resource), shared_schemas / "kuberay-v1.7.0") == []
+        assert validation_errors(_doc(resource)) == []
 
 
 def test_cluster_depends_on_the_crds_and_jobs_on_the_cluster(stack_run: ProgramRun) -> None:
@@ -205,7 +205,7 @@ def test_hyperpod_pins_every_group_including_the_head() -> None:
 
 
 @pytest.mark.schemas
-def test_autoscaler_and_gcs_ft_variant_validates(shared_schemas: Path) -> None:
+def test_autoscaler_and_gcs_ft_variant_validates() -> None:
     run = run_program(
         "dev",
         {
@@ -225,7 +225,7 @@ def test_autoscaler_and_gcs_ft_variant_validates(shared_schemas: Path) -> None:
     assert spec["autoscalerOptions"]["version"] == "v2"
     for kind in RAY_KINDS:
         for resource in run.custom_resources(kind):
-            assert validation_errors(_doc(resource), shared_schemas / "kuberay-v1.7.0") == []
+            assert validation_errors(_doc(resource)) == []
 
 
 def test_token_auth_off_drops_the_secret_output() -> None:

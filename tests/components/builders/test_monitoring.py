@@ -78,16 +78,16 @@ def _unknown_keys(values: dict[str, Any], chart: dict[str, Any], grafana: dict[s
 
 
 @pytest.fixture(scope="module")
-def chart_defaults(shared_schemas: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    folder = shared_schemas / CHART_DIR
+def chart_defaults(schemas: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    folder = schemas / CHART_DIR
     return (
         yaml.safe_load((folder / "values.yaml").read_text()),
         yaml.safe_load((folder / GRAFANA_VALUES).read_text()),
     )
 
 
-def _crd_validator(shared_schemas: Path, plural: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((shared_schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
+def _crd_validator(schemas: Path, plural: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
 
@@ -224,14 +224,14 @@ def _monitors(**overrides: Any) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("autoscaler", [False, True])
-def test_pod_monitors_validate_against_the_crd(shared_schemas: Path, autoscaler: bool) -> None:
-    validator = _crd_validator(shared_schemas, "podmonitors")
+def test_pod_monitors_validate_against_the_crd(schemas: Path, autoscaler: bool) -> None:
+    validator = _crd_validator(schemas, "podmonitors")
     for monitor in _monitors(scrape_autoscaler=autoscaler).values():
         _assert_valid(validator, monitor)
 
 
-def test_a_broken_pod_monitor_is_rejected(shared_schemas: Path) -> None:
-    validator = _crd_validator(shared_schemas, "podmonitors")
+def test_a_broken_pod_monitor_is_rejected(schemas: Path) -> None:
+    validator = _crd_validator(schemas, "podmonitors")
     broken = copy.deepcopy(_monitors()["ray-head"])
     broken["spec"]["podMetricsEndpoints"][0]["portNumber"] = "metrics"  # must be an integer
     del broken["spec"]["selector"]  # required
@@ -298,15 +298,15 @@ def test_extra_head_ports_are_the_ones_ray_really_uses() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_prometheus_rule_validates_against_the_crd(shared_schemas: Path) -> None:
+def test_prometheus_rule_validates_against_the_crd(schemas: Path) -> None:
     _assert_valid(
-        _crd_validator(shared_schemas, "prometheusrules"),
+        _crd_validator(schemas, "prometheusrules"),
         m.build_ray_prometheus_rule(name="ray", namespace="mon"),
     )
 
 
-def test_a_broken_prometheus_rule_is_rejected(shared_schemas: Path) -> None:
-    validator = _crd_validator(shared_schemas, "prometheusrules")
+def test_a_broken_prometheus_rule_is_rejected(schemas: Path) -> None:
+    validator = _crd_validator(schemas, "prometheusrules")
     rule = m.build_ray_prometheus_rule(name="ray", namespace="mon")
     rule["spec"]["groups"][1]["rules"][0]["for"] = "five minutes"  # not a duration
     assert list(validator.iter_errors(rule))
