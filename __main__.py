@@ -123,6 +123,8 @@ if config.monitoring.enabled:
             retain_data=config.retain_data,
             expose_dashboards=config.expose_dashboards,
             scrape_autoscaler=config.autoscaler.enabled,
+            alertmanager=config.monitoring.alertmanager,
+            scrape_kube_proxy=config.monitoring.scrape_kube_proxy,
         ),
         opts=pulumi.ResourceOptions(provider=target.provider),
     )

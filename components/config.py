@@ -502,6 +502,16 @@ class MonitoringConfig(_Model):
         default=None, description="Persistent volume size for Prometheus; unset = emptyDir (lost on restart)."
     )
     storage_class: str | None = Field(default=None, description="StorageClass for Prometheus' volume.")
+    alertmanager: bool = Field(
+        default=False,
+        description="Run Alertmanager. Off: alerts show in Prometheus and Grafana only (the stack configures "
+        "no receivers); on: add receivers with AlertmanagerConfig resources in the monitoring namespace.",
+    )
+    scrape_kube_proxy: bool = Field(
+        default=False,
+        description="Scrape kube-proxy. Off by default: the EKS kube-proxy add-on serves metrics on 127.0.0.1 "
+        "only and kube-proxy-less clusters have none, so KubeProxyDown would always fire.",
+    )
 
     @model_validator(mode="after")
     def _storage(self) -> Self:

@@ -217,6 +217,18 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "set prometheusStorageGib",
     ),
     (
+        "alertmanager not a boolean",
+        {"monitoring": {"alertmanager": "sometimes"}},
+        "ray-on-eks:monitoring.alertmanager",
+        "true or false",
+    ),
+    (
+        "scrapeKubeProxy not a boolean",
+        {"monitoring": {"scrapeKubeProxy": "maybe"}},
+        "ray-on-eks:monitoring.scrapeKubeProxy",
+        "true or false",
+    ),
+    (
         "monitoring namespace shared with Ray",
         {"monitoring": {"namespace": "ray"}},
         "monitoring.namespace",

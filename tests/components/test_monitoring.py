@@ -83,6 +83,17 @@ def test_release_values_follow_the_stack_config(stack_run: ProgramRun) -> None:
     assert spec["podMonitorSelectorNilUsesHelmValues"] is False
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
     assert spec["ruleSelectorNilUsesHelmValues"] is False
+    values = _release(stack_run).inputs["values"]
+    assert values["alertmanager"]["enabled"] is monitoring.get("alertmanager", False)
+    assert values["kubeProxy"]["enabled"] is monitoring.get("scrapeKubeProxy", False)
+    assert values["kubeControllerManager"]["enabled"] is False
+
+
+def test_alertmanager_and_kube_proxy_keys_reach_the_chart() -> None:
+    run = run_ok("dev", {"monitoring": {"alertmanager": True, "scrapeKubeProxy": True}})
+    values = _release(run).inputs["values"]
+    assert values["alertmanager"]["enabled"] is True
+    assert values["kubeProxy"]["enabled"] is True
 
 
 def test_grafana_admin_comes_from_the_secret_the_program_creates(stack_run: ProgramRun) -> None:
