@@ -51,6 +51,7 @@ identity = ClusterIdentity(
     partition=target.partition,
     oidc_provider_arn=target.oidc_provider_arn,
     oidc_issuer_url=target.oidc_issuer_url,
+    kubernetes_version=target.kubernetes_version,
 )
 # Exactly one storage component installs the Pod Identity agent add-on when asked to.
 install_agent = config.manage_pod_identity_agent
@@ -75,6 +76,7 @@ if config.fsx.enabled:
             security_group_ids=fsx_groups,
             retain_data=config.retain_data,
             manage_pod_identity_agent=install_agent,
+            pod_identity_agent_version=config.pod_identity_agent_version,
         ),
         opts=pulumi.ResourceOptions(provider=target.provider),
     )
@@ -91,6 +93,7 @@ if config.s3.enabled:
             ray_namespace=config.namespace,
             retain_data=config.retain_data,
             manage_pod_identity_agent=install_agent,
+            pod_identity_agent_version=config.pod_identity_agent_version,
         ),
         opts=pulumi.ResourceOptions(provider=target.provider),
     )

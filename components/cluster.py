@@ -102,7 +102,7 @@ def build_node_role_policy_arns(partition: str = "aws") -> list[str]:
 class ClusterTarget(pulumi.ComponentResource):
     """The cluster Ray runs on, with an explicit ``kubernetes.Provider`` for every other component.
 
-    Outputs: ``cluster_name``, ``region``, ``kubeconfig`` (secret), ``provider``, ``oidc_issuer_url``,
+    Outputs: ``cluster_name``, ``kubernetes_version``, ``region``, ``kubeconfig`` (secret), ``provider``, ``oidc_issuer_url``,
     ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``, ``cluster_security_group_id``, ``account_id``
     and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values.
     """
@@ -134,6 +134,8 @@ class ClusterTarget(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self, depends_on=depends_on),
         )
         self.cluster_name: pulumi.Output[str] = info.name
+        # "1.33": EKS add-on versions are resolved for it (aws eks describe-addon-versions).
+        self.kubernetes_version: pulumi.Output[str] = info.version
         self.vpc_id: pulumi.Output[str] = info.vpc_config.vpc_id
         self.subnet_ids: pulumi.Output[list[str]] = info.vpc_config.subnet_ids
         self.cluster_security_group_id: pulumi.Output[str] = info.vpc_config.cluster_security_group_id

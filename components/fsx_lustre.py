@@ -2,8 +2,10 @@
 
 What it owns (cluster-scoped and AWS side):
 
-* the ``aws-fsx-csi-driver`` EKS add-on, with an auto-named IAM role bound to exactly the driver's
-  controller service account (``kube-system/fsx-csi-controller-sa``) by EKS Pod Identity or IRSA;
+* the ``aws-fsx-csi-driver`` EKS add-on (``fsx.driver: install``, at the version EKS offers for the
+  cluster unless pinned) or nothing of the driver itself (``existing``: the cluster already runs it),
+  and in both cases an auto-named IAM role bound to exactly the driver's controller service account
+  (``kube-system/fsx-csi-controller-sa``) by EKS Pod Identity or IRSA;
 * ``dynamic``: a StorageClass the driver provisions a new file system from, and Lustre ingress rules
   (TCP 988 and 1018-1023, from the security group itself) on the file system's security groups;
 * ``static``: a PersistentVolume for an existing file system (always ``Retain``).
@@ -49,7 +51,6 @@ from components.builders.storage import (
 )
 from components.config import FsxConfig
 from components.contract import FSX_MOUNT_PATH
-from components.versions import FSX_CSI_DRIVER_ADDON_VERSION
 from components.workload_identity import ClusterIdentity, csi_driver
 
 
@@ -67,7 +68,8 @@ class FsxLustreStorageArgs:
     retain_data: bool = True
     # Install the eks-pod-identity-agent add-on too (pod-identity mode, clusters that lack it).
     manage_pod_identity_agent: bool = False
-    addon_version: str = FSX_CSI_DRIVER_ADDON_VERSION
+    # Version of the eks-pod-identity-agent add-on when managed; None = the newest EKS offers.
+    pod_identity_agent_version: str | None = None
     # Value of the ray-on-eks/owner tag on created file systems; the driver may only change those.
     # Defaults to "<project>.<stack>.<name>".
     owner_tag_value: str | None = None
@@ -111,24 +113,27 @@ class FsxLustreStorage(pulumi.ComponentResource):
                 )
             )
         )
-        driver, addon = csi_driver(
+        driver = csi_driver(
             name,
             identity=identity,
+            source=cfg.driver,
             addon_name=FSX_CSI_ADDON,
-            addon_version=args.addon_version,
+            addon_version_pin=cfg.driver_version,
+            version_config_key="fsx.driverVersion",
             namespace=FSX_CSI_CONTROLLER_NAMESPACE,
             service_account=FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
             policy=policy,
             description="FSx for Lustre CSI controller (ray-on-eks): create, resize, delete own file systems",
             manage_pod_identity_agent=args.manage_pod_identity_agent,
+            pod_identity_agent_version=args.pod_identity_agent_version,
             parent=self,
         )
-        self.driver_role_arn = driver.role.arn
+        self.driver_role_arn = driver.role.role.arn
 
         if cfg.mode == "dynamic":
-            self.claim_spec = self._dynamic(name, args, owner, addon)
+            self.claim_spec = self._dynamic(name, args, owner, driver.ready)
         else:
-            self.claim_spec = self._static(name, args, addon)
+            self.claim_spec = self._static(name, args, driver.ready)
 
         self.register_outputs(
             {
@@ -141,7 +146,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
 
     def _dynamic(
-        self, name: str, args: FsxLustreStorageArgs, owner: str, addon: aws.eks.Addon
+        self, name: str, args: FsxLustreStorageArgs, owner: str, driver_ready: list[pulumi.Resource]
     ) -> pulumi.Output[dict[str, Any]]:
         cfg = args.config
         rules: list[pulumi.Resource] = []
@@ -184,7 +189,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
             volume_binding_mode=fields["volumeBindingMode"],
             allow_volume_expansion=fields["allowVolumeExpansion"],
             # The driver and the network rules must outlive every claim on this class.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon, *rules]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*driver_ready, *rules]),
         )
         self.storage_class_name = storage_class.metadata.name
         storage = f"{cfg.storage_capacity_gib}Gi"
@@ -193,7 +198,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
 
     def _static(
-        self, name: str, args: FsxLustreStorageArgs, addon: aws.eks.Addon
+        self, name: str, args: FsxLustreStorageArgs, driver_ready: list[pulumi.Resource]
     ) -> pulumi.Output[dict[str, Any]]:
         cfg = args.config
         assert cfg.file_system_id and cfg.dns_name and cfg.mount_name  # checked by validate_args
@@ -209,7 +214,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
             # An existing file system is never deleted by this program, whatever retainData says.
             metadata={"labels": {**STORAGE_LABELS, **retention_labels(True)}},
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=driver_ready),
         )
         self.persistent_volume_name = volume.metadata.name
         storage = f"{cfg.storage_capacity_gib}Gi"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+
 from components.kuberay_operator import crd_dir
 
 KIND_FILES = {"RayCluster": "rayclusters", "RayJob": "rayjobs", "RayService": "rayservices"}

@@ -103,7 +103,12 @@ MANAGED_CONTROL_PLANE = ("kubeControllerManager", "kubeScheduler", "kubeEtcd")
 # defaultRules.rules groups that only make sense with those targets (or with kube-proxy metrics).
 # The chart already skips a group whose component is disabled; setting both is explicit and survives
 # a chart version that changes that coupling.
-CONTROL_PLANE_RULE_GROUPS = ("kubeControllerManager", "kubeSchedulerAlerting", "kubeSchedulerRecording", "etcd")
+CONTROL_PLANE_RULE_GROUPS = (
+    "kubeControllerManager",
+    "kubeSchedulerAlerting",
+    "kubeSchedulerRecording",
+    "etcd",
+)
 KUBE_PROXY_RULE_GROUPS = ("kubeProxy",)
 # Alertmanager's own rules (AlertmanagerDown, ...) are meaningless without Alertmanager.
 ALERTMANAGER_RULE_GROUPS = ("alertmanager",)

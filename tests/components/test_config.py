@@ -333,6 +333,36 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "hyperpod.securityGroupIds",
     ),
     (
+        "unknown FSx driver source",
+        {"fsx": {"enabled": True, "driver": "helm"}},
+        "ray-on-eks:fsx.driver",
+        "'install' or 'existing'",
+    ),
+    (
+        "FSx driver version of another major",
+        {"fsx": {"enabled": True, "driverVersion": "v2.0.0-eksbuild.1"}},
+        "ray-on-eks:fsx.driverVersion",
+        "not a v1.x build",
+    ),
+    (
+        "S3 driver version that is not an EKS build",
+        {"s3": {"enabled": True, "driverVersion": "2.7.0"}},
+        "ray-on-eks:s3.driverVersion",
+        "eksbuild",
+    ),
+    (
+        "driver version pinned for an existing driver",
+        {"s3": {"enabled": True, "driver": "existing", "driverVersion": "v2.7.0-eksbuild.1"}},
+        "ray-on-eks:s3.driverVersion",
+        "remove driverVersion or set driver: install",
+    ),
+    (
+        "agent version without the agent",
+        {"podIdentityAgentVersion": "v1.3.10-eksbuild.2"},
+        "ray-on-eks:podIdentityAgentVersion",
+        "managePodIdentityAgent: true",
+    ),
+    (
         "Pod Identity agent with IRSA",
         {"iamMode": "irsa", "managePodIdentityAgent": True},
         "ray-on-eks:managePodIdentityAgent",

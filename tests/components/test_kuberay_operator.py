@@ -54,7 +54,9 @@ def test_vendored_crds_are_the_upstream_release_files(schemas: Path) -> None:
     assert sorted(recorded) == sorted(f"ray.io_{kind}.yaml" for kind in CRD_KINDS)
     for kind, document in zip(CRD_KINDS, load_crds(), strict=True):
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-        assert hashlib.sha256(canonical).hexdigest() == recorded[f"ray.io_{kind}.yaml"]["document_sha256"], kind
+        assert hashlib.sha256(canonical).hexdigest() == recorded[f"ray.io_{kind}.yaml"]["document_sha256"], (
+            kind
+        )
 
 
 def test_vendoring_writes_what_load_crds_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,9 +42,7 @@ def _cluster_pods(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.schemas
-def test_every_ray_resource_validates_against_the_kuberay_crds(
-    stack_run: ProgramRun
-) -> None:
+def test_every_ray_resource_validates_against_the_kuberay_crds(stack_run: ProgramRun) -> None:
     documents = [r for kind in RAY_KINDS for r in stack_run.custom_resources(kind)]
     assert documents
     for resource in documents:

@@ -116,21 +116,20 @@ def _assert_valid(validator: jsonschema.Draft7Validator, manifest: dict[str, Any
 
 @pytest.mark.parametrize("expose", [False, True])
 @pytest.mark.parametrize(("gib", "storage_class"), [(None, None), (50, None), (100, "gp3")])
-@pytest.mark.parametrize(("alertmanager", "kube_proxy"), [(False, False), (True, True)])
+@pytest.mark.parametrize("optional_parts", [False, True], ids=["lean", "alertmanager+kube-proxy"])
 def test_every_value_key_exists_in_the_pinned_chart(
     chart_defaults: tuple[dict[str, Any], dict[str, Any]],
     expose: bool,
     gib: int | None,
     storage_class: str | None,
-    alertmanager: bool,
-    kube_proxy: bool,
+    optional_parts: bool,
 ) -> None:
     values = _values(
         expose_dashboards=expose,
         storage_gib=gib,
         storage_class=storage_class,
-        alertmanager=alertmanager,
-        scrape_kube_proxy=kube_proxy,
+        alertmanager=optional_parts,
+        scrape_kube_proxy=optional_parts,
     )
     assert _unknown_keys(values, *chart_defaults) == []
 
@@ -202,7 +201,6 @@ def test_every_monitoring_container_has_requests_and_limits(path: tuple[str, ...
     for kind in ("requests", "limits"):
         assert set(resources[kind]) == {"cpu", "memory"}, (path, kind)
     assert memory_bytes(resources["requests"]["memory"]) <= memory_bytes(resources["limits"]["memory"])
-
 
 
 def test_the_key_check_catches_a_misspelt_key(chart_defaults: tuple[dict[str, Any], dict[str, Any]]) -> None:

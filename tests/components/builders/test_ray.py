@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -538,9 +537,7 @@ def test_variant_validates_against_the_kuberay_crd(variant: str) -> None:
         (lambda d: d.update(apiVersion="ray.io/v1alpha1"), "apiVersion"),
     ],
 )
-def test_schema_validation_rejects_a_broken_document(
-    breakage: Any, expected: str
-) -> None:
+def test_schema_validation_rejects_a_broken_document(breakage: Any, expected: str) -> None:
     doc = copy.deepcopy(_variants()["autoscaler"])
     breakage(doc)
     problems = validation_errors(doc)
