@@ -71,6 +71,10 @@ def _fsx_enabled(run: ProgramRun) -> bool:
     return bool((_cfg(run, "fsx") or {}).get("enabled"))
 
 
+def _fsx_driver(run: ProgramRun) -> str:
+    return str((_cfg(run, "fsx") or {}).get("driver", "install"))
+
+
 def test_every_stack_with_fsx_builds_one_component(stack_run: ProgramRun) -> None:
     assert len(stack_run.of_type(COMPONENT)) == (1 if _fsx_enabled(stack_run) else 0)
 
@@ -114,6 +118,9 @@ def test_driver_policy_limits_changes_to_this_stacks_file_systems(stack_run: Pro
 
 def test_addon_version_comes_from_eks_and_waits_for_its_credentials(stack_run: ProgramRun) -> None:
     if not _fsx_enabled(stack_run):
+        return
+    if _fsx_driver(stack_run) == "existing":  # the cluster's own driver: no add-on to create
+        assert not [a for a in stack_run.of_type(ADDON) if a.inputs["addonName"] == "aws-fsx-csi-driver"]
         return
     addon = stack_run.one(ADDON, "fsx-csi-driver")
     assert addon.inputs["addonName"] == "aws-fsx-csi-driver"
@@ -224,8 +231,12 @@ def test_storage_class_carries_the_configured_file_system(stack_run: ProgramRun)
     assert params["perUnitStorageThroughput"] == str(fsx["perUnitStorageThroughput"])
     assert params["dataCompressionType"] == fsx["dataCompression"]
     assert params["fileSystemTypeVersion"] == fsx.get("lustreVersion", "2.15")
-    # Depends on the driver and the rules, so destroy removes claims before them.
-    assert stack_run.one(ADDON, "fsx-csi-driver").urn in sc.dependencies
+    # Depends on the driver (the add-on, or the existing driver's credentials) and the rules, so
+    # destroy removes claims before them.
+    if _fsx_driver(stack_run) == "install":
+        assert stack_run.one(ADDON, "fsx-csi-driver").urn in sc.dependencies
+    else:
+        assert stack_run.one(ASSOCIATION, "fsx-driver-pod-identity").urn in sc.dependencies
 
 
 def test_claim_spec_is_a_read_write_many_claim_on_the_class(stack_run: ProgramRun) -> None:
