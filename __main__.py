@@ -59,10 +59,6 @@ install_agent = config.manage_pod_identity_agent
 fsx: FsxLustreStorage | None = None
 if config.fsx.enabled:
     hyperpod = config.hyperpod
-    fsx_subnet: pulumi.Input[str] | None = config.fsx.subnet_id or (hyperpod.subnet_id if hyperpod else None)
-    if fsx_subnet is None:
-        # EKS default: the cluster's first subnet (set fsx.subnetId to choose a private subnet explicitly).
-        fsx_subnet = target.subnet_ids.apply(lambda ids: ids[0])
     fsx_groups: list[pulumi.Input[str]] = list(
         config.fsx.security_group_ids or (hyperpod.security_group_ids if hyperpod else ())
     ) or [target.cluster_security_group_id]
@@ -72,7 +68,9 @@ if config.fsx.enabled:
             config=config.fsx,
             identity=identity,
             region=config.region,
-            subnet_id=fsx_subnet,
+            # fsx.subnetId, else HyperPod's subnet, else FsxLustreStorage picks a private cluster subnet.
+            subnet_id=config.fsx.subnet_id or (hyperpod.subnet_id if hyperpod else None),
+            cluster_subnet_ids=target.subnet_ids,
             security_group_ids=fsx_groups,
             retain_data=config.retain_data,
             manage_pod_identity_agent=install_agent,
@@ -150,7 +148,12 @@ operator = KubeRayOperator(
 # The storage components own drivers, IAM and StorageClass / PersistentVolumes; RayClusterStack owns
 # the namespace and creates the claims in it from their claim specs.
 volumes = [
-    SharedVolume(name=volume_name, mount_path=storage.mount_path, claim_spec=storage.claim_spec)
+    SharedVolume(
+        name=volume_name,
+        mount_path=storage.mount_path,
+        claim_spec=storage.claim_spec,
+        claim_annotations=storage.claim_annotations,
+    )
     for volume_name, storage in (("fsx", fsx), ("s3", s3))
     if storage is not None
 ]

@@ -161,6 +161,13 @@ class ClusterTarget(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
+            # Objects kept by `pulumi destroy` (Ray and monitoring namespaces, claims, volumes, CRDs) are
+            # still in the cluster on the next `pulumi up`. Since pulumi-kubernetes 4.29 a create of an
+            # existing object fails with AlreadyExists unless this is set (provider/pkg/await/await.go,
+            # Creation); with it, the create is a server-side apply that adopts the object. The hazard it
+            # reopens (a logical rename creates-then-deletes the same object) is why renames need
+            # `aliases`. `import` cannot do this: it fails on the first `up`, when nothing exists yet.
+            upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

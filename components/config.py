@@ -417,7 +417,8 @@ class FsxConfig(_Model):
         default="2.15", description="Lustre version of a created file system."
     )
     subnet_id: SubnetId | None = Field(
-        default=None, description="Override the subnet the file system lives in."
+        default=None,
+        description="Subnet of a created file system; unset: hyperpod.subnetId, else the EKS cluster's first private subnet.",
     )
     security_group_ids: tuple[SecurityGroupId, ...] = Field(
         default=(), description="Override the security groups."

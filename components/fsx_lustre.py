@@ -7,8 +7,21 @@ What it owns (cluster-scoped and AWS side):
   and in both cases an auto-named IAM role bound to exactly the driver's controller service account
   (``kube-system/fsx-csi-controller-sa``) by EKS Pod Identity or IRSA;
 * ``dynamic``: a StorageClass the driver provisions a new file system from, and Lustre ingress rules
-  (TCP 988 and 1018-1023, from the security group itself) on the file system's security groups;
+  (TCP 988 and 1018-1023, from the security group itself) on the file system's security groups. The
+  file system's subnet is ``subnet_id`` when given (fsx.subnetId, HyperPod's subnet), else the first
+  private subnet of the cluster (:func:`components.builders.storage.choose_fsx_subnet`), never a
+  public one;
 * ``static``: a PersistentVolume for an existing file system (always ``Retain``).
+
+Names and the lifecycle (``up -> destroy -> up``): the StorageClass and the static PersistentVolume
+have deterministic names (``<project>-<stack>-<name>``, :func:`stack_object_name`), because the claim
+``RayClusterStack`` creates from ``claim_spec`` names them in immutable fields and outlives ``pulumi
+destroy`` with ``retain_data``. The static PersistentVolume follows the claim's retention: a kept
+claim keeps its bound volume's ``kubernetes.io/pv-protection`` finalizer, so deleting the volume
+would wait forever (pulumi-kubernetes gives up after 10 minutes, on every retry). The StorageClass is
+not kept: no finalizer ties it to claims, nothing is lost with it, and the next ``up`` recreates it
+under the same name. ``claim_annotations`` tell ``pulumi up`` how long the claim may take to bind
+(up to 30 minutes while the driver creates a file system; see builders.storage).
 
 What it does NOT own: the PersistentVolumeClaim. The claim lives in the Ray namespace, which
 ``RayClusterStack`` creates; if this component created the claim, the namespace would have to exist
@@ -41,13 +54,18 @@ from components.builders.storage import (
     FSX_CSI_ADDON,
     FSX_CSI_CONTROLLER_NAMESPACE,
     FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
+    FSX_DYNAMIC_BIND_TIMEOUT_SECONDS,
     LUSTRE_PORT_RANGES,
+    STATIC_BIND_TIMEOUT_SECONDS,
     STORAGE_LABELS,
+    choose_fsx_subnet,
+    claim_await_annotations,
     claim_spec,
     fsx_csi_driver_policy,
     fsx_static_pv_spec,
     fsx_storage_class,
     retention_labels,
+    stack_object_name,
 )
 from components.config import FsxConfig
 from components.contract import FSX_MOUNT_PATH
@@ -63,7 +81,9 @@ class FsxLustreStorageArgs:
     region: str
     # dynamic: the subnet (one: a Lustre file system lives in one AZ) and security groups of the new
     # file system. The nodes must share one of these groups for the self-referencing rules to admit them.
+    # Without subnet_id, the first private subnet among cluster_subnet_ids (the cluster's own subnets).
     subnet_id: pulumi.Input[str] | None = None
+    cluster_subnet_ids: pulumi.Input[Sequence[str]] | None = None
     security_group_ids: Sequence[pulumi.Input[str]] = ()
     retain_data: bool = True
     # Install the eks-pod-identity-agent add-on too (pod-identity mode, clusters that lack it).
@@ -79,11 +99,13 @@ class FsxLustreStorage(pulumi.ComponentResource):
     """FSx for Lustre through the CSI driver add-on, exposed as a claim spec for the Ray pods.
 
     Outputs: ``claim_spec`` (PVC ``.spec``: ReadWriteMany, storageClassName, requests.storage and, for
-    static, volumeName), ``mount_path`` (plain, ``/fsx``), ``storage_class_name`` (dynamic) or
-    ``persistent_volume_name`` (static), ``driver_role_arn``.
+    static, volumeName), ``claim_annotations`` (plain: the claim's await), ``mount_path`` (plain,
+    ``/fsx``), ``storage_class_name`` (dynamic) or ``persistent_volume_name`` (static),
+    ``driver_role_arn``.
     """
 
     claim_spec: pulumi.Output[dict[str, Any]]
+    claim_annotations: dict[str, str]
     storage_class_name: pulumi.Output[str] | None
     persistent_volume_name: pulumi.Output[str] | None
     driver_role_arn: pulumi.Output[str]
@@ -132,12 +154,15 @@ class FsxLustreStorage(pulumi.ComponentResource):
 
         if cfg.mode == "dynamic":
             self.claim_spec = self._dynamic(name, args, owner, driver.ready)
+            self.claim_annotations = claim_await_annotations(FSX_DYNAMIC_BIND_TIMEOUT_SECONDS)
         else:
             self.claim_spec = self._static(name, args, driver.ready)
+            self.claim_annotations = claim_await_annotations(STATIC_BIND_TIMEOUT_SECONDS)
 
         self.register_outputs(
             {
                 "claimSpec": self.claim_spec,
+                "claimAnnotations": self.claim_annotations,
                 "mountPath": self.mount_path,
                 "storageClassName": self.storage_class_name,
                 "persistentVolumeName": self.persistent_volume_name,
@@ -167,7 +192,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
                         opts=pulumi.ResourceOptions(parent=self),
                     )
                 )
-        fields = pulumi.Output.all(args.subnet_id, *args.security_group_ids).apply(
+        fields = pulumi.Output.all(self._subnet(args), *args.security_group_ids).apply(
             lambda v: fsx_storage_class(
                 subnet_id=v[0],
                 security_group_ids=list(v[1:]),
@@ -181,7 +206,11 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
         storage_class = k8s.storage.v1.StorageClass(
             f"{name}-sc",
-            metadata={"labels": {**STORAGE_LABELS, **retention_labels(args.retain_data)}},
+            metadata={
+                # Deterministic: the retained claim names this class (see the module docstring).
+                "name": stack_object_name(pulumi.get_project(), pulumi.get_stack(), name),
+                "labels": {**STORAGE_LABELS, **retention_labels(args.retain_data)},
+            },
             provisioner=fields["provisioner"],
             parameters=fields["parameters"],
             reclaim_policy=fields["reclaimPolicy"],
@@ -212,14 +241,44 @@ class FsxLustreStorage(pulumi.ComponentResource):
         volume = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
             # An existing file system is never deleted by this program, whatever retainData says.
-            metadata={"labels": {**STORAGE_LABELS, **retention_labels(True)}},
+            metadata={
+                # Deterministic: the retained claim names this volume (spec.volumeName, immutable).
+                "name": stack_object_name(pulumi.get_project(), pulumi.get_stack(), name),
+                "labels": {**STORAGE_LABELS, **retention_labels(True)},
+            },
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=driver_ready),
+            # Kept exactly when the claim is: a kept claim holds this volume's pv-protection finalizer.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=driver_ready, retain_on_delete=args.retain_data
+            ),
         )
         self.persistent_volume_name = volume.metadata.name
         storage = f"{cfg.storage_capacity_gib}Gi"
         return volume.metadata.name.apply(
             lambda pv: claim_spec(storage=storage, storage_class_name="", volume_name=pv)
+        )
+
+    def _subnet(self, args: FsxLustreStorageArgs) -> pulumi.Input[str]:
+        """The file system's subnet: ``subnet_id`` as given, else the first private cluster subnet.
+
+        The one place this choice is made (HyperPod and explicit overrides arrive as ``subnet_id``).
+        One ``ec2:DescribeSubnets`` invoke filtered to the cluster's subnets that do not map public IPs.
+        """
+        if args.subnet_id is not None:
+            return args.subnet_id
+        assert args.cluster_subnet_ids is not None  # checked by validate_args
+        candidates = pulumi.Output.from_input(args.cluster_subnet_ids)
+        private = aws.ec2.get_subnets_output(
+            filters=candidates.apply(
+                lambda ids: [
+                    aws.ec2.GetSubnetsFilterArgs(name="subnet-id", values=list(ids)),
+                    aws.ec2.GetSubnetsFilterArgs(name="map-public-ip-on-launch", values=["false"]),
+                ]
+            ),
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        return pulumi.Output.all(candidates, private.ids).apply(
+            lambda v: choose_fsx_subnet(cluster_subnet_ids=list(v[0]), private_subnet_ids=set(v[1]))
         )
 
 
@@ -228,10 +287,10 @@ def validate_args(args: FsxLustreStorageArgs) -> None:
     args.identity.validate("FsxLustreStorageArgs")
     cfg = args.config
     if cfg.mode == "dynamic":
-        if args.subnet_id is None:
+        if args.subnet_id is None and args.cluster_subnet_ids is None:
             raise ValueError(
                 "FsxLustreStorageArgs.subnet_id is required for mode 'dynamic' (the subnet the file "
-                "system is created in; set fsx.subnetId or use a cluster subnet)"
+                "system is created in; set fsx.subnetId, or pass cluster_subnet_ids to pick a private one)"
             )
         if not args.security_group_ids:
             raise ValueError(

@@ -5,7 +5,8 @@ What it creates (all children named ``f"{name}-<role>"``, parented to the compon
 * the Ray namespace (Pod Security Admission ``baseline`` enforced, ``restricted`` warned/audited:
   our pods meet restricted, containers KubeRay injects are only guaranteed to meet baseline);
 * the ``ray-workloads`` service account (IRSA / Pod Identity bind AWS access to it) and one
-  PersistentVolumeClaim per shared volume, named ``f"{volume.name}-claim"``;
+  PersistentVolumeClaim per shared volume, named ``f"{volume.name}-claim"``, carrying the await its
+  storage component sized (``pulumi up`` waits until it is Bound, before the RayCluster);
 * one ConfigMap with every ``workloads/`` file the configured jobs and services import, named
   ``f"{cluster}-workloads-<sha256[:10] of the contents>"``. The pod templates reference it by name, so
   a script change changes the RayCluster's pod template and KubeRay (``upgradeStrategy: Recreate``)
@@ -80,6 +81,9 @@ class SharedVolume:
     mount_path: str  # contract.FSX_MOUNT_PATH / S3_MOUNT_PATH
     # PersistentVolumeClaim .spec built by the storage component.
     claim_spec: pulumi.Input[Mapping[str, Any]]
+    # The claim's await annotations (pulumi.com/waitFor + timeoutSeconds), sized by the storage
+    # component to how long its volume takes to bind (builders.storage.claim_await_annotations).
+    claim_annotations: Mapping[str, str] = field(default_factory=dict)
     read_only: bool = False
 
 
@@ -236,7 +240,9 @@ class RayClusterStack(pulumi.ComponentResource):
         # ---- resources -----------------------------------------------------------------------
         # With retainData the namespace and the claims outlive `pulumi destroy`: deleting the namespace
         # would delete the claims and, under a Delete reclaim policy, the data behind them. A later
-        # `pulumi up` adopts them again (server-side apply upserts).
+        # `pulumi up` adopts them again: their names are fixed and everything they name (StorageClass,
+        # PersistentVolume, bucket) is deterministic too, and the cluster's provider upserts objects
+        # that already exist (ClusterTarget: upsertExistingObjects).
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -267,7 +273,11 @@ class RayClusterStack(pulumi.ComponentResource):
         claims = [
             k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume.name}-claim",
-                metadata={"name": claim_name(volume.name), "namespace": ns},
+                metadata={
+                    "name": claim_name(volume.name),
+                    "namespace": ns,
+                    **({"annotations": dict(volume.claim_annotations)} if volume.claim_annotations else {}),
+                },
                 spec=_untyped(volume.claim_spec),
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[namespace], retain_on_delete=args.retain_data

@@ -22,6 +22,16 @@ Nothing lost: a created bucket is kept by ``pulumi destroy`` (``retain_on_delete
 completes, the bucket and its settings stay; ``protect`` would instead block destroy). Its security
 settings are retained with it, so a kept bucket stays private and TLS-only. ``retain_data=False``
 deletes it, objects included (``force_destroy``). An existing bucket is never touched.
+
+``up -> destroy -> up``: the PersistentVolume names the bucket in immutable fields (``csi``) and is
+kept with the claim that binds it (a kept claim holds the volume's ``kubernetes.io/pv-protection``
+finalizer, so a volume deleted under a kept claim would block ``pulumi destroy``). So both have
+deterministic names: the volume ``<project>-<stack>-<name>``, a created bucket without ``bucketName``
+``<project>-<stack>-<name>-<account id>`` (not a random suffix). The next ``up`` finds a bucket kept by
+an earlier destroy (``ListBuckets`` with that prefix; ``s3:ListAllMyBuckets``) and adopts it with the
+``import`` resource option (the engine treats a later ``up`` with the same id as a normal update,
+pulumi/pulumi developer-docs/architecture/import.md); its retained settings are re-applied by their
+own resources, whose create is a ``Put*`` of the bucket's configuration.
 """
 
 from __future__ import annotations
@@ -40,11 +50,15 @@ from components.builders.storage import (
     S3_CSI_DRIVER_NAMESPACE,
     S3_CSI_DRIVER_SERVICE_ACCOUNT,
     S3_NOMINAL_CAPACITY,
+    STATIC_BIND_TIMEOUT_SECONDS,
     STORAGE_LABELS,
+    claim_await_annotations,
     claim_spec,
     retention_labels,
     s3_bucket_access_policy,
     s3_static_pv_spec,
+    stack_bucket_name,
+    stack_object_name,
     tls_only_bucket_policy,
 )
 from components.config import S3Config
@@ -77,7 +91,8 @@ class S3Mountpoint(pulumi.ComponentResource):
     """An S3 bucket mounted with Mountpoint for S3, and bucket-scoped roles for the driver and Ray pods.
 
     Outputs: ``bucket_name``, ``bucket_arn``, ``claim_spec`` (PVC ``.spec``: ReadWriteMany,
-    storageClassName "", volumeName), ``mount_path`` (plain, ``/s3``), ``persistent_volume_name``,
+    storageClassName "", volumeName), ``claim_annotations`` (plain: the claim's await), ``mount_path``
+    (plain, ``/s3``), ``persistent_volume_name``,
     ``driver_role_arn``, ``ray_role_arn`` and ``ray_service_account_annotations`` (IRSA: the role-arn
     annotation; Pod Identity: empty).
     """
@@ -85,6 +100,7 @@ class S3Mountpoint(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
     claim_spec: pulumi.Output[dict[str, Any]]
+    claim_annotations: dict[str, str]
     persistent_volume_name: pulumi.Output[str]
     driver_role_arn: pulumi.Output[str]
     ray_role_arn: pulumi.Output[str]
@@ -99,7 +115,7 @@ class S3Mountpoint(pulumi.ComponentResource):
 
         self.mount_path = S3_MOUNT_PATH
         if cfg.create_bucket:
-            self.bucket_name, self.bucket_arn = self._bucket(name, cfg.bucket_name, args.retain_data)
+            self.bucket_name, self.bucket_arn = self._bucket(name, cfg.bucket_name, args)
         else:
             assert cfg.bucket_name is not None
             existing = cfg.bucket_name
@@ -153,20 +169,30 @@ class S3Mountpoint(pulumi.ComponentResource):
         volume = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
             # Deleting this static volume never deletes objects; the label declares the stack's retainData.
-            metadata={"labels": {**STORAGE_LABELS, **retention_labels(args.retain_data)}},
+            metadata={
+                # Deterministic: the retained claim names this volume (spec.volumeName, immutable).
+                "name": stack_object_name(pulumi.get_project(), pulumi.get_stack(), name),
+                "labels": {**STORAGE_LABELS, **retention_labels(args.retain_data)},
+            },
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=driver.ready),
+            # Kept exactly when the claim is: a kept claim holds this volume's pv-protection finalizer.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=driver.ready, retain_on_delete=args.retain_data
+            ),
         )
         self.persistent_volume_name = volume.metadata.name
         self.claim_spec = volume.metadata.name.apply(
             lambda pv: claim_spec(storage=S3_NOMINAL_CAPACITY, storage_class_name="", volume_name=pv)
         )
+        # A static volume binds within seconds; the explicit await documents (and bounds) it.
+        self.claim_annotations = claim_await_annotations(STATIC_BIND_TIMEOUT_SECONDS)
 
         self.register_outputs(
             {
                 "bucketName": self.bucket_name,
                 "bucketArn": self.bucket_arn,
                 "claimSpec": self.claim_spec,
+                "claimAnnotations": self.claim_annotations,
                 "mountPath": self.mount_path,
                 "persistentVolumeName": self.persistent_volume_name,
                 "driverRoleArn": self.driver_role_arn,
@@ -176,17 +202,38 @@ class S3Mountpoint(pulumi.ComponentResource):
         )
 
     def _bucket(
-        self, name: str, bucket_name: str | None, retain_data: bool
+        self, name: str, bucket_name: str | None, args: S3MountpointArgs
     ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         """A private, versioned, encrypted, TLS-only bucket; kept on destroy unless retain_data is false."""
+        retain_data = args.retain_data
+        if bucket_name is None:
+            # Plain (a synchronous invoke): the name decides `import`, a plain resource option.
+            account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
+            bucket_name = stack_bucket_name(pulumi.get_project(), pulumi.get_stack(), name, account)
+        kept = (
+            bucket_name
+            in aws.s3.get_buckets(
+                prefix=bucket_name, bucket_region=args.region, opts=pulumi.InvokeOptions(parent=self)
+            ).buckets
+        )
+        if kept and not retain_data:
+            # Adopting it would make `pulumi destroy` delete a bucket (and its objects) it never created.
+            raise ValueError(
+                f"s3.bucketName: bucket {bucket_name!r} already exists (kept by an earlier destroy?); with "
+                "retainData: false it would be deleted with its objects. Set retainData: true to adopt it, "
+                f"or delete it first (aws s3 rb --force s3://{bucket_name})"
+            )
         # Retained together: a kept bucket keeps its encryption, public access block and TLS policy.
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=retain_data)
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket=bucket_name,  # None: Pulumi auto-names it (globally unique)
+            bucket=bucket_name,
             force_destroy=not retain_data,
             tags=retention_labels(retain_data),
-            opts=keep,
+            # A kept bucket is adopted, not re-created (CreateBucket fails: BucketAlreadyOwnedByYou).
+            opts=pulumi.ResourceOptions.merge(
+                keep, pulumi.ResourceOptions(import_=bucket_name if kept else None)
+            ),
         )
         blocked = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",

@@ -127,6 +127,21 @@ def load_stack_config(stack: str, overrides: Mapping[str, Any] | None = None) ->
 # --------------------------------------------------------------------------------------------------
 
 
+# The mocked cluster's subnets, in the cluster's order: the first maps public IPs on launch (a public
+# subnet, as `subnet_ids[0]` often is on a real EKS cluster), the second does not.
+CLUSTER_SUBNETS: dict[str, dict[str, Any]] = {
+    "subnet-0aa11bb22cc33dd44": {"mapPublicIpOnLaunch": True, "az": "a", "cidrBlock": "10.0.0.0/24"},
+    "subnet-0ee55ff66aa77bb88": {"mapPublicIpOnLaunch": False, "az": "b", "cidrBlock": "10.0.1.0/24"},
+}
+
+
+def _filter_values(inputs: dict[str, Any], name: str) -> list[str] | None:
+    for item in inputs.get("filters") or []:
+        if item.get("name") == name:
+            return [str(v) for v in item.get("values") or []]
+    return None
+
+
 def _eks_cluster(name: str, region: str) -> dict[str, Any]:
     return {
         "id": name,
@@ -143,7 +158,7 @@ def _eks_cluster(name: str, region: str) -> dict[str, Any]:
         "status": "ACTIVE",
         "vpcConfig": {
             "vpcId": "vpc-0a1b2c3d4e5f60718",
-            "subnetIds": ["subnet-0aa11bb22cc33dd44", "subnet-0ee55ff66aa77bb88"],
+            "subnetIds": list(CLUSTER_SUBNETS),
             "securityGroupIds": ["sg-0123456789abcdef0"],
             "clusterSecurityGroupId": "sg-0fedcba9876543210",
             "endpointPrivateAccess": True,
@@ -157,10 +172,21 @@ def _eks_cluster(name: str, region: str) -> dict[str, Any]:
 
 
 class RealisticMocks(Mocks):
-    """Computed outputs shaped like the real providers' (ARNs, ids, names, DNS names)."""
+    """Computed outputs shaped like the real providers' (ARNs, ids, names, DNS names).
 
-    def __init__(self, region: str = "us-west-2") -> None:
+    ``subnets`` (facts per subnet id) and ``existing_buckets`` are the account the invokes describe;
+    the lifecycle test passes what an earlier ``destroy`` kept.
+    """
+
+    def __init__(
+        self,
+        region: str = "us-west-2",
+        subnets: Mapping[str, Mapping[str, Any]] | None = None,
+        existing_buckets: tuple[str, ...] = (),
+    ) -> None:
         self.region = region
+        self.subnets = dict(CLUSTER_SUBNETS if subnets is None else subnets)
+        self.existing_buckets = existing_buckets
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
@@ -245,11 +271,32 @@ class RealisticMocks(Mocks):
                 raise ValueError(f"no {name} add-on version for Kubernetes {kubernetes!r}")
             return {"version": ADDON_VERSIONS[name], "addonName": name, "id": name}
         if token == "aws:ec2/getSubnet:getSubnet":
+            facts = self.subnets.get(str(inputs.get("id")), {"mapPublicIpOnLaunch": False, "az": "a"})
             return {
                 "id": inputs.get("id"),
                 "vpcId": "vpc-0a1b2c3d4e5f60718",
-                "availabilityZone": f"{self.region}a",
-                "cidrBlock": "10.0.1.0/24",
+                "availabilityZone": f"{self.region}{facts['az']}",
+                "cidrBlock": facts.get("cidrBlock", "10.0.1.0/24"),
+                "mapPublicIpOnLaunch": facts["mapPublicIpOnLaunch"],
+            }
+        if token == "aws:ec2/getSubnets:getSubnets":
+            # DescribeSubnets filters: subnet-id and map-public-ip-on-launch ("true"/"false").
+            ids = _filter_values(inputs, "subnet-id")
+            public = _filter_values(inputs, "map-public-ip-on-launch")
+            found = [
+                subnet
+                for subnet, facts in self.subnets.items()
+                if (ids is None or subnet in ids)
+                and (public is None or str(bool(facts["mapPublicIpOnLaunch"])).lower() in public)
+            ]
+            return {"ids": found, "id": self.region}
+        if token == "aws:s3/getBuckets:getBuckets":
+            prefix = str(inputs.get("prefix") or "")
+            names = [b for b in self.existing_buckets if b.startswith(prefix)]
+            return {
+                "buckets": names,
+                "bucketArns": [f"arn:aws:s3:::{b}" for b in names],
+                "id": self.region,
             }
         raise NotImplementedError(
             f"tests/pulumi_harness.py has no mock for invoke {token!r}; add a realistic one to RealisticMocks.call"
@@ -280,6 +327,10 @@ class Registered:
     ignore_changes: list[str]
     aliases: list[Any]
     additional_secret_outputs: list[str]
+    import_id: str = ""  # the `import` resource option ("" when the resource is created)
+    # The resource's state after the (mocked) create: inputs plus what the provider computed, e.g. the
+    # metadata.name it generated for an object registered without one.
+    state: dict[str, Any] = field(default_factory=dict)
 
     def has_secret_at(self, *path: str) -> bool:
         node: Any = self.wire_inputs
@@ -337,6 +388,8 @@ class RecordingMonitor(MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 aliases=[json_format.MessageToDict(a) for a in request.aliases] + list(request.aliasURNs),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                import_id=request.importId,
+                state=_plain(_wire_safe(state)),
             )
         )
         obj = struct_pb2.Struct()
@@ -391,11 +444,20 @@ def _run_main() -> None:
     runpy.run_path(str(MAIN), run_name="__main__")
 
 
-def run_program(stack: str, overrides: Mapping[str, Any] | None = None, preview: bool = False) -> ProgramRun:
-    """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it."""
+def run_program(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    preview: bool = False,
+    mocks: RealisticMocks | None = None,
+) -> ProgramRun:
+    """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it.
+
+    ``mocks``: a :class:`RealisticMocks` (or subclass) describing the account; default: a fresh one
+    for the stack's region.
+    """
     config = load_stack_config(stack, overrides)
     region = json.loads(json.dumps(config.get("aws:region", "us-west-2")))
-    monitor = RecordingMonitor(RealisticMocks(region=region))
+    monitor = RecordingMonitor(mocks if mocks is not None else RealisticMocks(region=region))
     run = ProgramRun(stack=stack, config=config)
 
     def body() -> None:

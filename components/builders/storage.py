@@ -10,6 +10,7 @@ The drivers' service accounts are fixed by the EKS add-ons (``aws eks describe-a
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 from components.contract import FSX_MOUNT_PATH, RETAIN_DATA_LABEL, STORAGE_SUBDIR
@@ -53,6 +54,84 @@ IamMode = Literal["pod-identity", "irsa"]
 
 # Labels on the cluster-scoped objects this program creates (StorageClass, PersistentVolumes).
 STORAGE_LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ray-on-eks"}
+
+# --- How long `pulumi up` waits for a claim to bind ------------------------------------------------
+# pulumi-kubernetes' built-in PersistentVolumeClaim awaiter (provider/pkg/await/awaiters.go,
+# untilCoreV1PersistentVolumeClaimReady) waits at most 5 minutes for an Immediate claim to be Bound,
+# whatever `pulumi.com/timeoutSeconds` says (its WatchUntil has a fixed 5-minute limit). A
+# `pulumi.com/waitFor` annotation replaces the built-in awaiter (await.go: "Use our built-in await logic
+# only if the user hasn't specified any await overrides"), and `pulumi.com/timeoutSeconds` then bounds
+# it (metadata.TimeoutDuration). Both annotations exist since pulumi-kubernetes 4.18 (waitFor).
+CLAIM_BOUND = "jsonpath={.status.phase}=Bound"
+# The FSx driver creates the file system while the claim is Pending: AWS documents 5-15 minutes for a
+# PERSISTENT_2 file system (longer for large ones). Twice the worst typical case.
+FSX_DYNAMIC_BIND_TIMEOUT_SECONDS = 1800
+# A static volume (existing file system, S3 bucket) binds within seconds of the claim's creation.
+STATIC_BIND_TIMEOUT_SECONDS = 300
+
+# DNS-1123 subdomain (StorageClass and PersistentVolume names): lowercase alphanumerics, '-' and '.'.
+_DNS_SUBDOMAIN_MAX = 253
+_S3_BUCKET_MAX = 63
+
+
+# --------------------------------------------------------------------------------------------------
+# Names and awaits
+# --------------------------------------------------------------------------------------------------
+
+
+def _dns_label_text(text: str) -> str:
+    """``text`` lowercased with every run of characters outside ``[a-z0-9]`` turned into one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def stack_object_name(project: str, stack: str, role: str) -> str:
+    """Deterministic name of a cluster-scoped Kubernetes object of one stack (StorageClass, static PV).
+
+    Not auto-named, because a retained claim names its StorageClass / PersistentVolume in an immutable
+    field: a fresh random suffix on the next ``pulumi up`` would make that claim's spec unappliable
+    (422). ``<project>-<stack>-<role>`` is unique per stack on a shared cluster and stable across
+    ``up -> destroy -> up``.
+    """
+    name = "-".join(part for part in map(_dns_label_text, (project, stack, role)) if part)
+    if not name:
+        raise ValueError(f"stack_object_name: no usable characters in {project!r}/{stack!r}/{role!r}")
+    return name[:_DNS_SUBDOMAIN_MAX].rstrip("-")
+
+
+def stack_bucket_name(project: str, stack: str, role: str, account_id: str) -> str:
+    """Deterministic name of the bucket a stack creates: ``<project>-<stack>-<role>-<account id>``.
+
+    Not auto-named: the retained bucket is named by the retained S3 PersistentVolume (an immutable
+    ``csi`` field) and must be found again by the next ``pulumi up``. The account id makes the name
+    unique across accounts (bucket names are global); the prefix is shortened to fit 63 characters.
+    """
+    suffix = f"-{_dns_label_text(account_id)}"
+    prefix = stack_object_name(project, stack, role)[: _S3_BUCKET_MAX - len(suffix)].rstrip("-")
+    return f"{prefix}{suffix}"
+
+
+def claim_await_annotations(timeout_seconds: int) -> dict[str, str]:
+    """``pulumi up`` waits until the claim is Bound, for at most ``timeout_seconds`` (see CLAIM_BOUND)."""
+    if timeout_seconds <= 0:
+        raise ValueError(f"claim_await_annotations: timeout_seconds must be positive, got {timeout_seconds}")
+    return {"pulumi.com/waitFor": CLAIM_BOUND, "pulumi.com/timeoutSeconds": str(timeout_seconds)}
+
+
+def choose_fsx_subnet(*, cluster_subnet_ids: Sequence[str], private_subnet_ids: Collection[str]) -> str:
+    """The subnet a dynamic FSx file system is created in when ``fsx.subnetId`` is unset (EKS).
+
+    The first of the cluster's subnets (in the cluster's own order, so the choice is stable) that does
+    not give instances a public IP (``MapPublicIpOnLaunch`` false): a file system in a public subnet
+    would put its network interfaces next to an internet gateway. Raises a one-line error naming
+    ``fsx.subnetId`` when the cluster has no such subnet.
+    """
+    for subnet in cluster_subnet_ids:
+        if subnet in private_subnet_ids:
+            return subnet
+    raise ValueError(
+        f"fsx.subnetId: none of the cluster's subnets {list(cluster_subnet_ids)} is private "
+        "(MapPublicIpOnLaunch false); set fsx.subnetId to a private subnet of the cluster's VPC"
+    )
 
 
 # How a storage driver gets onto the cluster: ``install`` (this stack owns its EKS add-on) or

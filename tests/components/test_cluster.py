@@ -45,6 +45,15 @@ def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, Progr
     assert run.exports["hyperpodClusterName"] == json.loads(run.config["ray-on-eks:hyperpod"])["clusterName"]
 
 
+def test_provider_adopts_objects_a_destroy_kept(stack_run: ProgramRun) -> None:
+    # Issue 11, defect 3: since pulumi-kubernetes 4.29 creating an object that exists (a claim or
+    # namespace kept by `pulumi destroy`) fails with AlreadyExists unless the provider upserts; the
+    # upsert is a server-side apply, so that must stay on too.
+    provider = stack_run.one("pulumi:providers:kubernetes")
+    assert provider.inputs["upsertExistingObjects"] == "true"
+    assert provider.inputs["enableServerSideApply"] == "true"
+
+
 def test_provider_is_a_child_of_the_cluster_target(stack_run: ProgramRun) -> None:
     provider = stack_run.one("pulumi:providers:kubernetes")
     parent = stack_run.by_urn(provider.parent)

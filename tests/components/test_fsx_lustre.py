@@ -16,7 +16,8 @@ from components.config import FsxConfig
 from components.fsx_lustre import FsxLustreStorageArgs, validate_args
 from components.workload_identity import ClusterIdentity
 from tests import pulumi_harness
-from tests.pulumi_harness import ProgramRun, Registered, run_ok, run_program
+from tests.pulumi_harness import CLUSTER_SUBNETS as MOCK_SUBNETS
+from tests.pulumi_harness import ProgramRun, RealisticMocks, Registered, run_ok, run_program
 
 COMPONENT = "ray-on-eks:storage:FsxLustreStorage"
 ROLE = "aws:iam/role:Role"
@@ -27,8 +28,10 @@ ADDON = "aws:eks/addon:Addon"
 RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 PV = "kubernetes:core/v1:PersistentVolume"
-# The mocked EKS cluster (tests/pulumi_harness.py): subnets and cluster security group.
-CLUSTER_SUBNETS = ["subnet-0aa11bb22cc33dd44", "subnet-0ee55ff66aa77bb88"]
+# The mocked EKS cluster (tests/pulumi_harness.py): subnets (the first maps public IPs, the second
+# does not) and cluster security group.
+CLUSTER_SUBNETS = list(MOCK_SUBNETS)
+PUBLIC_SUBNET, PRIVATE_SUBNET = CLUSTER_SUBNETS
 CLUSTER_SG = "sg-0fedcba9876543210"
 ISSUER_HOST = "oidc.eks.{region}.amazonaws.com/id/0123456789ABCDEF"
 
@@ -190,7 +193,7 @@ def test_network_defaults_follow_the_cluster_type(stack_run: ProgramRun) -> None
         expected_subnet = fsx.get("subnetId") or hyperpod["subnetId"]
         expected_groups = fsx.get("securityGroupIds") or hyperpod["securityGroupIds"]
     else:
-        expected_subnet = fsx.get("subnetId") or CLUSTER_SUBNETS[0]
+        expected_subnet = fsx.get("subnetId") or PRIVATE_SUBNET
         expected_groups = fsx.get("securityGroupIds") or [CLUSTER_SG]
     assert params["subnetId"] == expected_subnet
     assert params["securityGroupIds"].split(",") == expected_groups
@@ -213,6 +216,22 @@ def test_fsx_overrides_win_over_cluster_defaults() -> None:
     assert params["subnetId"] == "subnet-0123456789abcdef0"
     assert params["securityGroupIds"] == "sg-0aaaaaaaaaaaaaaa1,sg-0aaaaaaaaaaaaaaa2"
     assert len([r for r in run.of_type(RULE) if r.name.startswith("fsx-")]) == 4
+
+
+def test_eks_file_system_goes_to_a_private_cluster_subnet_never_the_first_public_one() -> None:
+    # Defect 9 of issue 11: main took the cluster's first subnet, here a public one.
+    assert MOCK_SUBNETS[PUBLIC_SUBNET]["mapPublicIpOnLaunch"] is True
+    run = run_ok("dev", {"fsx": {"enabled": True}})
+    assert run.one(STORAGE_CLASS, "fsx-sc").inputs["parameters"]["subnetId"] == PRIVATE_SUBNET
+
+
+def test_eks_without_a_private_subnet_asks_for_fsx_subnet_id() -> None:
+    public_only = {sid: {**facts, "mapPublicIpOnLaunch": True} for sid, facts in MOCK_SUBNETS.items()}
+    run = run_program("dev", mocks=RealisticMocks(region="us-west-2", subnets=public_only))
+    assert run.error is not None
+    message = str(run.error)
+    assert "fsx.subnetId" in message and "private" in message and PUBLIC_SUBNET in message
+    assert not run.of_type(STORAGE_CLASS), "no StorageClass may be registered without a subnet"
 
 
 # --- StorageClass, claim spec, retention -----------------------------------------------------------
@@ -246,7 +265,7 @@ def test_claim_spec_is_a_read_write_many_claim_on_the_class(stack_run: ProgramRu
     sc = stack_run.one(STORAGE_CLASS, "fsx-sc")
     assert spec == {
         "accessModes": ["ReadWriteMany"],
-        "storageClassName": sc.name,  # the mock names objects after their resource name
+        "storageClassName": sc.inputs["metadata"]["name"],  # named explicitly, never auto-named
         "resources": {"requests": {"storage": f"{_cfg(stack_run, 'fsx')['storageCapacityGib']}Gi"}},
     }
     (component,) = stack_run.of_type(COMPONENT)
@@ -261,7 +280,7 @@ def test_destroy_keeps_the_file_system_by_default(stack_runs: dict[str, ProgramR
     assert stack_runs["dev"].one(STORAGE_CLASS, "fsx-sc").inputs["reclaimPolicy"] == "Retain"
 
 
-def test_static_volume_is_retained_even_with_retain_data_false(static_run: ProgramRun) -> None:
+def test_static_file_system_is_retained_even_with_retain_data_false(static_run: ProgramRun) -> None:
     volume = static_run.one(PV, "fsx-pv")
     spec = volume.inputs["spec"]
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
@@ -276,8 +295,10 @@ def test_static_volume_is_retained_even_with_retain_data_false(static_run: Progr
         "accessModes": ["ReadWriteMany"],
         "storageClassName": "",
         "resources": {"requests": {"storage": "2400Gi"}},
-        "volumeName": volume.name,
+        "volumeName": volume.inputs["metadata"]["name"],
     }
+    # The claim is deleted with retainData false, so the volume is too (the file system never is).
+    assert volume.retain_on_delete is False
     # An existing file system: no StorageClass, no rules on someone else's security groups, and a
     # driver that can only describe file systems.
     policy = json.loads(static_run.one(ROLE_POLICY, "fsx-driver-policy").inputs["policy"])
@@ -414,3 +435,23 @@ def test_an_existing_driver_gets_only_its_role(iam_mode: str) -> None:
         assert arn.startswith("arn:aws:iam::123456789012:role/fsx-driver-role")
         assert role.urn in patch.dependencies
         assert patch.urn in sc.dependencies
+
+
+def test_static_volume_follows_its_claims_retention() -> None:
+    # Defect 2 of issue 11: a kept claim holds its bound volume's kubernetes.io/pv-protection
+    # finalizer, so a volume deleted under it blocks `pulumi destroy`; main never kept the volume.
+    kept = run_ok("dev", {"fsx": STATIC})
+    volume = kept.one(PV, "fsx-pv")
+    claim = kept.one("kubernetes:core/v1:PersistentVolumeClaim", "ray-fsx-claim")
+    assert claim.retain_on_delete is True
+    assert volume.retain_on_delete is True
+    assert claim.inputs["spec"]["volumeName"] == volume.inputs["metadata"]["name"]
+
+
+@pytest.mark.parametrize("fsx", [{"enabled": True}, STATIC], ids=["dynamic", "static"])
+def test_objects_the_claim_names_have_deterministic_names(fsx: dict[str, Any]) -> None:
+    # Defect 3 of issue 11: the claim named an auto-named StorageClass / PersistentVolume.
+    run = run_ok("dev", {"fsx": fsx})
+    named = [*run.of_type(STORAGE_CLASS), *[v for v in run.of_type(PV) if v.name == "fsx-pv"]]
+    assert len(named) == 1
+    assert named[0].inputs["metadata"]["name"] == "ray-on-eks-dev-fsx"

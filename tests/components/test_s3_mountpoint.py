@@ -15,7 +15,7 @@ from components.contract import RAY_SERVICE_ACCOUNT
 from components.s3_mountpoint import S3MountpointArgs, validate_args
 from components.workload_identity import ClusterIdentity
 from tests import pulumi_harness
-from tests.pulumi_harness import ProgramRun, run_ok, run_program
+from tests.pulumi_harness import ACCOUNT, ProgramRun, RealisticMocks, run_ok, run_program
 
 COMPONENT = "ray-on-eks:storage:S3Mountpoint"
 BUCKET = "aws:s3/bucket:Bucket"
@@ -117,8 +117,9 @@ def test_retain_data_false_deletes_the_bucket_with_its_objects(delete_run: Progr
         assert delete_run.one(typ).retain_on_delete is False, typ
 
 
-def test_bucket_is_auto_named_unless_a_name_is_given(dev: ProgramRun) -> None:
-    assert "bucket" not in dev.one(BUCKET, "s3-bucket").inputs
+def test_bucket_has_a_deterministic_name_unless_one_is_given(dev: ProgramRun) -> None:
+    # Defect 3 of issue 11: the kept volume names the bucket, so a random name breaks the next `up`.
+    assert dev.one(BUCKET, "s3-bucket").inputs["bucket"] == f"ray-on-eks-dev-s3-{ACCOUNT}"
     named = run_program("dev", {"s3": {"enabled": True, "bucketName": "my-ray-ckpts"}})
     assert named.error is None, named.error
     assert named.one(BUCKET, "s3-bucket").inputs["bucket"] == "my-ray-ckpts"
@@ -237,7 +238,7 @@ def test_claim_spec_binds_the_volume(dev: ProgramRun) -> None:
         "accessModes": ["ReadWriteMany"],
         "storageClassName": "",
         "resources": {"requests": {"storage": "1200Gi"}},
-        "volumeName": dev.one(PV, "s3-pv").name,
+        "volumeName": dev.one(PV, "s3-pv").inputs["metadata"]["name"],
     }
     assert outputs["mountPath"] == "/s3"
 
@@ -329,3 +330,31 @@ def test_an_existing_driver_gets_only_its_role(iam_mode: str) -> None:
 def test_a_pinned_s3_driver_version_is_installed_as_written() -> None:
     run = run_ok("dev", {"s3": {"enabled": True, "driverVersion": "v2.1.0-eksbuild.1"}})
     assert run.one(ADDON, "s3-csi-driver").inputs["addonVersion"] == "v2.1.0-eksbuild.1"
+
+
+def test_volume_follows_its_claims_retention(dev: ProgramRun, delete_run: ProgramRun) -> None:
+    # Defect 2 of issue 11: the kept s3-claim held the (deleted) volume's pv-protection finalizer.
+    for run, kept in ((dev, True), (delete_run, False)):
+        claim = run.one("kubernetes:core/v1:PersistentVolumeClaim", "ray-s3-claim")
+        volume = run.one(PV, "s3-pv")
+        assert claim.retain_on_delete is kept
+        assert volume.retain_on_delete is kept
+        assert volume.inputs["metadata"]["name"] == "ray-on-eks-dev-s3"
+
+
+def test_a_bucket_kept_by_destroy_is_adopted_by_the_next_up() -> None:
+    name = f"ray-on-eks-dev-s3-{ACCOUNT}"
+    fresh = run_ok("dev")
+    assert fresh.one(BUCKET, "s3-bucket").import_id == ""  # nothing to adopt: created
+    run = run_program("dev", mocks=RealisticMocks(region="us-west-2", existing_buckets=(name,)))
+    assert run.error is None, run.error
+    assert run.one(BUCKET, "s3-bucket").import_id == name
+
+
+def test_a_kept_bucket_is_not_adopted_to_be_deleted() -> None:
+    name = f"ray-on-eks-dev-s3-{ACCOUNT}"
+    run = run_program(
+        "dev", {"retainData": False}, mocks=RealisticMocks(region="us-west-2", existing_buckets=(name,))
+    )
+    assert run.error is not None
+    assert "s3.bucketName" in str(run.error) and name in str(run.error) and "retainData" in str(run.error)

@@ -3,6 +3,7 @@ PersistentVolumes and claim specs carry the fields the CSI drivers read. No Pulu
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from components.builders.storage import (
     FSX_OWNER_TAG_KEY,
     LUSTRE_PORT_RANGES,
+    choose_fsx_subnet,
+    claim_await_annotations,
     claim_spec,
     fsx_csi_driver_policy,
     fsx_static_pv_spec,
@@ -18,6 +21,8 @@ from components.builders.storage import (
     pod_identity_trust_policy,
     s3_bucket_access_policy,
     s3_static_pv_spec,
+    stack_bucket_name,
+    stack_object_name,
     storage_path_for,
     tls_only_bucket_policy,
 )
@@ -292,3 +297,52 @@ def test_retention_labels_use_the_label_the_policy_pack_reads() -> None:
 
     assert retention_labels(True) == {checks.RETAIN_DATA_LABEL: "true"}
     assert retention_labels(False) == {checks.RETAIN_DATA_LABEL: "false"}
+
+
+# --- names, awaits, subnet choice (issue 11) ---------------------------------------------------------
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+BUCKET_NAME = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+
+
+def test_stack_object_names_are_deterministic_dns_names() -> None:
+    assert stack_object_name("ray-on-eks", "dev", "fsx") == "ray-on-eks-dev-fsx"
+    assert stack_object_name("ray-on-eks", "dev", "fsx") == stack_object_name("ray-on-eks", "dev", "fsx")
+    # Pulumi allows stack names Kubernetes does not (uppercase, '_', '/', '.').
+    odd = stack_object_name("Ray_On.EKS", "Team/Prod_1", "fsx")
+    assert odd == "ray-on-eks-team-prod-1-fsx"
+    long = stack_object_name("p" * 200, "s" * 200, "fsx")
+    assert len(long) <= 253
+    for name in (odd, long):
+        assert re.match(DNS_SUBDOMAIN, name), name
+    with pytest.raises(ValueError, match="no usable characters"):
+        stack_object_name("_", "_", "_")
+
+
+def test_stack_bucket_names_are_valid_unique_per_account_and_fit() -> None:
+    name = stack_bucket_name("ray-on-eks", "dev", "s3", "123456789012")
+    assert name == "ray-on-eks-dev-s3-123456789012"
+    assert name != stack_bucket_name("ray-on-eks", "dev", "s3", "210987654321")
+    long = stack_bucket_name(
+        "ray-on-eks", "a-very-long-stack-name-for-the-platform-team", "s3", "123456789012"
+    )
+    assert len(long) <= 63 and long.endswith("-123456789012")
+    for bucket in (name, long):
+        assert re.match(BUCKET_NAME, bucket) and "--" not in bucket, bucket
+
+
+def test_claim_await_annotations_replace_the_five_minute_pvc_awaiter() -> None:
+    assert claim_await_annotations(1800) == {
+        "pulumi.com/waitFor": "jsonpath={.status.phase}=Bound",
+        "pulumi.com/timeoutSeconds": "1800",
+    }
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        claim_await_annotations(0)
+
+
+def test_fsx_subnet_is_the_first_private_cluster_subnet() -> None:
+    cluster = ["subnet-public", "subnet-private-b", "subnet-private-a"]
+    private = {"subnet-private-a", "subnet-private-b"}
+    assert choose_fsx_subnet(cluster_subnet_ids=cluster, private_subnet_ids=private) == "subnet-private-b"
+    with pytest.raises(ValueError, match=r"^fsx\.subnetId: none of the cluster's subnets .*subnet-public"):
+        choose_fsx_subnet(cluster_subnet_ids=["subnet-public"], private_subnet_ids=set())
