@@ -9,6 +9,7 @@ from components.builders.storage import storage_path_for
 from components.cluster import ClusterTarget, ClusterTargetArgs
 from components.config import load_stack_config
 from components.fsx_lustre import FsxLustreStorage, FsxLustreStorageArgs
+from components.hyperpod import HyperPodTarget, lookup_hyperpod
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume
@@ -19,11 +20,18 @@ config = load_stack_config()
 # Every namespace with Ray pods: watched by the operator, scraped by Prometheus.
 ray_namespaces = tuple(dict.fromkeys([config.namespace, *config.kuberay.watch_namespaces]))
 
+# HyperPod: read the cluster (orchestrator EKS cluster, subnets, security groups, instance groups) and
+# check that every Ray pod fits on its instance groups. Plain invokes: a problem is a one-line config
+# error before the first resource below is registered.
+hyperpod: HyperPodTarget | None = lookup_hyperpod(config) if config.hyperpod is not None else None
+cluster_name = hyperpod.cluster.eks_cluster_name if hyperpod is not None else config.cluster_name
+assert cluster_name is not None  # config validation requires clusterName on eks stacks
+
 target = ClusterTarget(
     "cluster",
     ClusterTargetArgs(
         cluster_type=config.cluster_type,
-        cluster_name=config.cluster_name,
+        cluster_name=cluster_name,
         region=config.region,
         create_cluster=config.create_cluster,
         new_cluster=config.new_cluster,
@@ -36,8 +44,8 @@ pulumi.export("clusterName", target.cluster_name)
 pulumi.export("region", config.region)
 pulumi.export("kubeconfig", target.kubeconfig)
 pulumi.export("namespace", config.namespace)
-if config.hyperpod is not None:
-    pulumi.export("hyperpodClusterName", config.hyperpod.cluster_name)
+if hyperpod is not None:
+    pulumi.export("hyperpodClusterName", hyperpod.cluster.name)
 
 # --- Shared storage --------------------------------------------------------------------------------
 # The storage components own the drivers, IAM, network rules, StorageClass / PersistentVolumes; the
@@ -58,9 +66,10 @@ install_agent = config.manage_pod_identity_agent
 
 fsx: FsxLustreStorage | None = None
 if config.fsx.enabled:
-    hyperpod = config.hyperpod
+    # fsx.* overrides win; on HyperPod the nodes' own subnet and security groups (hyperpod.* overrides,
+    # else the described cluster's VpcConfig), not the EKS cluster's.
     fsx_groups: list[pulumi.Input[str]] = list(
-        config.fsx.security_group_ids or (hyperpod.security_group_ids if hyperpod else ())
+        config.fsx.security_group_ids or (hyperpod.fsx_security_group_ids if hyperpod else ())
     ) or [target.cluster_security_group_id]
     fsx = FsxLustreStorage(
         "fsx",
@@ -69,7 +78,7 @@ if config.fsx.enabled:
             identity=identity,
             region=config.region,
             # fsx.subnetId, else HyperPod's subnet, else FsxLustreStorage picks a private cluster subnet.
-            subnet_id=config.fsx.subnet_id or (hyperpod.subnet_id if hyperpod else None),
+            subnet_id=config.fsx.subnet_id or (hyperpod.fsx_subnet_id if hyperpod else None),
             cluster_subnet_ids=target.subnet_ids,
             security_group_ids=fsx_groups,
             retain_data=config.retain_data,

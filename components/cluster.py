@@ -24,13 +24,17 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+# Placement names live in the pure builders (the Ray builders use them too); the ones this module
+# does not use stay importable from here for existing callers.
+from components.builders.placement import (  # noqa: F401
+    GPU_TAINT_KEY,
+    HYPERPOD_HEALTH_LABEL,
+    HYPERPOD_SCHEDULABLE,
+    INSTANCE_TYPE_LABEL,
+    node_selector_for,
+)
 from components.config import HyperPodConfig, NewClusterConfig
 from components.versions import EKS_KUBERNETES_VERSION
-
-INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-HYPERPOD_HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
-HYPERPOD_SCHEDULABLE = "Schedulable"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,16 +47,6 @@ class ClusterTargetArgs:
     create_cluster: bool = False
     new_cluster: NewClusterConfig | None = None
     hyperpod: HyperPodConfig | None = None
-
-
-def node_selector_for(cluster_type: str, instance_type: str | None) -> dict[str, str]:
-    """Node selector that pins a Ray pod to ``instance_type`` (and, on HyperPod, to healthy nodes)."""
-    selector: dict[str, str] = {}
-    if instance_type:
-        selector[INSTANCE_TYPE_LABEL] = instance_type
-    if cluster_type == "hyperpod":
-        selector[HYPERPOD_HEALTH_LABEL] = HYPERPOD_SCHEDULABLE
-    return selector
 
 
 def build_kubeconfig(*, cluster_name: str, endpoint: str, ca_data: str, region: str) -> dict[str, Any]:

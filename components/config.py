@@ -48,6 +48,13 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _INSTANCE_TYPE = re.compile(r"^(ml\.)?[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+_HYPERPOD_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:cluster/[a-z0-9]+$")
+# A pinned image: a tag other than "latest", or a digest. The registry part may carry a port.
+_PINNED_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9]+([._/:-][a-z0-9]+)*)(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})$"
+)
+# Trainium / Inferentia instance families: their accelerators are Neuron devices.
+_NEURON_FAMILY = re.compile(r"^(ml\.)?(trn|inf)[0-9]")
 
 
 def _dns_label(value: str, max_len: int = 63) -> str:
@@ -73,6 +80,11 @@ def _memory(value: str) -> str:
 
 def _cpu_cores(value: str) -> float:
     return int(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def cpu_cores(value: str) -> float:
+    """Cores in a Kubernetes CPU quantity (``"500m"`` -> 0.5)."""
+    return _cpu_cores(value)
 
 
 _MEMORY_UNITS = {
@@ -115,11 +127,46 @@ def _check_bounds(low_key: str, low: int, high_key: str, high: int) -> None:
         )
 
 
+def _pinned_image(value: str) -> str:
+    match = _PINNED_IMAGE.match(value)
+    if not match or match.group("tag") == "latest":
+        raise ValueError(
+            "must be a pinned image reference, repository:tag (not latest) or repository@sha256:<digest>, "
+            "e.g. 123456789012.dkr.ecr.us-west-2.amazonaws.com/ray-neuron:2.60.0-sdk2.24"
+        )
+    return value
+
+
+# KubeRay v1.7.0 limits (ray-operator/controllers/ray/utils/constant.go MaxRayClusterNameLength = 53,
+# MaxRayJobNameLength = MaxRayServiceNameLength = 53 - 6: the operator appends "-" + 5 random
+# characters to name the cluster a RayJob/RayService creates), and validation.go requires DNS-1035
+# labels (a letter first) for RayCluster, RayJob and RayService names.
+KUBERAY_OWNED_NAME_MAX = 47
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _kuberay_name(value: str, max_len: int = KUBERAY_OWNED_NAME_MAX) -> str:
+    """A name KubeRay accepts for a RayJob/RayService (validation.go ValidateRayJobMetadata etc.)."""
+    if len(value) > max_len or not _DNS1035_LABEL.match(value):
+        raise ValueError(
+            f"must be a lowercase DNS-1035 label of at most {max_len} characters (a-z, 0-9 and '-', "
+            "starting with a letter and ending with a letter or digit), as KubeRay requires"
+        )
+    return value
+
+
+def _kuberay_cluster_name(value: str) -> str:
+    # Up to 63 here so that 51-63 characters get the cross-field message about KubeRay's truncation.
+    return _kuberay_name(value, 63)
+
+
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+KubeRayName = Annotated[str, AfterValidator(_kuberay_name)]
 SubnetId = Annotated[str, _aws_id("subnet", "subnet")]
 SecurityGroupId = Annotated[str, _aws_id("sg", "security group")]
 CpuQuantity = Annotated[str, AfterValidator(_cpu)]
 MemoryQuantity = Annotated[str, AfterValidator(_memory)]
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -182,17 +229,43 @@ class _Model(BaseModel):
 
 
 class HyperPodConfig(_Model):
-    """The SageMaker HyperPod cluster whose EKS orchestrator this stack deploys into."""
+    """The SageMaker HyperPod cluster whose EKS orchestrator this stack deploys into.
 
-    cluster_name: str = Field(description="Name of the SageMaker HyperPod cluster (not its EKS cluster).")
+    Only the ARN is configured: everything else (orchestrator EKS cluster, VPC subnets and security
+    groups, instance groups) is read from the cluster itself before any resource is registered
+    (components/hyperpod.py). ``subnetId`` / ``securityGroupIds`` override what the lookup finds.
+    """
+
+    cluster_arn: str = Field(
+        description=(
+            "ARN of the SageMaker HyperPod cluster (aws sagemaker describe-cluster --cluster-name <name> "
+            "--query ClusterArn --output text); its EKS cluster, subnets, security groups and instance "
+            "groups are looked up from it."
+        )
+    )
     subnet_id: SubnetId | None = Field(
         default=None,
-        description="Subnet of the HyperPod nodes; FSx for Lustre is created here.",
+        description="Override the subnet FSx for Lustre is created in (default: the HyperPod cluster's first subnet).",
     )
     security_group_ids: tuple[SecurityGroupId, ...] = Field(
         default=(),
-        description="Security groups of the HyperPod nodes; Lustre ingress rules are added to them.",
+        description="Override the security groups that get the Lustre rules (default: the HyperPod cluster's).",
     )
+
+    @field_validator("cluster_arn")
+    @classmethod
+    def _cluster_arn(cls, value: str) -> str:
+        if not _HYPERPOD_ARN.match(value):
+            raise ValueError(
+                "is not a SageMaker HyperPod cluster ARN (arn:aws:sagemaker:<region>:<account>:cluster/<id>); "
+                "print it with aws sagemaker describe-cluster --cluster-name <name> --query ClusterArn --output text"
+            )
+        return value
+
+    @property
+    def region(self) -> str:
+        """The region in the ARN (the cluster lives there)."""
+        return self.cluster_arn.split(":")[3]
 
 
 class NewClusterConfig(_Model):
@@ -251,6 +324,10 @@ class HeadConfig(_Model):
     instance_type: str | None = Field(
         default=None, description="Pin the head to nodes of this instance type."
     )
+    image: PinnedImage | None = Field(
+        default=None,
+        description="Image of the head (and of RayJob submitters); default: the pinned Ray image. Tag or digest, never latest.",
+    )
 
 
 class WorkerGroupConfig(_Model):
@@ -267,7 +344,33 @@ class WorkerGroupConfig(_Model):
     memory: MemoryQuantity = Field(default="16Gi", description="Memory request and limit per worker pod.")
     gpus: NonNegativeInt = Field(default=0, description="nvidia.com/gpu per worker pod.")
     efa_devices: NonNegativeInt = Field(
-        default=0, description="vpc.amazonaws.com/efa devices per worker pod."
+        default=0,
+        description=(
+            "vpc.amazonaws.com/efa devices per worker pod; the image needs libfabric and the aws-ofi-nccl "
+            "plugin (set image), else NCCL falls back to TCP."
+        ),
+    )
+    efa_hugepages: MemoryQuantity = Field(
+        default="5120Mi",
+        description="hugepages-2Mi requested by each EFA pod (EKS EFA guide; EFA nodes pre-allocate 5128 x 2Mi).",
+    )
+    neuron_devices: NonNegativeInt = Field(
+        default=0,
+        description="aws.amazon.com/neuron devices per worker pod (Trainium/Inferentia, ml.trn*/ml.inf*; needs image).",
+    )
+    shm_size: MemoryQuantity | None = Field(
+        default=None,
+        description=(
+            "Size of the memory-backed /dev/shm of GPU and Neuron pods (counts against memory); "
+            "unset = half of memory. Setting it on a CPU group gives that group one too."
+        ),
+    )
+    image: PinnedImage | None = Field(
+        default=None,
+        description=(
+            "Image of this group (custom CUDA or Neuron builds); default: the pinned Ray image. "
+            "Tag or digest, never latest."
+        ),
     )
     tolerations: tuple[TolerationConfig, ...] = Field(default=(), description="Extra tolerations.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector labels.")
@@ -278,6 +381,46 @@ class WorkerGroupConfig(_Model):
         if not _INSTANCE_TYPE.match(value):
             raise ValueError("is not an EC2 instance type such as g5.2xlarge (or ml.g5.8xlarge on HyperPod)")
         return value
+
+    @property
+    def neuron(self) -> bool:
+        """Whether the group runs on Trainium / Inferentia (Neuron) instances."""
+        return bool(_NEURON_FAMILY.match(self.instance_type))
+
+    @property
+    def shm_bytes(self) -> int | None:
+        """Size of the group's memory-backed /dev/shm in bytes; None when it gets none."""
+        if self.shm_size is not None:
+            return int(memory_bytes(self.shm_size))
+        if self.gpus or self.neuron_devices:
+            return int(memory_bytes(self.memory) // 2)
+        return None
+
+    @model_validator(mode="after")
+    def _accelerators(self) -> Self:
+        if self.neuron and not self.neuron_devices:
+            raise ValueError(
+                f"instanceType {self.instance_type} is a Trainium/Inferentia type but neuronDevices is 0; set "
+                "neuronDevices (aws.amazon.com/neuron per pod) and image (a Ray image with the Neuron SDK)"
+            )
+        if self.neuron_devices and not self.neuron:
+            raise ValueError(
+                f"neuronDevices is {self.neuron_devices} but instanceType {self.instance_type} has no Neuron "
+                "devices; use a trn*/inf* instance type or set neuronDevices: 0"
+            )
+        if self.neuron_devices and self.image is None:
+            raise ValueError(
+                "neuronDevices is set but image is not; the default Ray image has no Neuron SDK, set image to a "
+                "pinned Ray image built with it"
+            )
+        if self.neuron and self.gpus:
+            raise ValueError(f"gpus is {self.gpus} but {self.instance_type} has no NVIDIA GPUs; set gpus: 0")
+        if self.shm_size is not None and memory_bytes(self.shm_size) >= memory_bytes(self.memory):
+            raise ValueError(
+                f"shmSize {self.shm_size} is not smaller than memory {self.memory}; /dev/shm is memory-backed and "
+                "counts against the pod's memory, lower shmSize or raise memory"
+            )
+        return self
 
     @model_validator(mode="after")
     def _replicas(self) -> Self:
@@ -418,7 +561,7 @@ class FsxConfig(_Model):
     )
     subnet_id: SubnetId | None = Field(
         default=None,
-        description="Subnet of a created file system; unset: hyperpod.subnetId, else the EKS cluster's first private subnet.",
+        description="Subnet of a created file system; unset: on HyperPod its nodes' subnet (looked up, or hyperpod.subnetId), else the EKS cluster's first private subnet.",
     )
     security_group_ids: tuple[SecurityGroupId, ...] = Field(
         default=(), description="Override the security groups."
@@ -585,7 +728,7 @@ class MonitoringConfig(_Model):
 class RayJobConfig(_Model):
     """A RayJob created after the cluster is ready."""
 
-    name: DnsLabel = Field(description="RayJob name (a DNS label).")
+    name: KubeRayName = Field(description="RayJob name (a DNS-1035 label of at most 47 characters).")
     workload: str = Field(description="Workload name from workloads/catalog.py, e.g. dt-pytorch.")
     cluster: Literal["shared", "ephemeral"] = Field(
         default="shared",
@@ -595,7 +738,10 @@ class RayJobConfig(_Model):
     active_deadline_seconds: PositiveInt | None = Field(
         default=None, description="Fail the job after this many seconds; unset = no deadline."
     )
-    backoff_limit: NonNegativeInt = Field(default=0, description="Retries of a failed job (new submission).")
+    backoff_limit: NonNegativeInt = Field(
+        default=0,
+        description="Retries of a failed job, each on a new cluster (cluster: ephemeral only; shared needs 0).",
+    )
     ttl_seconds_after_finished: NonNegativeInt = Field(
         default=3600, description="ephemeral: seconds before a finished job's cluster is deleted."
     )
@@ -614,7 +760,7 @@ class RayJobConfig(_Model):
 class RayServiceConfig(_Model):
     """A RayService running a Serve application from workloads/."""
 
-    name: DnsLabel = Field(description="RayService name (a DNS label).")
+    name: KubeRayName = Field(description="RayService name (a DNS-1035 label of at most 47 characters).")
     workload: str = Field(
         default="serve", description="Workload name (kind service) from workloads/catalog.py."
     )
@@ -685,8 +831,12 @@ class StackConfig(_Model):
         default="eks",
         description="eks: an EKS cluster; hyperpod: the EKS cluster orchestrating a SageMaker HyperPod cluster.",
     )
-    cluster_name: str = Field(
-        description="Name of the EKS cluster (for HyperPod: its orchestrator EKS cluster)."
+    cluster_name: str | None = Field(
+        default=None,
+        description=(
+            "Name of the EKS cluster (required for clusterType eks). HyperPod stacks look up their "
+            "orchestrator EKS cluster; if set there, it must match it."
+        ),
     )
     create_cluster: bool = Field(
         default=False, description="Create the EKS cluster with pulumi-eks instead of using an existing one."
@@ -700,7 +850,10 @@ class StackConfig(_Model):
     namespace: DnsLabel = Field(
         default="ray", description="Namespace of the RayCluster, jobs, services and workload ConfigMaps."
     )
-    ray_cluster_name: DnsLabel = Field(default="ray", description="Name of the long-running RayCluster.")
+    ray_cluster_name: Annotated[str, AfterValidator(_kuberay_cluster_name)] = Field(
+        default="ray",
+        description="Name of the long-running RayCluster (a letter first, at most 50 characters).",
+    )
     ray_image_repository: str = Field(
         default="rayproject/ray", description="Ray image repository (e.g. an ECR mirror); the tag is pinned."
     )
@@ -756,8 +909,8 @@ class StackConfig(_Model):
 
     @field_validator("cluster_name")
     @classmethod
-    def _cluster_name(cls, value: str) -> str:
-        if not _EKS_CLUSTER_NAME.match(value):
+    def _cluster_name(cls, value: str | None) -> str | None:
+        if value is not None and not _EKS_CLUSTER_NAME.match(value):
             raise ValueError(
                 "is not a valid EKS cluster name: 1-100 letters, digits, '-' or '_', starting with a letter or digit"
             )
@@ -771,11 +924,20 @@ class StackConfig(_Model):
                 "workerGroups: no worker group is configured; add at least one, e.g. "
                 "[{name: cpu-workers, instanceType: m6i.2xlarge}]"
             )
+        if self.cluster_type == "eks" and self.cluster_name is None:
+            problems.append(
+                "clusterName: is required for clusterType eks. Fix: pulumi config set ray-on-eks:clusterName <name>"
+            )
         if self.cluster_type == "hyperpod":
             if self.hyperpod is None:
                 problems.append(
                     "hyperpod: clusterType is hyperpod but the hyperpod block is missing; set "
-                    "hyperpod.clusterName (and hyperpod.subnetId / securityGroupIds for FSx)"
+                    "hyperpod.clusterArn (aws sagemaker describe-cluster --cluster-name <name> --query ClusterArn)"
+                )
+            elif self.hyperpod.region != self.region:
+                problems.append(
+                    f"hyperpod.clusterArn: the cluster is in {self.hyperpod.region} but aws:region is {self.region}; "
+                    "set aws:region (and aws-native:region) to the cluster's region"
                 )
             if self.create_cluster:
                 problems.append(
@@ -802,22 +964,6 @@ class StackConfig(_Model):
         problems += _duplicates("workerGroups", [g.name for g in self.worker_groups])
         problems += _duplicates("rayJobs", [j.name for j in self.ray_jobs])
         problems += _duplicates("rayServices", [s.name for s in self.ray_services])
-        if self.cluster_type == "hyperpod" and self.fsx.enabled and self.fsx.mode == "dynamic":
-            subnet = self.fsx.subnet_id or (self.hyperpod.subnet_id if self.hyperpod else None)
-            if not subnet:
-                problems.append(
-                    "fsx.subnetId: dynamic FSx on HyperPod needs the HyperPod subnet; set hyperpod.subnetId "
-                    "(or fsx.subnetId)"
-                )
-            groups = self.fsx.security_group_ids or (
-                self.hyperpod.security_group_ids if self.hyperpod else ()
-            )
-            if not groups:
-                # The EKS cluster security group is not on HyperPod nodes; Lustre rules must go on theirs.
-                problems.append(
-                    "fsx.securityGroupIds: dynamic FSx on HyperPod needs the HyperPod nodes' security group; "
-                    "set hyperpod.securityGroupIds (or fsx.securityGroupIds)"
-                )
         if self.monitoring.enabled and self.monitoring.namespace in (self.namespace, self.kuberay.namespace):
             problems.append(
                 f"monitoring.namespace: {self.monitoring.namespace!r} is also the Ray or KubeRay namespace; the "
@@ -857,6 +1003,15 @@ class StackConfig(_Model):
                 f"rayClusterName: {self.ray_cluster_name!r} is {len(self.ray_cluster_name)} characters; "
                 "KubeRay truncates names over 50, use at most 50"
             )
+        for index, job in enumerate(self.ray_jobs):
+            # KubeRay v1.7.0 ValidateRayJobSpec: "BackoffLimit is incompatible with ClusterSelector mode";
+            # the RayJob would be stored, then marked ValidationFailed without ever running.
+            if job.cluster == "shared" and job.backoff_limit > 0:
+                problems.append(
+                    f"rayJobs[{index}].backoffLimit: {job.backoff_limit} cannot be used with cluster: shared "
+                    "(KubeRay refuses retries of a job on an existing cluster and never runs it); set "
+                    "backoffLimit: 0, or cluster: ephemeral to retry each attempt on a fresh cluster"
+                )
         head_type = self.head.instance_type
         if self.cluster_type == "hyperpod" and not (head_type or "").startswith("ml."):
             problems.append(
@@ -992,4 +1147,14 @@ def load_stack_config() -> StackConfig:
     region = pulumi.Config("aws").get("region")
     if region is not None:
         raw["region"] = region
-    return parse_stack_config(raw)
+    config = parse_stack_config(raw)
+    native_region = pulumi.Config("aws-native").get("region")
+    if config.cluster_type == "hyperpod" and native_region != config.region:
+        # The HyperPod lookup runs on pulumi-aws-native, whose provider reads only aws-native:region
+        # (pulumi-aws-native provider/pkg/provider/provider.go, Configure).
+        raise ConfigError(
+            f"Invalid stack configuration:\n  - aws-native:region: is {native_region or 'unset'} but aws:region is "
+            f"{config.region}; the HyperPod cluster lookup uses it. Fix: pulumi config set aws-native:region "
+            f"{config.region}"
+        )
+    return config

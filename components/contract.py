@@ -32,3 +32,8 @@ RAY_CLUSTER_LABEL = "ray.io/cluster"
 # `pulumi destroy` keeps their data ("true") or deletes it ("false", from retainData: false).
 # The policy pack reads it because CrossGuard cannot see the retainOnDelete resource option.
 RETAIN_DATA_LABEL = "ray-on-eks/retain-data"
+
+# Declares that a resource exposes a dashboard (Ray dashboard/client, Grafana) on purpose: the program
+# sets it exactly when the stack config has exposeDashboards: true, and the policy pack's
+# dashboards-not-exposed policy accepts a LoadBalancer/NodePort only on resources that carry it.
+EXPOSE_DASHBOARDS_ANNOTATION = "ray-on-eks/expose-dashboards"

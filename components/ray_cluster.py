@@ -182,6 +182,14 @@ class RayClusterStack(pulumi.ComponentResource):
             head_env=dict(args.head_env),
         )
         ns = args.namespace
+        for group in args.worker_groups:
+            if group.efa_devices and group.image is None:
+                pulumi.log.warn(
+                    f"worker group {group.name!r} requests EFA devices but runs the stock Ray image, which has "
+                    "no libfabric / aws-ofi-nccl: NCCL will fall back to TCP sockets. Set its image to a Ray "
+                    "build with the EFA software",
+                    resource=self,
+                )
         needs_storage = sorted({w.name for _, w in [*jobs, *services] if w.needs_storage})
 
         def documents(storage_path: str | None) -> _Documents:

@@ -171,6 +171,90 @@ def _eks_cluster(name: str, region: str) -> dict[str, Any]:
     }
 
 
+# SageMaker HyperPod clusters the mocked Cloud Control knows, by ARN, as pulumi-aws-native's
+# aws-native:sagemaker:getCluster returns them (the AWS::SageMaker::Cluster model, camelCase keys).
+# Tests add or replace entries with monkeypatch.setitem.
+HYPERPOD_ARN = f"arn:aws:sagemaker:us-east-2:{ACCOUNT}:cluster/a1b2c3d4e5f6"
+HYPERPOD_SUBNET = "subnet-0a1b2c3d4e5f60718"
+HYPERPOD_SECURITY_GROUP = "sg-0a1b2c3d4e5f60718"
+HYPERPOD_EKS_CLUSTER = "hyperpod-eks-orchestrator"
+
+
+def hyperpod_description(
+    *, name: str = "ml-cluster", groups: list[tuple[str, str, int]] | None = None, eks: bool = True
+) -> dict[str, Any]:
+    """A described EKS-orchestrated HyperPod cluster; ``groups`` are (name, instance type, current count)."""
+    groups = (
+        groups
+        if groups is not None
+        else [("controller", "ml.m5.2xlarge", 2), ("workers", "ml.g5.12xlarge", 4)]
+    )
+    region = HYPERPOD_ARN.split(":")[3]
+    description: dict[str, Any] = {
+        "clusterArn": HYPERPOD_ARN,
+        "clusterName": name,
+        "clusterStatus": "InService",
+        "creationTime": "2026-11-02T09:14:05Z",
+        "nodeRecovery": "Automatic",
+        "vpcConfig": {"subnets": [HYPERPOD_SUBNET], "securityGroupIds": [HYPERPOD_SECURITY_GROUP]},
+        "instanceGroups": [
+            {
+                "instanceGroupName": group,
+                "instanceType": instance_type,
+                "instanceCount": count,
+                "currentCount": count,
+                "executionRole": f"arn:aws:iam::{ACCOUNT}:role/hyperpod-execution",
+                "lifeCycleConfig": {"sourceS3Uri": "s3://hyperpod-lifecycle/", "onCreate": "on_create.sh"},
+                "threadsPerCore": 1,
+            }
+            for group, instance_type, count in groups
+        ],
+    }
+    if eks:
+        description["orchestrator"] = {
+            "eks": {"clusterArn": f"arn:aws:eks:{region}:{ACCOUNT}:cluster/{HYPERPOD_EKS_CLUSTER}"}
+        }
+    return description
+
+
+HYPERPOD_CLUSTERS: dict[str, dict[str, Any]] = {HYPERPOD_ARN: hyperpod_description()}
+
+# aws ec2 describe-instance-types facts, shaped as aws:ec2/getInstanceType returns them.
+INSTANCE_TYPES: dict[str, dict[str, Any]] = {
+    "m5.2xlarge": {"defaultVcpus": 8, "memorySize": 32768, "efaSupported": False},
+    "m6i.2xlarge": {"defaultVcpus": 8, "memorySize": 32768, "efaSupported": False},
+    "g5.2xlarge": {
+        "defaultVcpus": 8,
+        "memorySize": 32768,
+        "efaSupported": False,
+        "gpuses": [{"count": 1, "manufacturer": "NVIDIA", "memorySize": 24576, "name": "A10G"}],
+    },
+    "g5.12xlarge": {
+        "defaultVcpus": 48,
+        "memorySize": 196608,
+        "efaSupported": True,
+        "efaMaximumInterfaces": 1,
+        "gpuses": [{"count": 4, "manufacturer": "NVIDIA", "memorySize": 24576, "name": "A10G"}],
+    },
+    "p5.48xlarge": {
+        "defaultVcpus": 192,
+        "memorySize": 2097152,
+        "efaSupported": True,
+        "efaMaximumInterfaces": 32,
+        "gpuses": [{"count": 8, "manufacturer": "NVIDIA", "memorySize": 81920, "name": "H100"}],
+    },
+    "trn1.32xlarge": {
+        "defaultVcpus": 128,
+        "memorySize": 524288,
+        "efaSupported": True,
+        "efaMaximumInterfaces": 8,
+        "neuronDevices": [
+            {"count": 16, "coreCount": 2, "coreVersion": 2, "memorySize": 32768, "name": "Trainium"}
+        ],
+    },
+}
+
+
 class RealisticMocks(Mocks):
     """Computed outputs shaped like the real providers' (ARNs, ids, names, DNS names).
 
@@ -242,7 +326,17 @@ class RealisticMocks(Mocks):
         return rid, state
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-        return self._invoke(args.token, dict(args.args)), []
+        inputs = dict(args.args)
+        # Lookups of things that do not exist fail the invoke, as the providers do.
+        if args.token == "aws-native:sagemaker:getCluster":
+            found = HYPERPOD_CLUSTERS.get(inputs.get("clusterArn", ""))
+            return (dict(found), []) if found else ({}, [("clusterArn", "resource not found")])
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            facts = INSTANCE_TYPES.get(inputs.get("instanceType", ""))
+            if facts is None:
+                return {}, [("instanceType", f"InvalidInstanceType: {inputs.get('instanceType')}")]
+            return {"instanceType": inputs["instanceType"], "id": inputs["instanceType"], **facts}, []
+        return self._invoke(args.token, inputs), []
 
     def _invoke(self, token: str, inputs: dict[str, Any]) -> dict[Any, Any]:
         if token == "aws:eks/getCluster:getCluster":

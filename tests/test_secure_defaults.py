@@ -113,10 +113,8 @@ def test_the_dashboard_service_is_cluster_ip(stack_run: ProgramRun) -> None:
                 assert head.get("serviceType") in (None, "ClusterIP"), resource.name
                 assert head.get("enableIngress") in (None, False), resource.name
     for resource in stack_run.resources:
-        assert (
-            checks.check_dashboards_not_exposed(resource.type, resource.inputs, allow_exposed=exposed_allowed)
-            == []
-        ), resource.name
+        # No allow_exposed: with exposeDashboards the program's own annotation must satisfy the check.
+        assert checks.check_dashboards_not_exposed(resource.type, resource.inputs) == [], resource.name
 
 
 def test_ray_token_authentication_is_on(stack_run: ProgramRun) -> None:

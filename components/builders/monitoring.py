@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from components.contract import (
+    EXPOSE_DASHBOARDS_ANNOTATION,
     RAY_CLUSTER_LABEL,
     RAY_METRICS_PORT_NAME,
     RAY_NODE_TYPE_LABEL,
@@ -192,7 +193,11 @@ def build_prometheus_stack_values(
         # Opt-in only: an internal NLB, reachable inside the VPC, never an internet-facing one.
         grafana_service = {
             "type": "LoadBalancer",
-            "annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"},
+            "annotations": {
+                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+                # Declares the exposure to the policy pack (dashboards-not-exposed).
+                EXPOSE_DASHBOARDS_ANNOTATION: "true",
+            },
         }
 
     disabled_rules = [*CONTROL_PLANE_RULE_GROUPS]

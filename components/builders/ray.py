@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from components import contract
-from components.cluster import GPU_TAINT_KEY, node_selector_for
+from components.builders.placement import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
     GcsFaultToleranceConfig,
@@ -39,6 +39,27 @@ RAY_UID = 1000
 RAY_GID = 100
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GPU_RESOURCE = "nvidia.com/gpu"
+# Trainium / Inferentia devices as the Neuron device plugin advertises them (Amazon EKS user guide,
+# "Manage Neuron devices on Amazon EKS"; HyperPod installs the plugin with its Helm chart,
+# aws/sagemaker-hyperpod-cli helm_chart). Nodes with them may carry this taint.
+NEURON_RESOURCE = "aws.amazon.com/neuron"
+NEURON_TAINT_KEY = "aws.amazon.com/neuron"
+# EFA pods also request 2-MiB huge pages: the EFA driver pre-allocates them on every EFA node and
+# libfabric backs its buffers with them (Amazon EKS user guide, "Run machine learning training on
+# Amazon EKS with Elastic Fabric Adapter": the example worker requests hugepages-2Mi: 5120Mi next to
+# vpc.amazonaws.com/efa; "Manage EFA devices on Amazon EKS": request the EFA devices in requests and
+# limits). The device plugin mounts the allocated /dev/infiniband/uverbs* devices into the container,
+# so no hostPath or privileged mode is needed. Neither guide asks for CAP_IPC_LOCK (memlock is
+# unlimited for containers on the EKS / HyperPod AMIs' containerd), and the namespace's Pod Security
+# "baseline" level would reject it; the pods keep dropping every capability.
+HUGEPAGES_RESOURCE = "hugepages-2Mi"
+# libfabric / NCCL environment of EFA pods, as AWS's HyperPod-on-EKS training examples set it
+# (aws-samples/awsome-distributed-training 3.test_cases/pytorch/FSDP/kubernetes/*.yaml): libfabric's
+# EFA provider, fork safety (Ray forks worker processes after NCCL registered memory) and NCCL's
+# bootstrap socket on the pod interface, not loopback. FI_EFA_USE_DEVICE_RDMA is left to libfabric,
+# which turns RDMA on where the instance supports it (setting it on g5, which has none, fails).
+EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_FORK_SAFE": "1", "NCCL_SOCKET_IFNAME": "^lo"}
+SHM_VOLUME = "dshm"
 WORKLOADS_VOLUME = "workloads"
 # Key of the token in the Secret KubeRay generates for ``authOptions: {mode: token}``. The Secret is
 # named after the RayCluster (KubeRay's ``utils.CheckName(cluster)``: names of <= 50 characters are
@@ -58,6 +79,29 @@ WAIT_FOR_READY = {
     "pulumi.com/timeoutSeconds": "1800",
 }
 PART_OF = {"app.kubernetes.io/part-of": "ray-on-eks"}
+# exposeDashboards: true puts the head Service behind an internal NLB; the annotation declares it to
+# the policy pack (policy/checks.py check_dashboards_not_exposed), which refuses it otherwise.
+EXPOSED = {contract.EXPOSE_DASHBOARDS_ANNOTATION: "true"}
+# Server-side apply and the Ray autoscaler (issue 11, defect 5). pulumi-kubernetes applies server-side
+# (field manager pulumi-kubernetes-*); autoscaler v2 scales by JSON-patching
+# /spec/workerGroupSpecs/<i>/replicas and .../scaleStrategy (ray-project/ray
+# python/ray/autoscaler/_private/kuberay/node_provider.py worker_replica_patch / worker_delete_patch,
+# used by autoscaler/v2/instance_manager/cloud_providers/kuberay/cloud_provider.py). The KubeRay CRD
+# declares no x-kubernetes-list-type on workerGroupSpecs (components/crds/kuberay-1.7.0), so the list
+# is atomic: whoever writes any item owns the whole list, and the next `pulumi up` that changes the
+# RayCluster would fail with an apply conflict on .spec.workerGroupSpecs. With patchForce the
+# provider applies with force (pulumi-kubernetes provider/pkg/await/await.go patchForce), takes the
+# list back and resets what the autoscaler set: replicas falls to its CRD default 0, which KubeRay
+# clamps to minReplicas (utils.GetWorkerGroupDesiredReplicas). That deletes no running worker: with
+# in-tree autoscaling KubeRay never deletes pods to meet a lower count (raycluster_controller.go
+# reconcilePods, "Random Pod deletion is disabled"), and the autoscaler patches replicas again at
+# its next scaling decision. A pending workersToDelete is dropped too; the idle workers stay and the
+# autoscaler requests their removal again. Only the stack's own RayCluster needs it: the clusters of RayJobs and
+# RayServices are created (and patched) by KubeRay, not applied by Pulumi.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
+# What the autoscaler writes inside spec.workerGroupSpecs[*] (see above); used by the tests that
+# derive the need for PATCH_FORCE from the CRD's list types.
+AUTOSCALER_WRITES = ("replicas", "scaleStrategy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +260,7 @@ def _volumes(pods: PodContext) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return volumes, mounts
 
 
-def _resources(cpu: str, memory: str, extra: Mapping[str, int] | None = None) -> dict[str, Any]:
+def _resources(cpu: str, memory: str, extra: Mapping[str, int | str] | None = None) -> dict[str, Any]:
     """Requests = limits: Ray sizes its object store and scheduling from the limits."""
     amounts: dict[str, Any] = {"cpu": cpu, "memory": memory}
     for name, count in (extra or {}).items():
@@ -268,7 +312,32 @@ def _tolerations(group: WorkerGroupConfig) -> list[dict[str, Any]]:
     if group.gpus and not any(t.get("key") == GPU_TAINT_KEY for t in tolerations):
         # GPU nodes carry the nvidia.com/gpu taint so that only pods asking for GPUs land there.
         tolerations.append({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
+    if group.neuron_devices and not any(t.get("key") == NEURON_TAINT_KEY for t in tolerations):
+        tolerations.append({"key": NEURON_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
     return tolerations
+
+
+def group_image(shape: ClusterShape, group: WorkerGroupConfig) -> str:
+    """The group's own pinned image if set, else the pinned Ray image (CUDA build for GPU groups)."""
+    return group.image or ray_image(gpu=group.gpus > 0, repository=shape.image_repository)
+
+
+def head_image(shape: ClusterShape) -> str:
+    """The head's own pinned image if set, else the pinned Ray CPU image."""
+    return shape.head.image or ray_image(gpu=False, repository=shape.image_repository)
+
+
+def shm_volume(size_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A memory-backed /dev/shm of ``size_bytes`` (volume, mount).
+
+    The container runtime's default /dev/shm is 64 MiB; NCCL's shared-memory transport and Ray's
+    object store need far more. A ``medium: Memory`` emptyDir is a tmpfs whose size is its
+    ``sizeLimit`` (Kubernetes SizeMemoryBackedVolumes, GA since 1.32); its pages count against the
+    container's memory limit, which config validation keeps above it.
+    """
+    mib = max(size_bytes // 2**20, 1)
+    volume = {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{mib}Mi"}}
+    return volume, {"name": SHM_VOLUME, "mountPath": "/dev/shm"}
 
 
 def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = False) -> dict[str, Any]:
@@ -285,7 +354,7 @@ def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = Fal
     env = ray_env(pods) + [{"name": name, "value": value} for name, value in pods.head_env.items()]
     container: dict[str, Any] = {
         "name": "ray-head",
-        "image": ray_image(gpu=False, repository=shape.image_repository),
+        "image": head_image(shape),
         "imagePullPolicy": "IfNotPresent",
         "ports": ports,
         "env": env,
@@ -326,18 +395,30 @@ def build_worker_group(
 ) -> dict[str, Any]:
     """One ``workerGroupSpecs`` entry: sized, GPU/EFA devices, tolerations and node selector."""
     volumes, mounts = _volumes(pods)
+    shm = group.shm_bytes
+    if shm is not None:
+        shm_vol, shm_mount = shm_volume(shm)
+        volumes.append(shm_vol)
+        mounts.append(shm_mount)
     ports = [_port(contract.RAY_METRICS_PORT_NAME, contract.RAY_METRICS_PORT)]
     if serve:
         ports.append(_port("serve", contract.RAY_SERVE_PORT))
+    env = ray_env(pods)
+    devices: dict[str, int | str] = {
+        GPU_RESOURCE: group.gpus,
+        EFA_RESOURCE: group.efa_devices,
+        NEURON_RESOURCE: group.neuron_devices,
+    }
+    if group.efa_devices:
+        devices[HUGEPAGES_RESOURCE] = group.efa_hugepages
+        env += [{"name": name, "value": value} for name, value in EFA_ENV.items()]
     container: dict[str, Any] = {
         "name": "ray-worker",
-        "image": ray_image(gpu=group.gpus > 0, repository=shape.image_repository),
+        "image": group_image(shape, group),
         "imagePullPolicy": "IfNotPresent",
         "ports": ports,
-        "env": ray_env(pods),
-        "resources": _resources(
-            group.cpu, group.memory, {GPU_RESOURCE: group.gpus, EFA_RESOURCE: group.efa_devices}
-        ),
+        "env": env,
+        "resources": _resources(group.cpu, group.memory, devices),
         "securityContext": container_security_context(),
         "lifecycle": _pre_stop(),
     }
@@ -435,9 +516,16 @@ def build_ray_cluster(
     ``upgradeStrategy: Recreate``: when a pod template changes (new workload ConfigMap, image, sizes),
     KubeRay recreates the pods instead of leaving old ones running with stale code.
     """
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(PART_OF)}
+    annotations: dict[str, str] = {}
     if wait_until_ready:
-        metadata["annotations"] = dict(WAIT_FOR_READY)
+        annotations.update(WAIT_FOR_READY)
+    if shape.autoscaler.enabled:
+        annotations.update(PATCH_FORCE)
+    if shape.expose_dashboards:
+        annotations.update(EXPOSED)
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(PART_OF)}
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": API_VERSION,
         "kind": "RayCluster",
@@ -471,18 +559,28 @@ def build_runtime_env_yaml(workload: Workload, env: Mapping[str, str]) -> str:
 
 
 def build_submitter_template(shape: ClusterShape, pods: PodContext) -> dict[str, Any]:
-    """``submitterPodTemplate``: the K8s Job pod that runs ``ray job submit`` (KubeRay fills the command)."""
+    """``submitterPodTemplate``: the K8s Job pod that runs ``ray job submit`` (KubeRay fills the command).
+
+    It runs the head's image (same Ray version as the cluster) and, on HyperPod, only on
+    ``Schedulable`` nodes like every other pod of the stack (any instance type: it is small).
+    """
+    spec: dict[str, Any] = {
+        "serviceAccountName": pods.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "restartPolicy": "Never",
+    }
+    selector = node_selector_for(shape.cluster_type, None)
+    if selector:
+        spec["nodeSelector"] = selector
     return {
         "metadata": {"labels": dict(PART_OF)},
         "spec": {
-            "serviceAccountName": pods.service_account,
-            "automountServiceAccountToken": False,
-            "securityContext": pod_security_context(),
-            "restartPolicy": "Never",
+            **spec,
             "containers": [
                 {
                     "name": "ray-job-submitter",
-                    "image": ray_image(gpu=False, repository=shape.image_repository),
+                    "image": head_image(shape),
                     "imagePullPolicy": "IfNotPresent",
                     "resources": {
                         "requests": dict(SUBMITTER_RESOURCES),
@@ -510,25 +608,27 @@ def build_ray_job(
     spec: dict[str, Any] = {
         "entrypoint": workload.entrypoint(),
         "runtimeEnvYAML": build_runtime_env_yaml(workload, run_env(workload, job.env, pods.storage_path)),
-        "backoffLimit": job.backoff_limit,
         "submissionMode": "K8sJobMode",
         "submitterPodTemplate": build_submitter_template(shape, pods),
     }
     if job.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = job.active_deadline_seconds
     if job.cluster == "shared":
+        # No backoffLimit: KubeRay v1.7.0 refuses any retry with clusterSelector (ValidateRayJobSpec);
+        # config validation already refuses backoffLimit > 0 for shared jobs.
+        if job.backoff_limit:
+            raise ValueError(f"rayJobs {job.name!r}: backoffLimit needs cluster: ephemeral")
         spec["clusterSelector"] = {contract.RAY_CLUSTER_LABEL: cluster_name}
     else:
+        spec["backoffLimit"] = job.backoff_limit
         # GCS fault tolerance is for long-lived clusters; a job's cluster lives as long as the job.
         spec["rayClusterSpec"] = build_ray_cluster_spec(shape, pods, gcs_fault_tolerance=False)
         spec["shutdownAfterJobFinishes"] = True
         spec["ttlSecondsAfterFinished"] = job.ttl_seconds_after_finished
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "RayJob",
-        "metadata": {"name": job.name, "namespace": namespace, "labels": dict(PART_OF)},
-        "spec": spec,
-    }
+    metadata: dict[str, Any] = {"name": job.name, "namespace": namespace, "labels": dict(PART_OF)}
+    if "rayClusterSpec" in spec and shape.expose_dashboards:
+        metadata["annotations"] = dict(EXPOSED)
+    return {"apiVersion": API_VERSION, "kind": "RayJob", "metadata": metadata, "spec": spec}
 
 
 def build_ray_service(
@@ -545,10 +645,13 @@ def build_ray_service(
         raise ValueError(
             f"rayServices {service.name!r}: workload {workload.name!r} is a {workload.kind}, not a service"
         )
+    metadata: dict[str, Any] = {"name": service.name, "namespace": namespace, "labels": dict(PART_OF)}
+    if shape.expose_dashboards:
+        metadata["annotations"] = dict(EXPOSED)
     return {
         "apiVersion": API_VERSION,
         "kind": "RayService",
-        "metadata": {"name": service.name, "namespace": namespace, "labels": dict(PART_OF)},
+        "metadata": metadata,
         "spec": {
             "serveConfigV2": yaml.safe_dump(dict(serve_config), sort_keys=False),
             "upgradeStrategy": {"type": service.upgrade_strategy},
@@ -574,18 +677,25 @@ def stuck_pod_cleanup_script(namespace: str) -> str:
 
     After HyperPod replaces a faulty node, pods bound to it can end up ``Failed`` with reason
     ``UnexpectedAdmissionError`` (device plugin not ready yet); KubeRay does not replace them.
+    Only Ray pods (``ray.io/node-type`` label) in ``namespace`` are listed; the API server filters
+    on the phase, awk on the reason. POSIX sh (busybox in the image, dash in the tests): the listing
+    runs on its own so that ``set -e`` stops the script when kubectl fails.
     """
     selector = contract.RAY_NODE_TYPE_LABEL
-    jsonpath = '{range .items[?(@.status.reason=="UnexpectedAdmissionError")]}{.metadata.name}{"\\n"}{end}'
     return (
         "set -eu\n"
-        f"kubectl get pods -n {namespace} -l {selector} -o jsonpath='{jsonpath}' "
+        f"pods=$(kubectl get pods -n {namespace} -l {selector} --field-selector=status.phase=Failed "
+        "-o custom-columns=NAME:.metadata.name,REASON:.status.reason --no-headers)\n"
+        "printf '%s\\n' \"$pods\" | awk '$2 == \"UnexpectedAdmissionError\" {print $1}' "
         f"| xargs -r kubectl delete pod -n {namespace} --wait=false\n"
     )
 
 
 def build_stuck_pod_cleanup_spec(*, namespace: str, service_account: str) -> dict[str, Any]:
-    """CronJob ``spec`` running :func:`stuck_pod_cleanup_script` every 5 minutes as ``nobody``."""
+    """CronJob ``spec`` running :func:`stuck_pod_cleanup_script` every 5 minutes as ``nobody``.
+
+    Only built on HyperPod, where its pods too run only on ``Schedulable`` nodes.
+    """
     container_context = {
         **container_security_context(),
         "runAsUser": NOBODY,
@@ -606,6 +716,7 @@ def build_stuck_pod_cleanup_spec(*, namespace: str, service_account: str) -> dic
                     "spec": {
                         "serviceAccountName": service_account,
                         "restartPolicy": "Never",
+                        "nodeSelector": node_selector_for("hyperpod", None),
                         "securityContext": {
                             **pod_security_context(),
                             "runAsUser": NOBODY,

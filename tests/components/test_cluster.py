@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import json
 
-from components.cluster import build_kubeconfig, node_selector_for
-from tests.pulumi_harness import ProgramRun, run_program
+from components.cluster import build_kubeconfig
+from tests.pulumi_harness import HYPERPOD_CLUSTERS, HYPERPOD_EKS_CLUSTER, ProgramRun, run_program
+
+
+def _expected_cluster(run: ProgramRun) -> str:
+    """The EKS cluster a stack targets: its clusterName, or on HyperPod the looked-up orchestrator."""
+    if run.config["ray-on-eks:clusterType"] == "hyperpod":
+        return HYPERPOD_EKS_CLUSTER
+    return run.config["ray-on-eks:clusterName"]
 
 
 def _provider_kubeconfig(run: ProgramRun) -> dict:
@@ -14,7 +21,7 @@ def _provider_kubeconfig(run: ProgramRun) -> dict:
 
 
 def test_provider_targets_the_configured_cluster(stack_run: ProgramRun) -> None:
-    cluster = stack_run.config["ray-on-eks:clusterName"]
+    cluster = _expected_cluster(stack_run)
     region = stack_run.config["aws:region"]
     kubeconfig = _provider_kubeconfig(stack_run)
     assert kubeconfig["current-context"] == cluster
@@ -42,7 +49,9 @@ def test_outputs_are_the_documented_set(stack_run: ProgramRun) -> None:
 def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["hyperpod"]
     assert run.exports["clusterType"] == "hyperpod"
-    assert run.exports["hyperpodClusterName"] == json.loads(run.config["ray-on-eks:hyperpod"])["clusterName"]
+    arn = json.loads(run.config["ray-on-eks:hyperpod"])["clusterArn"]
+    assert run.exports["hyperpodClusterName"] == HYPERPOD_CLUSTERS[arn]["clusterName"]
+    assert run.exports["clusterName"] == HYPERPOD_EKS_CLUSTER
 
 
 def test_provider_adopts_objects_a_destroy_kept(stack_run: ProgramRun) -> None:
@@ -86,15 +95,6 @@ def test_existing_cluster_creates_no_aws_resources(stack_run: ProgramRun) -> Non
     target = stack_run.one("ray-on-eks:aws:ClusterTarget")
     children = [r for r in stack_run.resources if r.parent == target.urn]
     assert [c.type for c in children] == ["pulumi:providers:kubernetes"]
-
-
-def test_node_selector_pins_hyperpod_pods_to_schedulable_nodes() -> None:
-    assert node_selector_for("hyperpod", "ml.g5.12xlarge") == {
-        "node.kubernetes.io/instance-type": "ml.g5.12xlarge",
-        "sagemaker.amazonaws.com/node-health-status": "Schedulable",
-    }
-    assert node_selector_for("eks", "g5.2xlarge") == {"node.kubernetes.io/instance-type": "g5.2xlarge"}
-    assert node_selector_for("eks", None) == {}
 
 
 def test_build_kubeconfig_uses_exec_auth_only() -> None:

@@ -87,6 +87,8 @@ STATIC_FSX: dict[str, Any] = {
     "mountName": "abcdefgh",
 }
 
+WEST_ARN = "arn:aws:sagemaker:us-west-2:123456789012:cluster/a1b2c3d4e5f6"
+
 # (id, overrides applied to Pulumi.dev.yaml, key the message must name, text the message must contain)
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing cluster name", {"clusterName": None}, "ray-on-eks:clusterName", "pulumi config set"),
@@ -98,13 +100,13 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "hyperpod without its block",
         {"clusterType": "hyperpod"},
         "ray-on-eks:hyperpod",
-        "hyperpod.clusterName",
+        "hyperpod.clusterArn",
     ),
     (
         "hyperpod with EC2 instance types",
         {
             "clusterType": "hyperpod",
-            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "hyperpod": {"clusterArn": WEST_ARN},
         },
         "ray-on-eks:workerGroups[0].instanceType",
         "ml.m6i.2xlarge",
@@ -120,7 +122,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         {
             "clusterType": "hyperpod",
             "createCluster": True,
-            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "hyperpod": {"clusterArn": WEST_ARN},
             "workerGroups": _group(instanceType="ml.m5.2xlarge"),
         },
         "ray-on-eks:createCluster",
@@ -246,6 +248,30 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "ray-on-eks:rayJobs",
         "more than once",
     ),
+    (
+        "retries on the shared cluster",
+        {"rayJobs": [{"name": "j", "workload": "quickstart", "cluster": "shared", "backoffLimit": 1}]},
+        "ray-on-eks:rayJobs[0].backoffLimit",
+        "1 cannot be used with cluster: shared",
+    ),
+    (
+        "job name KubeRay refuses",
+        {"rayJobs": [{"name": "1-train", "workload": "quickstart"}]},
+        "ray-on-eks:rayJobs[0].name",
+        "DNS-1035 label of at most 47",
+    ),
+    (
+        "service name too long for KubeRay",
+        {"rayServices": [{"name": "s" * 48}]},
+        "ray-on-eks:rayServices[0].name",
+        "DNS-1035 label of at most 47",
+    ),
+    (
+        "cluster name starting with a digit",
+        {"rayClusterName": "1ray"},
+        "ray-on-eks:rayClusterName",
+        "DNS-1035",
+    ),
     ("unknown iamMode", {"iamMode": "keys"}, "ray-on-eks:iamMode", "'pod-identity' or 'irsa'"),
     ("malformed JSON object", {"head": "{cpu: 2"}, "ray-on-eks:head", "not valid"),
     # --- shared storage (FsxConfig / managePodIdentityAgent) ---
@@ -322,15 +348,72 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "a whole number",
     ),
     (
-        "HyperPod FSx without security groups",
+        "HyperPod cluster name instead of its ARN",
         {
             "clusterType": "hyperpod",
-            "hyperpod": {"clusterName": "hp", "subnetId": "subnet-0123456789abcdef0"},
+            "hyperpod": {"clusterArn": "ml-cluster"},
             "workerGroups": _group(instanceType="ml.m5.2xlarge"),
-            "fsx": {"enabled": True},
         },
-        "ray-on-eks:fsx.securityGroupIds",
-        "hyperpod.securityGroupIds",
+        "ray-on-eks:hyperpod.clusterArn",
+        "aws sagemaker describe-cluster",
+    ),
+    (
+        "HyperPod cluster in another region",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterArn": WEST_ARN.replace("us-west-2", "eu-west-1")},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+        },
+        "ray-on-eks:hyperpod.clusterArn",
+        "eu-west-1",
+    ),
+    (
+        "HyperPod without aws-native:region",
+        {
+            "clusterType": "hyperpod",
+            "hyperpod": {"clusterArn": WEST_ARN},
+            "workerGroups": _group(instanceType="ml.m5.2xlarge"),
+            "head": {"instanceType": "ml.m5.2xlarge"},
+        },
+        "aws-native:region",
+        "pulumi config set aws-native:region us-west-2",
+    ),
+    (
+        "image tagged latest",
+        {"workerGroups": _group(image="rayproject/ray:latest")},
+        "ray-on-eks:workerGroups[0].image",
+        "(not latest)",
+    ),
+    ("untagged head image", {"head": {"image": "rayproject/ray"}}, "ray-on-eks:head.image", "pinned"),
+    (
+        "Trainium group without neuronDevices",
+        {"workerGroups": _group(instanceType="trn1.32xlarge", image="repo/ray-neuron:2.60.0")},
+        "ray-on-eks:workerGroups[0]",
+        "neuronDevices",
+    ),
+    (
+        "Neuron devices on a GPU type",
+        {"workerGroups": _group(instanceType="g5.2xlarge", neuronDevices=1, image="repo/ray-neuron:2.60.0")},
+        "ray-on-eks:workerGroups[0]",
+        "has no Neuron devices",
+    ),
+    (
+        "Neuron group without an image",
+        {"workerGroups": _group(instanceType="trn1.32xlarge", neuronDevices=16)},
+        "ray-on-eks:workerGroups[0]",
+        "Neuron SDK",
+    ),
+    (
+        "shmSize as large as memory",
+        {"workerGroups": _group(gpus=1, memory="16Gi", shmSize="16Gi")},
+        "ray-on-eks:workerGroups[0]",
+        "shmSize",
+    ),
+    (
+        "bad efa hugepages",
+        {"workerGroups": _group(efaHugepages="lots")},
+        "ray-on-eks:workerGroups[0].efaHugepages",
+        "memory quantity",
     ),
     (
         "unknown FSx driver source",

@@ -17,7 +17,16 @@ from components.fsx_lustre import FsxLustreStorageArgs, validate_args
 from components.workload_identity import ClusterIdentity
 from tests import pulumi_harness
 from tests.pulumi_harness import CLUSTER_SUBNETS as MOCK_SUBNETS
-from tests.pulumi_harness import ProgramRun, RealisticMocks, Registered, run_ok, run_program
+from tests.pulumi_harness import (
+    HYPERPOD_EKS_CLUSTER,
+    HYPERPOD_SECURITY_GROUP,
+    HYPERPOD_SUBNET,
+    ProgramRun,
+    RealisticMocks,
+    Registered,
+    run_ok,
+    run_program,
+)
 
 COMPONENT = "ray-on-eks:storage:FsxLustreStorage"
 ROLE = "aws:iam/role:Role"
@@ -92,7 +101,12 @@ def test_pod_identity_binds_exactly_the_fsx_controller_service_account(stack_run
     association = stack_run.one(ASSOCIATION, "fsx-driver-pod-identity")
     assert association.inputs["namespace"] == "kube-system"
     assert association.inputs["serviceAccount"] == "fsx-csi-controller-sa"
-    assert association.inputs["clusterName"] == stack_run.config["ray-on-eks:clusterName"]
+    expected = (
+        HYPERPOD_EKS_CLUSTER
+        if stack_run.config["ray-on-eks:clusterType"] == "hyperpod"
+        else stack_run.config["ray-on-eks:clusterName"]
+    )
+    assert association.inputs["clusterName"] == expected
     role = stack_run.one(ROLE, "fsx-driver-role")
     assert ":role/fsx-driver-role-" in association.inputs["roleArn"]  # the auto-named driver role
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
@@ -190,8 +204,11 @@ def test_network_defaults_follow_the_cluster_type(stack_run: ProgramRun) -> None
     fsx = _cfg(stack_run, "fsx")
     hyperpod = _cfg(stack_run, "hyperpod") or {}
     if stack_run.config["ray-on-eks:clusterType"] == "hyperpod":
-        expected_subnet = fsx.get("subnetId") or hyperpod["subnetId"]
-        expected_groups = fsx.get("securityGroupIds") or hyperpod["securityGroupIds"]
+        # The HyperPod cluster's own VpcConfig (as described), unless overridden.
+        expected_subnet = fsx.get("subnetId") or hyperpod.get("subnetId") or HYPERPOD_SUBNET
+        expected_groups = (
+            fsx.get("securityGroupIds") or hyperpod.get("securityGroupIds") or [HYPERPOD_SECURITY_GROUP]
+        )
     else:
         expected_subnet = fsx.get("subnetId") or PRIVATE_SUBNET
         expected_groups = fsx.get("securityGroupIds") or [CLUSTER_SG]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +439,13 @@ def test_storage_path_and_annotations_may_be_outputs(monkeypatch: pytest.MonkeyP
     )
     account = run.one("kubernetes:core/v1:ServiceAccount", "ray-service-account")
     assert account.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/ray")
+
+
+def test_the_cluster_is_force_applied_exactly_when_the_autoscaler_is_on(stack_run: ProgramRun) -> None:
+    """Issue 11, defect 5: see tests/components/builders/test_ray_ownership.py for why."""
+    autoscaler = json.loads(stack_run.config.get("ray-on-eks:autoscaler", "{}")).get("enabled", False)
+    annotations = _cluster(stack_run).inputs["metadata"].get("annotations") or {}
+    assert (annotations.get("pulumi.com/patchForce") == "true") is autoscaler
+    for kind in ("RayJob", "RayService"):
+        for resource in stack_run.custom_resources(kind):
+            assert "pulumi.com/patchForce" not in (resource.inputs["metadata"].get("annotations") or {})

@@ -11,6 +11,7 @@ resource is checked with its type and inputs. Two views:
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from pulumi_policy import (
@@ -24,9 +25,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from components import contract
 from policy import checks
 from policy.policies import POLICIES
-from tests.pulumi_harness import ProgramRun, Registered
+from tests.pulumi_harness import ProgramRun, Registered, run_ok
 
 
 def _stack_resources(run: ProgramRun) -> list[checks.StackResource]:
@@ -83,14 +85,14 @@ def _options(resource: Registered) -> PolicyResourceOptions:
     )
 
 
-def test_the_policy_pack_reports_nothing(stack_run: ProgramRun) -> None:
+def _pack_violations(run: ProgramRun) -> list[str]:
     """The pack's own validate callbacks, fed the way the engine feeds them (proxied props, no config)."""
     violations: list[str] = []
 
     def report(message: str, urn: str | None = None) -> None:
         violations.append(message)
 
-    resources = _custom(stack_run)
+    resources = _custom(run)
     for policy in POLICIES:
         if isinstance(policy, ResourceValidationPolicy):
             for r in resources:
@@ -108,7 +110,55 @@ def test_the_policy_pack_reports_nothing(stack_run: ProgramRun) -> None:
             for r in resources:
                 by_urn[r.urn].dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
             policy.validate(StackValidationArgs(list(by_urn.values())), report)
+    return violations
+
+
+def test_the_policy_pack_reports_nothing(stack_run: ProgramRun) -> None:
+    violations = _pack_violations(stack_run)
     assert violations == [], f"Pulumi.{stack_run.stack}.yaml:\n" + "\n".join(violations)
+
+
+def test_exposed_dashboards_pass_the_pack_by_the_programs_own_annotation() -> None:
+    """``exposeDashboards: true`` is a supported setting, so its real output passes the pack with the
+    pack's default config (allowExposedDashboards false). Fails on the old main: the program never set
+    the annotation the pack expects, so the RayCluster, the RayService and Grafana were 3 mandatory
+    violations."""
+    run = run_ok(
+        "dev",
+        {
+            "exposeDashboards": True,
+            "rayJobs": [{"name": "train", "workload": "dt-pytorch", "cluster": "ephemeral"}],
+        },
+    )
+    assert _pack_violations(run) == []
+    # Not vacuous: the dashboards really are exposed, and it is the annotation that makes them pass.
+    exposed = [
+        r
+        for r in _custom(run)
+        if checks.check_dashboards_not_exposed(r.type, _without_expose_annotation(r.inputs))
+    ]
+    assert {r.type for r in exposed} == {
+        checks.RAY_CLUSTER,
+        checks.RAY_JOB,
+        checks.RAY_SERVICE,
+        checks.HELM_RELEASE,
+    }, [r.name for r in exposed]
+
+
+def _without_expose_annotation(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _without_expose_annotation(value)
+            for key, value in node.items()
+            if key != checks.EXPOSE_DASHBOARDS_ANNOTATION
+        }
+    if isinstance(node, list):
+        return [_without_expose_annotation(value) for value in node]
+    return node
+
+
+def test_the_program_and_the_pack_agree_on_the_annotation() -> None:
+    assert contract.EXPOSE_DASHBOARDS_ANNOTATION == checks.EXPOSE_DASHBOARDS_ANNOTATION
 
 
 def _data_bearing(run: ProgramRun) -> list[Registered]:

@@ -249,6 +249,9 @@ def test_grafana_load_balancer_only_when_exposed_and_only_internal() -> None:
     service = _values(expose_dashboards=True)["grafana"]["service"]
     assert service["type"] == "LoadBalancer"
     assert service["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    # Declared to the policy pack (issue 11, defect 8); absent when not exposed.
+    assert service["annotations"][contract.EXPOSE_DASHBOARDS_ANNOTATION] == "true"
+    assert "annotations" not in _values(expose_dashboards=False)["grafana"]["service"]
 
 
 def test_admin_credentials_come_only_from_the_existing_secret() -> None:

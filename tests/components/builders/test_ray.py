@@ -10,10 +10,12 @@ import pytest
 import yaml
 
 from components import contract
+from components.builders.placement import GPU_TAINT_KEY, HYPERPOD_HEALTH_LABEL, INSTANCE_TYPE_LABEL
 from components.builders.ray import (
     AUTOSCALER_RESOURCES,
     EFA_RESOURCE,
     GPU_RESOURCE,
+    PATCH_FORCE,
     WAIT_FOR_READY,
     ClaimMount,
     ClusterShape,
@@ -22,16 +24,15 @@ from components.builders.ray import (
     build_ray_cluster_spec,
     build_ray_job,
     build_ray_service,
+    build_submitter_template,
     build_workloads_config_map_data,
     config_map_key,
     content_hash,
     port_forward_command,
     read_workload_files,
     run_env,
-    stuck_pod_cleanup_script,
     workload_files,
 )
-from components.cluster import GPU_TAINT_KEY, HYPERPOD_HEALTH_LABEL, INSTANCE_TYPE_LABEL
 from components.config import (
     AutoscalerConfig,
     GcsFaultToleranceConfig,
@@ -42,6 +43,7 @@ from components.config import (
 )
 from components.versions import RAY_VERSION, ray_image
 from tests.kuberay_schemas import validation_errors
+from tests.kuberay_validation import validate
 from tests.pulumi_harness import REPO
 from workloads.catalog import CODE_ROOT, WORKLOADS, WORKLOADS_MOUNT_PATH, get_workload
 from workloads.serve.config import build_serve_config
@@ -326,6 +328,60 @@ def test_stack_cluster_waits_for_ready_and_recreates_pods_on_template_change() -
     assert doc["spec"]["upgradeStrategy"] == {"type": "Recreate"}
 
 
+def test_only_the_autoscaled_stack_cluster_is_applied_with_patch_force() -> None:
+    """Issue 11, defect 5: the autoscaler co-owns workerGroupSpecs (see test_ray_ownership.py)."""
+    autoscaled = _shape(autoscaler=AutoscalerConfig(enabled=True))
+    doc = build_ray_cluster(name="ray", namespace="ray", shape=autoscaled, pods=PODS)
+    assert doc["metadata"]["annotations"] == {**WAIT_FOR_READY, **PATCH_FORCE}
+    static = build_ray_cluster(name="ray", namespace="ray", shape=_shape(), pods=PODS)
+    assert "pulumi.com/patchForce" not in static["metadata"]["annotations"]
+    # The clusters of RayJobs and RayServices are KubeRay's to apply and the autoscaler's to patch.
+    job = build_ray_job(
+        job=_job(cluster="ephemeral"),
+        workload=get_workload("dt-pytorch"),
+        namespace="ray",
+        cluster_name="ray",
+        shape=autoscaled,
+        pods=PODS,
+    )
+    service = _service_doc(autoscaler=AutoscalerConfig(enabled=True))
+    for other in (job, service):
+        assert "pulumi.com/patchForce" not in (other["metadata"].get("annotations") or {})
+
+
+def test_exposed_resources_are_declared_to_the_policy_pack() -> None:
+    """Issue 11, defect 8: exactly the resources whose head Service becomes a LoadBalancer."""
+    for expose in (False, True):
+        shape = _shape(expose_dashboards=expose)
+        docs = {
+            "cluster": build_ray_cluster(name="ray", namespace="ray", shape=shape, pods=PODS),
+            "ephemeral-job": build_ray_job(
+                job=_job(cluster="ephemeral"),
+                workload=get_workload("dt-pytorch"),
+                namespace="ray",
+                cluster_name="ray",
+                shape=shape,
+                pods=PODS,
+            ),
+            "service": _service_doc(expose_dashboards=expose),
+        }
+        for name, doc in docs.items():
+            spec = doc["spec"].get("rayClusterSpec") or doc["spec"].get("rayClusterConfig") or doc["spec"]
+            exposed = spec["headGroupSpec"]["serviceType"] == "LoadBalancer"
+            annotations = doc["metadata"].get("annotations") or {}
+            assert exposed is expose, name
+            assert (annotations.get(contract.EXPOSE_DASHBOARDS_ANNOTATION) == "true") is expose, name
+    shared = build_ray_job(
+        job=_job(),
+        workload=get_workload("dt-pytorch"),
+        namespace="ray",
+        cluster_name="ray",
+        shape=_shape(expose_dashboards=True),
+        pods=PODS,
+    )
+    assert "annotations" not in shared["metadata"], "a shared job exposes nothing of its own"
+
+
 def test_port_forward_command_targets_the_head_service() -> None:
     assert port_forward_command("ray", "ray") == "kubectl port-forward -n ray svc/ray-head-svc 8265:8265"
 
@@ -366,7 +422,7 @@ def _job(**fields: Any) -> RayJobConfig:
 
 
 def test_shared_job_targets_the_stack_cluster() -> None:
-    job = _job(env={"EPOCHS": "3"}, activeDeadlineSeconds=600, backoffLimit=2)
+    job = _job(env={"EPOCHS": "3"}, activeDeadlineSeconds=600)
     workload = get_workload("dt-pytorch")
     doc = build_ray_job(
         job=job, workload=workload, namespace="ray", cluster_name="ray", shape=_shape(), pods=PODS
@@ -375,7 +431,9 @@ def test_shared_job_targets_the_stack_cluster() -> None:
     assert spec["entrypoint"] == workload.entrypoint()
     assert spec["clusterSelector"] == {contract.RAY_CLUSTER_LABEL: "ray"}
     assert "rayClusterSpec" not in spec
-    assert (spec["activeDeadlineSeconds"], spec["backoffLimit"]) == (600, 2)
+    assert spec["activeDeadlineSeconds"] == 600
+    # KubeRay v1.7.0 refuses backoffLimit > 0 with clusterSelector; the field is not written at all.
+    assert "backoffLimit" not in spec
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert runtime_env["env_vars"]["EPOCHS"] == "3"
     assert runtime_env["env_vars"]["STORAGE_PATH"] == "/fsx/ray-results"
@@ -384,8 +442,20 @@ def test_shared_job_targets_the_stack_cluster() -> None:
     assert "working_dir" not in runtime_env
 
 
+def test_a_shared_job_with_retries_is_refused() -> None:
+    with pytest.raises(ValueError, match="backoffLimit needs cluster: ephemeral"):
+        build_ray_job(
+            job=_job(backoffLimit=1),
+            workload=get_workload("dt-pytorch"),
+            namespace="ray",
+            cluster_name="ray",
+            shape=_shape(),
+            pods=PODS,
+        )
+
+
 def test_ephemeral_job_gets_its_own_cluster_that_shuts_down() -> None:
-    job = _job(cluster="ephemeral", ttlSecondsAfterFinished=600)
+    job = _job(cluster="ephemeral", ttlSecondsAfterFinished=600, backoffLimit=2)
     doc = build_ray_job(
         job=job,
         workload=get_workload("dt-pytorch"),
@@ -398,6 +468,7 @@ def test_ephemeral_job_gets_its_own_cluster_that_shuts_down() -> None:
     assert "clusterSelector" not in spec
     assert spec["shutdownAfterJobFinishes"] is True
     assert spec["ttlSecondsAfterFinished"] == 600
+    assert spec["backoffLimit"] == 2
     assert spec["rayClusterSpec"]["rayVersion"] == RAY_VERSION
     assert "gcsFaultToleranceOptions" not in spec["rayClusterSpec"]
     assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
@@ -467,13 +538,6 @@ def test_ray_service_serves_from_mounted_code_with_the_same_cluster_builder() ->
     assert "serve" in head_ports
 
 
-def test_hyperpod_cleanup_only_targets_admission_failures_in_the_namespace() -> None:
-    script = stuck_pod_cleanup_script("ray")
-    assert "UnexpectedAdmissionError" in script
-    assert script.count("-n ray") == 2
-    assert "--all" not in script
-
-
 # ---- schema validation of the variants ---------------------------------------------------------
 
 
@@ -525,6 +589,11 @@ def test_variant_validates_against_the_kuberay_crd(variant: str) -> None:
     assert problems == []
 
 
+@pytest.mark.parametrize("variant", list(_variants()))
+def test_variant_passes_kuberays_own_validation(variant: str) -> None:
+    assert validate(_variants()[variant]) == []
+
+
 @pytest.mark.schemas
 @pytest.mark.parametrize(
     ("breakage", "expected"),
@@ -543,3 +612,37 @@ def test_schema_validation_rejects_a_broken_document(breakage: Any, expected: st
     problems = validation_errors(doc)
     assert problems, "a broken RayCluster passed validation"
     assert any(expected in p for p in problems), problems
+
+
+# ---- HyperPod pinning, images and accelerators ---------------------------------------------------
+
+
+def test_submitters_are_pinned_on_hyperpod_and_free_on_eks() -> None:
+    hyperpod = _shape(
+        cluster_type="hyperpod", head=HeadConfig(instance_type="ml.m5.2xlarge"), worker_groups=(HP_GPU,)
+    )
+    submitter = build_submitter_template(hyperpod, PODS)["spec"]
+    assert submitter["nodeSelector"] == {HYPERPOD_HEALTH_LABEL: "Schedulable"}
+    assert "nodeSelector" not in build_submitter_template(_shape(), PODS)["spec"]
+
+
+def test_group_and_head_images_override_the_default_and_the_submitter_follows_the_head() -> None:
+    image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray-cuda:2.60.0-cu128"
+    head_image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray:2.60.0@sha256:" + "a" * 64
+    shape = _shape(
+        head=HeadConfig(image=head_image), worker_groups=(CPU, GPU.model_copy(update={"image": image}))
+    )
+    spec = build_ray_cluster_spec(shape, PODS)
+    images = [pod["containers"][0]["image"] for pod in _pods(spec)]
+    assert images == [head_image, ray_image(gpu=False), image]
+    submitter = build_submitter_template(shape, PODS)["spec"]["containers"][0]
+    assert submitter["image"] == head_image
+
+
+def test_shm_is_sized_from_config_and_only_on_accelerator_groups() -> None:
+    sized = GPU.model_copy(update={"shm_size": "4Gi"})
+    spec = build_ray_cluster_spec(_shape(worker_groups=(CPU, sized)), PODS)
+    head, cpu, gpu = _pods(spec)
+    assert all(v["name"] != "dshm" for v in head["volumes"] + cpu["volumes"])
+    (shm,) = [v for v in gpu["volumes"] if v["name"] == "dshm"]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4096Mi"}
