@@ -96,9 +96,9 @@ def build_node_role_policy_arns(partition: str = "aws") -> list[str]:
 class ClusterTarget(pulumi.ComponentResource):
     """The cluster Ray runs on, with an explicit ``kubernetes.Provider`` for every other component.
 
-    Outputs: ``cluster_name``, ``kubernetes_version``, ``region``, ``kubeconfig`` (secret), ``provider``, ``oidc_issuer_url``,
-    ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``, ``cluster_security_group_id``, ``account_id``
-    and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values.
+    Outputs: ``cluster_name``, ``kubernetes_version``, ``region``, ``kubeconfig`` (secret),
+    ``provider``, ``oidc_issuer_url``, ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``,
+    ``cluster_security_group_id``, ``account_id`` and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values.
     """
 
     def __init__(
