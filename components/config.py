@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.builders.images import stack_flavours, uses_stock_image, workload_image_problem
 from components.builders.storage import (
     FSX_CSI_ADDON,
     POD_IDENTITY_AGENT_ADDON,
@@ -48,6 +49,7 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _INSTANCE_TYPE = re.compile(r"^(ml\.)?[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _HYPERPOD_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:cluster/[a-z0-9]+$")
 # A pinned image: a tag other than "latest", or a digest. The registry part may carry a port.
 _PINNED_IMAGE = re.compile(
@@ -294,6 +296,70 @@ class NewClusterConfig(_Model):
         return self
 
 
+class KubernetesConfig(_Model):
+    """clusterType kubernetes: the kubeconfig and context the Kubernetes provider deploys with."""
+
+    context: str | None = Field(
+        default=None,
+        description="kubeconfig context to deploy into (e.g. kind-ray); unset = the kubeconfig's current context.",
+    )
+    kubeconfig: str | None = Field(
+        default=None,
+        description="Path of the kubeconfig file; unset = $KUBECONFIG, else ~/.kube/config.",
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise ValueError("must be a kubeconfig context name (kubectl config get-contexts -o name)")
+        return value
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _kubeconfig(cls, value: str | None) -> str | None:
+        # The provider would also accept the file's contents, but they hold credentials and the stack
+        # config is plain text: only a path is allowed here.
+        if value is not None and (
+            not value.strip() or "\n" in value or value.lstrip().startswith("apiVersion")
+        ):
+            raise ValueError("must be the path of a kubeconfig file (not its contents), e.g. ~/.kube/config")
+        return value
+
+
+_STORAGE_CLASS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class StorageConfig(_Model):
+    """clusterType kubernetes: shared storage claimed from an existing StorageClass, mounted at /shared."""
+
+    storage_class: str | None = Field(
+        default=None,
+        description=(
+            "Existing StorageClass for the shared claim (kubectl get storageclass); unset = no shared "
+            "storage. Only for clusterType kubernetes (EKS and HyperPod use fsx / s3)."
+        ),
+    )
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        default="ReadWriteMany",
+        description=(
+            "ReadWriteMany (NFS, CephFS, EFS, Filestore, Azure Files...): every Ray pod on any node shares "
+            "STORAGE_PATH. ReadWriteOnce (local-path, block disks): one node only, so every Ray pod must "
+            "run on that node; fine for single-node clusters such as kind."
+        ),
+    )
+    size_gib: PositiveInt = Field(default=100, description="Requested size of the shared claim in GiB.")
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, value: str | None) -> str | None:
+        if value is not None and not _STORAGE_CLASS_NAME.match(value):
+            raise ValueError(
+                "is not a StorageClass name (lowercase letters, digits, '-' and '.'; kubectl get storageclass)"
+            )
+        return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Ray cluster shape
 # --------------------------------------------------------------------------------------------------
@@ -334,8 +400,12 @@ class WorkerGroupConfig(_Model):
     """One Ray worker group: pods of one shape on one instance type."""
 
     name: DnsLabel = Field(description="Group name (a DNS label), e.g. gpu-workers.")
-    instance_type: str = Field(
-        description="Node instance type, e.g. g5.2xlarge (EKS) or ml.g5.8xlarge (HyperPod)."
+    instance_type: str | None = Field(
+        default=None,
+        description=(
+            "Node instance type, e.g. g5.2xlarge (EKS) or ml.g5.8xlarge (HyperPod); required there. "
+            "clusterType kubernetes: optional (the node.kubernetes.io/instance-type label; or use nodeSelector)."
+        ),
     )
     replicas: NonNegativeInt = Field(default=1, description="Initial number of worker pods.")
     min_replicas: NonNegativeInt = Field(default=0, description="Autoscaling lower bound.")
@@ -377,15 +447,18 @@ class WorkerGroupConfig(_Model):
 
     @field_validator("instance_type")
     @classmethod
-    def _instance_type(cls, value: str) -> str:
-        if not _INSTANCE_TYPE.match(value):
-            raise ValueError("is not an EC2 instance type such as g5.2xlarge (or ml.g5.8xlarge on HyperPod)")
+    def _instance_type(cls, value: str | None) -> str | None:
+        # A node label value on any cluster; the EC2/SageMaker shape is checked per clusterType.
+        if value is not None and not _LABEL_VALUE.match(value):
+            raise ValueError(
+                "is not a node label value (at most 63 letters, digits, '-', '_' or '.', e.g. g5.2xlarge)"
+            )
         return value
 
     @property
     def neuron(self) -> bool:
         """Whether the group runs on Trainium / Inferentia (Neuron) instances."""
-        return bool(_NEURON_FAMILY.match(self.instance_type))
+        return self.instance_type is not None and bool(_NEURON_FAMILY.match(self.instance_type))
 
     @property
     def shm_bytes(self) -> int | None:
@@ -819,6 +892,67 @@ def _contract_env(env: dict[str, str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Workload images
+# --------------------------------------------------------------------------------------------------
+
+# ECR repository names: lowercase path components separated by '/', each of letters and digits joined
+# by single '.', '_' or '-' (CreateRepository's repositoryName pattern), 2-256 characters.
+_ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def _digest_pinned(value: str | None) -> str | None:
+    problem = workload_image_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+DigestRef = Annotated[str | None, AfterValidator(_digest_pinned)]
+
+
+class RayImagesConfig(_Model):
+    """Workload images (images/ built by CI or by hand), pinned by digest, per flavour."""
+
+    cpu: DigestRef = Field(
+        default=None,
+        description="Image of the head, CPU workers and job submitters (repo:tag@sha256:...); unset = stock image.",
+    )
+    gpu: DigestRef = Field(
+        default=None, description="Image of GPU worker groups (repo:tag@sha256:...); unset = stock GPU image."
+    )
+
+    def as_mapping(self) -> dict[str, str]:
+        """The configured flavours only: ``{"cpu": ref, ...}``."""
+        return {flavour: ref for flavour, ref in (("cpu", self.cpu), ("gpu", self.gpu)) if ref is not None}
+
+
+class EcrRepositoryConfig(_Model):
+    """The ECR repository the stack creates for the workload images."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Create the repository (immutable tags, scan on push, lifecycle policy; kept per retainData).",
+    )
+    name: str | None = Field(
+        default=None,
+        description="Repository name; unset = ray-on-eks/<stack>. Fixed: a kept repository is adopted by name.",
+    )
+    keep_images: PositiveInt = Field(
+        default=10, description="Newest images kept per flavour (older ones expire by lifecycle policy)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not (2 <= len(value) <= 256 and _ECR_REPOSITORY.match(value)):
+            raise ValueError(
+                "is not a valid ECR repository name: 2-256 lowercase letters, digits and single '.', '_', "
+                "'-' between them, with '/' between path parts (e.g. ray-on-eks/dev)"
+            )
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
 # The whole stack
 # --------------------------------------------------------------------------------------------------
 
@@ -826,17 +960,32 @@ def _contract_env(env: dict[str, str]) -> dict[str, str]:
 class StackConfig(_Model):
     """Everything one stack deploys, validated and frozen."""
 
-    region: str = Field(description="AWS region (provider key aws:region).")
-    cluster_type: Literal["eks", "hyperpod"] = Field(
+    # Both default to "" (not set): required for eks and hyperpod, refused for kubernetes (_cross_field).
+    region: str = Field(
+        default="",
+        description="AWS region (provider key aws:region); required for eks and hyperpod, refused on kubernetes.",
+    )
+    cluster_type: Literal["eks", "hyperpod", "kubernetes"] = Field(
         default="eks",
-        description="eks: an EKS cluster; hyperpod: the EKS cluster orchestrating a SageMaker HyperPod cluster.",
+        description=(
+            "eks: an EKS cluster; hyperpod: the EKS cluster orchestrating a SageMaker HyperPod cluster; "
+            "kubernetes: any cluster a kubeconfig context points at (kind, minikube, on-premises), no AWS."
+        ),
     )
     cluster_name: str | None = Field(
         default=None,
         description=(
             "Name of the EKS cluster (required for clusterType eks). HyperPod stacks look up their "
-            "orchestrator EKS cluster; if set there, it must match it."
+            "orchestrator EKS cluster; if set there, it must match it. Refused on kubernetes."
         ),
+    )
+    kubernetes: KubernetesConfig | None = Field(
+        default=None,
+        description="clusterType kubernetes: kubeconfig path and context; unset = the current context.",
+    )
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig,
+        description="clusterType kubernetes: shared storage from an existing StorageClass, at /shared.",
     )
     create_cluster: bool = Field(
         default=False, description="Create the EKS cluster with pulumi-eks instead of using an existing one."
@@ -856,6 +1005,28 @@ class StackConfig(_Model):
     )
     ray_image_repository: str = Field(
         default="rayproject/ray", description="Ray image repository (e.g. an ECR mirror); the tag is pinned."
+    )
+    ray_images: RayImagesConfig = Field(
+        default_factory=RayImagesConfig,
+        description="Workload images pinned by digest, per flavour (cpu, gpu); see README 'Workload images'.",
+    )
+    ecr_repository: EcrRepositoryConfig = Field(
+        default_factory=EcrRepositoryConfig, description="ECR repository for the workload images."
+    )
+    build_images: bool = Field(
+        default=False,
+        description="Build images/ during pulumi up (pulumi-docker-build, needs Docker) into ecrRepository.",
+    )
+    runtime_pip: bool | None = Field(
+        default=None,
+        description=(
+            "Install the workloads' pip packages when a job starts; unset = only while a Ray pod runs "
+            "the stock image."
+        ),
+    )
+    pre_pull_images: Literal["none", "gpu", "all"] = Field(
+        default="gpu",
+        description="Pull the Ray image onto new nodes of these worker groups before Ray needs it (DaemonSet).",
     )
     head: HeadConfig = Field(default_factory=HeadConfig, description="The Ray head pod.")
     worker_groups: tuple[WorkerGroupConfig, ...] = Field(
@@ -944,11 +1115,26 @@ class StackConfig(_Model):
                     "createCluster: true cannot be combined with clusterType hyperpod; create the HyperPod "
                     "cluster with SageMaker first, or use clusterType eks"
                 )
-        elif self.hyperpod is not None:
+        elif self.cluster_type == "eks" and self.hyperpod is not None:
             problems.append(
                 "hyperpod: is set but clusterType is eks; remove the hyperpod block or set clusterType"
             )
+        problems += self._target_problems()
         for index, group in enumerate(self.worker_groups):
+            if self.cluster_type == "kubernetes":
+                continue  # any node label value; pods are placed by nodeSelector / instanceType as given
+            if group.instance_type is None:
+                problems.append(
+                    f"workerGroups[{index}].instanceType: is required for clusterType {self.cluster_type} "
+                    "(e.g. m6i.2xlarge, or ml.m5.2xlarge on HyperPod)"
+                )
+                continue
+            if not _INSTANCE_TYPE.match(group.instance_type):
+                problems.append(
+                    f"workerGroups[{index}].instanceType: {group.instance_type!r} is not an EC2 instance type "
+                    "such as g5.2xlarge (or ml.g5.8xlarge on HyperPod)"
+                )
+                continue
             on_hyperpod = group.instance_type.startswith("ml.")
             if self.cluster_type == "hyperpod" and not on_hyperpod:
                 problems.append(
@@ -961,6 +1147,7 @@ class StackConfig(_Model):
                     f"on EKS use the EC2 name ({group.instance_type.removeprefix('ml.')})"
                 )
         problems += self._ray_cluster_problems()
+        problems += self._image_problems()
         problems += _duplicates("workerGroups", [g.name for g in self.worker_groups])
         problems += _duplicates("rayJobs", [j.name for j in self.ray_jobs])
         problems += _duplicates("rayServices", [s.name for s in self.ray_services])
@@ -992,6 +1179,86 @@ class StackConfig(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _target_problems(self) -> list[str]:
+        """Keys that only one kind of target takes: AWS keys on EKS/HyperPod, kubeconfig and storage
+        class on clusterType kubernetes (which makes no AWS call at all)."""
+        kind = self.cluster_type
+        if kind != "kubernetes":
+            problems: list[str] = []
+            if not self.region:
+                problems.append(
+                    f"aws:region: is required for clusterType {kind}. Fix: pulumi config set aws:region <value>"
+                )
+            if self.kubernetes is not None:
+                problems.append(
+                    f"kubernetes: is only for clusterType kubernetes, not {kind} (EKS is reached through "
+                    "clusterName and aws:region); remove the kubernetes block"
+                )
+            if self.storage.storage_class is not None:
+                problems.append(
+                    f"storage.storageClass: is only for clusterType kubernetes; on {kind} shared storage is "
+                    "fsx or s3, remove storage"
+                )
+            return problems
+        aws_only: list[tuple[str, bool, str]] = [
+            ("aws:region", bool(self.region), "pulumi config rm aws:region"),
+            (
+                "clusterName",
+                bool(self.cluster_name),
+                "the cluster is the kubeconfig context (kubernetes.context)",
+            ),
+            ("createCluster", self.create_cluster, "create the cluster yourself (kind create cluster)"),
+            ("newCluster", "new_cluster" in self.model_fields_set, "remove newCluster"),
+            ("hyperpod", self.hyperpod is not None, "remove the hyperpod block"),
+            ("fsx.enabled", self.fsx.enabled, "shared storage on any cluster: storage.storageClass"),
+            ("s3.enabled", self.s3.enabled, "shared storage on any cluster: storage.storageClass"),
+            # Pulumi.yaml's default (pod-identity) reaches every stack, so only a changed value counts.
+            ("iamMode", self.iam_mode != "pod-identity", "no AWS credentials are handed to pods"),
+            ("managePodIdentityAgent", self.manage_pod_identity_agent, "remove managePodIdentityAgent"),
+            (
+                "ecrRepository.enabled",
+                self.ecr_repository.enabled,
+                "pin images from any registry by digest with rayImages",
+            ),
+            ("buildImages", self.build_images, "build and push with images.yml, then set rayImages"),
+        ]
+        aws_only += [
+            (f"workerGroups[{index}].efaDevices", group.efa_devices > 0, "EFA exists only on AWS; set 0")
+            for index, group in enumerate(self.worker_groups)
+        ]
+        return [
+            f"{key}: is AWS-only and clusterType is kubernetes; {fix}"
+            for key, is_set, fix in aws_only
+            if is_set
+        ]
+
+    def _image_problems(self) -> list[str]:
+        """Rules across rayImages, ecrRepository, buildImages and runtimePip."""
+        problems: list[str] = []
+        configured = self.ray_images.as_mapping()
+        if self.build_images and not self.ecr_repository.enabled:
+            problems.append(
+                "buildImages: true pushes the images to the stack's ECR repository, which is off; set "
+                "ecrRepository.enabled: true"
+            )
+        if self.build_images and configured:
+            problems.append(
+                f"rayImages: {', '.join(sorted(configured))} is set and buildImages is true; use one source "
+                "of workload images: remove rayImages or set buildImages: false"
+            )
+        flavours = stack_flavours(group.gpus for group in self.worker_groups)
+        images: dict[str, str] = dict.fromkeys(flavours, "built") if self.build_images else configured
+        workloads = [job.workload for job in self.ray_jobs] + [svc.workload for svc in self.ray_services]
+        needs_pip = sorted({name for name in workloads if WORKLOADS[name].pip})
+        if self.runtime_pip is False and needs_pip and uses_stock_image(flavours, images):
+            missing = [flavour for flavour in flavours if flavour not in images]
+            problems.append(
+                f"runtimePip: false but workloads {', '.join(needs_pip)} need packages the stock image lacks "
+                f"and rayImages.{'/'.join(missing)} is not set; set rayImages (or buildImages: true), or "
+                "remove runtimePip"
+            )
+        return problems
 
     def _ray_cluster_problems(self) -> list[str]:
         """Rules of the RayCluster / RayJob / RayService section that span several keys."""
@@ -1088,7 +1355,9 @@ def _format_error(error: Any) -> str:
     if kind == "value_error" and isinstance(value, dict):
         if not path:
             # Whole-stack cross-field problems: one per line, each starting with its own key.
-            return "\n  - ".join(f"{PROJECT}:{part}" for part in message.split("\n"))
+            return "\n  - ".join(
+                part if part.startswith("aws:") else f"{PROJECT}:{part}" for part in message.split("\n")
+            )
         return f"{key}: {message}"
     return f"{key}: got {shown}: {message}"
 

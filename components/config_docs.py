@@ -60,7 +60,7 @@ def _default(field: FieldInfo) -> str:
         if isinstance(value, BaseModel):
             return "see below"
         return f"`{value!r}`" if value else "empty"
-    if field.default is PydanticUndefined or field.default is None:
+    if field.default is PydanticUndefined or field.default is None or field.default == "":
         return "unset"
     if field.default == ():
         return "empty"

@@ -9,6 +9,8 @@ from __future__ import annotations
 # Shared storage mount points in every Ray pod (head and workers).
 FSX_MOUNT_PATH = "/fsx"
 S3_MOUNT_PATH = "/s3"
+# clusterType kubernetes: the claim from storage.storageClass.
+SHARED_MOUNT_PATH = "/shared"
 # Sub-directory of the shared storage where Ray Train writes runs and checkpoints (STORAGE_PATH).
 STORAGE_SUBDIR = "ray-results"
 

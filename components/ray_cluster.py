@@ -13,8 +13,14 @@ What it creates (all children named ``f"{name}-<role>"``, parented to the compon
   replaces the pods; RayServices roll to a new cluster; RayJobs created afterwards see the new code;
 * the RayCluster (``pulumi up`` waits until KubeRay reports it ``ready``), the RayJobs (which depend
   on it) and the RayServices;
+* per GPU worker group (``pre_pull_images``), a DaemonSet that pulls the group's image onto each node
+  it can use as soon as the node joins (not awaited);
 * on HyperPod, a CronJob that deletes Ray pods stuck in ``UnexpectedAdmissionError`` after node
   replacement, with a service account whose Role can only get/list/delete pods in the Ray namespace.
+
+Images: every Ray pod runs the workload image of its flavour from ``images`` (digest-pinned; see
+WorkloadImages) or else the stock pinned image. Jobs and services pip-install the catalog's packages at
+start only while a pod runs the stock image (or ``runtime_pip`` forces it); then one warning names the cost.
 
 Outputs: ``namespace``, ``ray_cluster_name``, ``head_service_name``, ``dashboard_port_forward_command``
 and ``ray_auth_token_secret_name`` (``None`` without token auth; the Secret's key is ``auth_token``).
@@ -31,11 +37,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import contract
+from components.builders.images import runtime_pip, stack_flavours, uses_stock_image
 from components.builders.ray import (
     API_VERSION,
     ClaimMount,
     ClusterShape,
     PodContext,
+    build_pre_pull,
     build_ray_cluster,
     build_ray_job,
     build_ray_service,
@@ -44,6 +52,7 @@ from components.builders.ray import (
     content_hash,
     head_service_name,
     port_forward_command,
+    pre_pull_groups,
     read_workload_files,
     run_env,
     workload_files,
@@ -82,7 +91,9 @@ class SharedVolume:
     # PersistentVolumeClaim .spec built by the storage component.
     claim_spec: pulumi.Input[Mapping[str, Any]]
     # The claim's await annotations (pulumi.com/waitFor + timeoutSeconds), sized by the storage
-    # component to how long its volume takes to bind (builders.storage.claim_await_annotations).
+    # component to how long its volume takes to bind (builders.storage.claim_await_annotations); or
+    # pulumi.com/skipAwait for a StorageClass whose binding mode the program cannot know
+    # (KubernetesTarget).
     claim_annotations: Mapping[str, str] = field(default_factory=dict)
     read_only: bool = False
 
@@ -119,6 +130,14 @@ class RayClusterStackArgs:
     gcs_fault_tolerance: GcsFaultToleranceConfig = field(default_factory=GcsFaultToleranceConfig)
     token_auth: bool = True
     ray_image_repository: str = RAY_IMAGE_REPOSITORY
+    # Workload image per flavour ("cpu", "gpu"), digest-pinned (WorkloadImages.images: config or the
+    # `pulumi up` build's outputs). A flavour without one runs the stock image from ray_image_repository.
+    images: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # runtimePip: None = install the catalog's pip packages at job start only while a pod runs the stock
+    # image; True/False force it.
+    runtime_pip: bool | None = None
+    # prePullImages: "gpu", "all" or "none" -- worker groups whose nodes get a pre-pull DaemonSet.
+    pre_pull_images: str = "gpu"
     expose_dashboards: bool = False
     ray_jobs: Sequence[RayJobConfig] = ()
     ray_services: Sequence[RayServiceConfig] = ()
@@ -181,6 +200,28 @@ class RayClusterStack(pulumi.ComponentResource):
             ),
             head_env=dict(args.head_env),
         )
+        if args.pre_pull_images not in ("gpu", "all", "none"):
+            raise ValueError(
+                f"RayClusterStackArgs.pre_pull_images: {args.pre_pull_images!r} is not gpu, all or none"
+            )
+        unknown_flavours = sorted(set(args.images) - {"cpu", "gpu"})
+        if unknown_flavours:
+            raise ValueError(f"RayClusterStackArgs.images: unknown flavours {unknown_flavours}; use cpu, gpu")
+        flavours = stack_flavours(group.gpus for group in args.worker_groups)
+        stock = uses_stock_image(flavours, args.images)
+        pip_at_start = runtime_pip(args.runtime_pip, stock_image_in_use=stock)
+        with_pip = sorted({w.name for _, w in [*jobs, *services] if w.pip})
+        if pip_at_start and stock and with_pip:
+            packages = sorted({p for _, w in [*jobs, *services] for p in w.pip})
+            # One warning per stack, at preview: the cost is paid by every job start on every new node.
+            pulumi.log.warn(
+                f"workloads {', '.join(with_pip)} run on the stock {args.ray_image_repository} image, so every "
+                f"job start installs {', '.join(packages)} with pip on each new Ray node: GBs of downloads "
+                "(minutes before the first task; CUDA wheels on GPU nodes) and jobs fail without a route "
+                "to PyPI. Bake them in once: set rayImages to the images CI built from images/, or "
+                "buildImages: true (README 'Workload images')",
+                resource=self,
+            )
         ns = args.namespace
         for group in args.worker_groups:
             if group.efa_devices and group.image is None:
@@ -192,8 +233,9 @@ class RayClusterStack(pulumi.ComponentResource):
                 )
         needs_storage = sorted({w.name for _, w in [*jobs, *services] if w.needs_storage})
 
-        def documents(storage_path: str | None) -> _Documents:
-            """Every Ray document for one STORAGE_PATH (plain dicts; no resources are created here)."""
+        def documents(storage_path: str | None, images: Mapping[str, str]) -> _Documents:
+            """Every Ray document for one STORAGE_PATH and image set (plain dicts; no resources here)."""
+            with_images = replace(shape, images=dict(images))
             if needs_storage and not storage_path:
                 pulumi.log.warn(
                     f"workloads {', '.join(needs_storage)} need shared storage but neither FSx nor S3 is "
@@ -203,7 +245,7 @@ class RayClusterStack(pulumi.ComponentResource):
             with_storage = replace(pods, storage_path=storage_path)
             return _Documents(
                 cluster=build_ray_cluster(
-                    name=args.ray_cluster_name, namespace=ns, shape=shape, pods=with_storage
+                    name=args.ray_cluster_name, namespace=ns, shape=with_images, pods=with_storage
                 ),
                 jobs=[
                     build_ray_job(
@@ -211,8 +253,9 @@ class RayClusterStack(pulumi.ComponentResource):
                         workload=workload,
                         namespace=ns,
                         cluster_name=args.ray_cluster_name,
-                        shape=shape,
+                        shape=with_images,
                         pods=with_storage,
+                        runtime_pip=pip_at_start,
                     )
                     for job, workload in jobs
                 ],
@@ -221,12 +264,12 @@ class RayClusterStack(pulumi.ComponentResource):
                         service=svc,
                         workload=workload,
                         namespace=ns,
-                        shape=shape,
+                        shape=with_images,
                         pods=with_storage,
                         serve_config=build_serve_config(
                             env=run_env(workload, svc.env, storage_path),
                             num_replicas=svc.num_replicas,
-                            pip=workload.pip,
+                            pip=workload.pip if pip_at_start else (),
                         ),
                     )
                     for svc, workload in services
@@ -235,12 +278,18 @@ class RayClusterStack(pulumi.ComponentResource):
 
         # STORAGE_PATH may only be known after deployment (an S3 bucket's generated name); then the
         # documents are built once it resolves. A plain value builds them right away (and validates).
+        # Likewise the images: config gives plain digest references, a `pulumi up` build gives Outputs.
         storage_path = args.storage_path
+        flavour_names = sorted(args.images)
         docs: _Documents | pulumi.Output[_Documents]
-        if storage_path is None or isinstance(storage_path, str):
-            docs = documents(storage_path)
+        if (storage_path is None or isinstance(storage_path, str)) and all(
+            isinstance(args.images[f], str) for f in flavour_names
+        ):
+            docs = documents(storage_path, {f: str(args.images[f]) for f in flavour_names})
         else:
-            docs = pulumi.Output.from_input(_untyped(storage_path)).apply(documents)
+            docs = pulumi.Output.all(_untyped(storage_path), *[args.images[f] for f in flavour_names]).apply(
+                lambda values: documents(values[0], dict(zip(flavour_names, values[1:], strict=True)))
+            )
 
         def pick(select: Callable[[_Documents], Any]) -> Any:
             return select(docs) if isinstance(docs, _Documents) else docs.apply(select)
@@ -342,6 +391,24 @@ class RayClusterStack(pulumi.ComponentResource):
             )
             for index, (svc, _) in enumerate(services)
         ]
+        # Pre-pull: the Ray image lands on a new (GPU) node as soon as it joins. skipAwait: the
+        # provider's DaemonSet await (pulumi-kubernetes provider/pkg/await/daemonset.go) would hold
+        # `pulumi up` until every matching node finished a multi-GB pull; nothing depends on it, and
+        # with no matching node yet (scale from zero) there is nothing to wait for anyway.
+        image_inputs = replace(shape, images=dict(args.images))
+        self.pre_pull_daemon_sets = []
+        for group in pre_pull_groups(args.worker_groups, args.pre_pull_images):
+            doc = build_pre_pull(
+                shape=image_inputs, group=group, cluster_name=args.ray_cluster_name, namespace=ns
+            )
+            self.pre_pull_daemon_sets.append(
+                k8s.apps.v1.DaemonSet(
+                    f"{name}-pre-pull-{group.name}",
+                    metadata={**doc["metadata"], "annotations": {"pulumi.com/skipAwait": "true"}},
+                    spec=_untyped(doc["spec"]),
+                    opts=in_ns,
+                )
+            )
         if args.cluster_type == "hyperpod":
             self._stuck_pod_cleanup(name, ns, in_ns)
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program, stack_files, stack_name
 
 SCHEMAS = REPO / "tests" / "schemas"
 STACKS = [stack_name(path) for path in stack_files()]
+# Stacks on EKS / HyperPod (AWS lookups, aws:region) and on any Kubernetes (clusterType kubernetes).
+KUBERNETES_STACKS = [
+    stack_name(path)
+    for path in stack_files()
+    if (yaml.safe_load(path.read_text())["config"] or {}).get("ray-on-eks:clusterType") == "kubernetes"
+]
+AWS_STACKS = [stack for stack in STACKS if stack not in KUBERNETES_STACKS]
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +33,18 @@ def stack_runs() -> dict[str, ProgramRun]:
 @pytest.fixture(params=STACKS)
 def stack_run(request: pytest.FixtureRequest, stack_runs: dict[str, ProgramRun]) -> ProgramRun:
     """One stack's run; tests using it run once per stack file."""
+    return stack_runs[request.param]
+
+
+@pytest.fixture(params=AWS_STACKS)
+def aws_stack_run(request: pytest.FixtureRequest, stack_runs: dict[str, ProgramRun]) -> ProgramRun:
+    """One EKS or HyperPod stack's run (the stack files with an aws:region)."""
+    return stack_runs[request.param]
+
+
+@pytest.fixture(params=KUBERNETES_STACKS)
+def kubernetes_stack_run(request: pytest.FixtureRequest, stack_runs: dict[str, ProgramRun]) -> ProgramRun:
+    """One clusterType kubernetes stack's run (Pulumi.kind.yaml)."""
     return stack_runs[request.param]
 
 

@@ -11,6 +11,7 @@ plus the project defaults declared in ``Pulumi.yaml``, with structured values pa
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import runpy
 from collections.abc import Iterator, Mapping
@@ -259,7 +260,8 @@ class RealisticMocks(Mocks):
     """Computed outputs shaped like the real providers' (ARNs, ids, names, DNS names).
 
     ``subnets`` (facts per subnet id) and ``existing_buckets`` are the account the invokes describe;
-    the lifecycle test passes what an earlier ``destroy`` kept.
+    the lifecycle test passes what an earlier ``destroy`` kept. ``ecr``: ECR repositories that already
+    exist (name -> {tag: digest}), e.g. kept by a previous ``destroy`` or filled by the images workflow.
     """
 
     def __init__(
@@ -267,10 +269,14 @@ class RealisticMocks(Mocks):
         region: str = "us-west-2",
         subnets: Mapping[str, Mapping[str, Any]] | None = None,
         existing_buckets: tuple[str, ...] = (),
+        ecr: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.region = region
         self.subnets = dict(CLUSTER_SUBNETS if subnets is None else subnets)
         self.existing_buckets = existing_buckets
+        self.ecr = {name: dict(tags) for name, tags in (ecr or {}).items()}
+        # Every invoke token the program called, in order (e.g. "aws:eks/getCluster:getCluster").
+        self.invokes: list[str] = []
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
@@ -317,15 +323,28 @@ class RealisticMocks(Mocks):
                 state.update(associationId=f"a-{name}", associationArn=state["arn"])
             elif typ == "aws:ec2/securityGroup:SecurityGroup":
                 rid = "sg-0abc1234def567890"
+            elif typ == "aws:ecr/repository:Repository":
+                rid = inputs["name"]
+                state.update(
+                    registryId=ACCOUNT,
+                    repositoryUrl=f"{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/{rid}",
+                    arn=f"arn:aws:ecr:{self.region}:{ACCOUNT}:repository/{rid}",
+                )
         elif typ.startswith("random:"):
             length = int(inputs.get("length", 32))
             state["result"] = ("Mock-Pw-" + "x" * length)[:length]
             rid = f"{name}-random"
+        elif typ == "docker-build:index:Image":
+            # The pushed manifest's digest; unknown during preview (build_on_preview: false).
+            digest = "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+            state.update(digest=digest, ref=f"{inputs['tags'][0]}@{digest}", contextHash="mock")
+            rid = f"{name}-image"
         elif typ == "eks:index:Cluster":
             state["kubeconfigJson"] = json.dumps({"kind": "Config"})
         return rid, state
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        self.invokes.append(args.token)
         inputs = dict(args.args)
         # Lookups of things that do not exist fail the invoke, as the providers do.
         if args.token == "aws-native:sagemaker:getCluster":
@@ -390,6 +409,24 @@ class RealisticMocks(Mocks):
             return {
                 "buckets": names,
                 "bucketArns": [f"arn:aws:s3:::{b}" for b in names],
+                "id": self.region,
+            }
+        if token == "aws:ecr/getRepositories:getRepositories":
+            return {"names": sorted(self.ecr), "id": self.region, "region": self.region}
+        if token == "aws:ecr/getImages:getImages":
+            name = inputs["repositoryName"]
+            if name not in self.ecr:
+                raise ValueError(f"RepositoryNotFoundException: {name}")  # as ECR answers
+            images = [{"imageTag": tag, "imageDigest": digest} for tag, digest in self.ecr[name].items()]
+            return {"imageIds": images, "repositoryName": name, "id": name}
+        if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            registry = inputs.get("registryId") or ACCOUNT
+            return {
+                "authorizationToken": "QVdTOm1vY2s=",
+                "userName": "AWS",
+                "password": "mock-ecr-password",
+                "proxyEndpoint": f"https://{registry}.dkr.ecr.{self.region}.amazonaws.com",
+                "expiresAt": "2030-01-01T00:00:00Z",
                 "id": self.region,
             }
         raise NotImplementedError(
@@ -507,6 +544,8 @@ class ProgramRun:
     error: BaseException | None = None
     # register_outputs of each component, by URN (plain values).
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Invoke tokens (data-source calls such as aws.eks.get_cluster), in call order.
+    invokes: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
@@ -543,15 +582,18 @@ def run_program(
     overrides: Mapping[str, Any] | None = None,
     preview: bool = False,
     mocks: RealisticMocks | None = None,
+    ecr: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it.
 
     ``mocks``: a :class:`RealisticMocks` (or subclass) describing the account; default: a fresh one
-    for the stack's region.
+    for the stack's region, with ``ecr`` as its existing ECR repositories (name -> {tag: digest}).
     """
     config = load_stack_config(stack, overrides)
     region = json.loads(json.dumps(config.get("aws:region", "us-west-2")))
-    monitor = RecordingMonitor(mocks if mocks is not None else RealisticMocks(region=region))
+    mocks = mocks if mocks is not None else RealisticMocks(region=region, ecr=ecr)
+    first_invoke = len(mocks.invokes)  # a caller's mocks may have served earlier runs
+    monitor = RecordingMonitor(mocks)
     run = ProgramRun(stack=stack, config=config)
 
     def body() -> None:
@@ -578,12 +620,17 @@ def run_program(
     contextvars.copy_context().run(body)
     run.resources = monitor.registered
     run.component_outputs = monitor.component_outputs
+    run.invokes = mocks.invokes[first_invoke:]
     return run
 
 
-def run_ok(stack: str, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+def run_ok(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    ecr: Mapping[str, Mapping[str, str]] | None = None,
+) -> ProgramRun:
     """:func:`run_program` for a configuration that must evaluate without error."""
-    run = run_program(stack, overrides)
+    run = run_program(stack, overrides, ecr=ecr)
     if run.error is not None:
         raise AssertionError(
             f"Pulumi.{stack}.yaml with {dict(overrides or {})}: the program failed: {run.error!r}"

@@ -31,13 +31,14 @@ from typing import Any
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
-from tests.conftest import STACKS
+from tests.conftest import AWS_STACKS, KUBERNETES_STACKS
 from tests.pulumi_harness import ProgramRun, RealisticMocks, Registered, load_stack_config, run_program
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
 CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
 VOLUME = "kubernetes:core/v1:PersistentVolume"
 BUCKET = "aws:s3/bucket:Bucket"
+REPOSITORY = "aws:ecr/repository:Repository"  # CreateRepository of an existing name fails
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 # Kubernetes registrations that are not one named object (their identity is the logical name).
 K8S_GROUPS = ("kubernetes:helm.sh/v3:Release", "kubernetes:yaml/v2:ConfigGroup")
@@ -50,9 +51,16 @@ AWS_PUT_CONFIGURATION = {
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
     "aws:s3/bucketPolicy:BucketPolicy",
+    # PutLifecyclePolicy replaces a repository's policy (terraform-provider-aws aws_ecr_lifecycle_policy).
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
 }
 # pulumi-aws resources the engine auto-names, and the property that carries the name.
-AWS_AUTONAMED = {BUCKET: "bucket", "aws:iam/role:Role": "name", "aws:iam/policy:Policy": "name"}
+AWS_AUTONAMED = {
+    BUCKET: "bucket",
+    "aws:iam/role:Role": "name",
+    "aws:iam/policy:Policy": "name",
+    REPOSITORY: "name",
+}
 
 STATIC_FSX = {
     "enabled": True,
@@ -192,6 +200,8 @@ class Variant:
 
     @property
     def overrides(self) -> dict[str, Any]:
+        if self.fsx == "none":  # clusterType kubernetes: its own shared claim (storage.storageClass)
+            return {"retainData": self.retain}
         return {
             "retainData": self.retain,
             "fsx": STATIC_FSX if self.fsx == "static" else DYNAMIC_FSX,
@@ -206,17 +216,31 @@ class Variant:
 # parts of the program do not interact, and each full cycle runs the program twice).
 VARIANTS = [
     Variant(stack, retain, fsx, s3)
-    for stack in STACKS
+    for stack in AWS_STACKS
     for retain in (True, False)
     for fsx, s3 in (("dynamic", "created"), ("static", "existing"))
+] + [
+    # No FSx or S3 on any Kubernetes (config refuses them): the stack's own shared claim.
+    Variant(stack, retain, "none", "none")
+    for stack in KUBERNETES_STACKS
+    for retain in (True, False)
 ]
 
 
-def _up(variant: Variant, region: str, existing_buckets: tuple[str, ...] = ()) -> ProgramRun:
+def _up(
+    variant: Variant,
+    region: str,
+    existing_buckets: tuple[str, ...] = (),
+    existing_repositories: tuple[str, ...] = (),
+) -> ProgramRun:
     run = run_program(
         variant.stack,
         variant.overrides,
-        mocks=AutonamingMocks(region=region, existing_buckets=existing_buckets),
+        mocks=AutonamingMocks(
+            region=region,
+            existing_buckets=existing_buckets,
+            ecr={name: {} for name in existing_repositories},
+        ),
     )
     assert run.error is None, f"{variant}: `pulumi up` failed: {run.error!r}"
     return run
@@ -233,7 +257,10 @@ def test_up_destroy_up(variant: Variant) -> None:
     # --- destroy removes exactly what is not retained, and nothing kept holds what it deletes ---------
     problems: list[str] = []
     for resource in resources:
-        if resource.type in (CLAIM, VOLUME, BUCKET) and resource.retain_on_delete is not variant.retain:
+        if (
+            resource.type in (CLAIM, VOLUME, BUCKET, REPOSITORY)
+            and resource.retain_on_delete is not variant.retain
+        ):
             problems.append(
                 f"{resource.type} {resource.name}: retainOnDelete={resource.retain_on_delete}, "
                 f"but retainData is {variant.retain}"
@@ -259,7 +286,8 @@ def test_up_destroy_up(variant: Variant) -> None:
 
     # --- the next `up` with the same config, against what the destroy kept -------------------------
     kept_buckets = tuple(str(r.state["bucket"]) for r in kept if r.type == BUCKET)
-    second = _up(variant, region, existing_buckets=kept_buckets)
+    kept_repositories = tuple(str(r.state["name"]) for r in kept if r.type == REPOSITORY)
+    second = _up(variant, region, existing_buckets=kept_buckets, existing_repositories=kept_repositories)
     by_urn = {r.urn: r for r in managed(second)}
     first_by_urn = {r.urn: r for r in resources}
     kept_ids = {identity(r): r for r in kept}

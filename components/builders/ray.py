@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from components import contract
+from components.builders.images import build_pre_pull_daemon_set, flavour_of, resolve_ray_image
 from components.builders.placement import GPU_TAINT_KEY, node_selector_for
 from components.config import (
     AutoscalerConfig,
@@ -30,7 +31,7 @@ from components.config import (
     RayServiceConfig,
     WorkerGroupConfig,
 )
-from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION, ray_image
+from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION
 from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, workload_env
 
 API_VERSION = "ray.io/v1"
@@ -125,6 +126,9 @@ class ClusterShape:
     gcs_fault_tolerance: GcsFaultToleranceConfig = field(default_factory=GcsFaultToleranceConfig)
     token_auth: bool = True
     image_repository: str = RAY_IMAGE_REPOSITORY
+    # Workload image per flavour ("cpu", "gpu"): digest-pinned refs or the `pulumi up` build's outputs
+    # (pulumi.Input[str], placed in the documents untouched). A missing flavour runs the stock image.
+    images: Mapping[str, Any] = field(default_factory=dict)
     expose_dashboards: bool = False
 
 
@@ -199,6 +203,29 @@ def content_hash(data: Mapping[str, str], length: int = 10) -> str:
 # --------------------------------------------------------------------------------------------------
 # Pods
 # --------------------------------------------------------------------------------------------------
+
+
+def head_image(shape: ClusterShape) -> Any:
+    """The image of the head (and of RayJob submitters): the head's own ``image`` when set, else the
+    cpu workload image, else the stock image (see :func:`resolve_ray_image`)."""
+    return resolve_ray_image(
+        "cpu",
+        images=shape.images,
+        stock_repository=shape.image_repository,
+        override=shape.head.image,
+    )
+
+
+def group_image(shape: ClusterShape, group: WorkerGroupConfig) -> Any:
+    """The image of one worker group's pods: its own ``image`` when the group sets one, else the
+    workload image of its flavour (gpu when it asks for GPUs, else cpu), else the stock image."""
+    return resolve_ray_image(
+        flavour_of(group.gpus),
+        images=shape.images,
+        stock_repository=shape.image_repository,
+        # The group's own image (workerGroups[].image) wins over the flavour's workload image.
+        override=group.image,
+    )
 
 
 def container_security_context() -> dict[str, Any]:
@@ -317,16 +344,6 @@ def _tolerations(group: WorkerGroupConfig) -> list[dict[str, Any]]:
     return tolerations
 
 
-def group_image(shape: ClusterShape, group: WorkerGroupConfig) -> str:
-    """The group's own pinned image if set, else the pinned Ray image (CUDA build for GPU groups)."""
-    return group.image or ray_image(gpu=group.gpus > 0, repository=shape.image_repository)
-
-
-def head_image(shape: ClusterShape) -> str:
-    """The head's own pinned image if set, else the pinned Ray CPU image."""
-    return shape.head.image or ray_image(gpu=False, repository=shape.image_repository)
-
-
 def shm_volume(size_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """A memory-backed /dev/shm of ``size_bytes`` (volume, mount).
 
@@ -390,6 +407,15 @@ def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = Fal
     return head
 
 
+def worker_node_selector(shape: ClusterShape, group: WorkerGroupConfig) -> dict[str, str]:
+    """Where a worker group's pods may run: its extra labels, then instance type (+ HyperPod health)."""
+    return {
+        **group.node_selector,
+        # Computed last so the HyperPod health label and the instance type cannot be overridden.
+        **node_selector_for(shape.cluster_type, group.instance_type),
+    }
+
+
 def build_worker_group(
     shape: ClusterShape, group: WorkerGroupConfig, pods: PodContext, *, serve: bool = False
 ) -> dict[str, Any]:
@@ -424,11 +450,7 @@ def build_worker_group(
     }
     if mounts:
         container["volumeMounts"] = mounts
-    node_selector = {
-        **group.node_selector,
-        # Computed last so the HyperPod health label and the instance type cannot be overridden.
-        **node_selector_for(shape.cluster_type, group.instance_type),
-    }
+    node_selector = worker_node_selector(shape, group)
     spec: dict[str, Any] = {
         "groupName": group.name,
         "minReplicas": group.min_replicas,
@@ -547,13 +569,14 @@ def run_env(workload: Workload, overrides: Mapping[str, str], storage_path: str 
     return env
 
 
-def build_runtime_env_yaml(workload: Workload, env: Mapping[str, str]) -> str:
-    """``runtimeEnvYAML``: the contract env and the pip packages the stock image lacks.
+def build_runtime_env_yaml(workload: Workload, env: Mapping[str, str], *, pip: bool = True) -> str:
+    """``runtimeEnvYAML``: the contract env and, with ``pip``, the packages the stock image lacks.
 
-    No ``working_dir``: the code is already on every pod (ConfigMap at WORKLOADS_MOUNT_PATH).
+    No ``working_dir``: the code is already on every pod (ConfigMap at WORKLOADS_MOUNT_PATH). With a
+    workload image (images/) the packages are baked in and ``pip`` is False: nothing installs at start.
     """
     runtime_env: dict[str, Any] = {"env_vars": dict(sorted(env.items()))}
-    if workload.pip:
+    if pip and workload.pip:
         runtime_env["pip"] = list(workload.pip)
     return yaml.safe_dump(runtime_env, sort_keys=False)
 
@@ -601,13 +624,19 @@ def build_ray_job(
     cluster_name: str,
     shape: ClusterShape,
     pods: PodContext,
+    runtime_pip: bool = True,
 ) -> dict[str, Any]:
-    """A RayJob running ``workload`` on the shared cluster or on its own ephemeral cluster."""
+    """A RayJob running ``workload`` on the shared cluster or on its own ephemeral cluster.
+
+    ``runtime_pip``: install the workload's pip packages when the job starts (stock image only).
+    """
     if workload.kind != "job":
         raise ValueError(f"rayJobs {job.name!r}: workload {workload.name!r} is a {workload.kind}, not a job")
     spec: dict[str, Any] = {
         "entrypoint": workload.entrypoint(),
-        "runtimeEnvYAML": build_runtime_env_yaml(workload, run_env(workload, job.env, pods.storage_path)),
+        "runtimeEnvYAML": build_runtime_env_yaml(
+            workload, run_env(workload, job.env, pods.storage_path), pip=runtime_pip
+        ),
         "submissionMode": "K8sJobMode",
         "submitterPodTemplate": build_submitter_template(shape, pods),
     }
@@ -658,6 +687,39 @@ def build_ray_service(
             "rayClusterConfig": build_ray_cluster_spec(shape, pods, serve=True),
         },
     }
+
+
+def pre_pull_name(cluster_name: str, group_name: str) -> str:
+    """Name of a worker group's pre-pull DaemonSet (a DNS label of at most 63 characters)."""
+    return f"{cluster_name}-{group_name}-image-pull"[:63].rstrip("-")
+
+
+def pre_pull_groups(groups: Iterable[WorkerGroupConfig], setting: str) -> list[WorkerGroupConfig]:
+    """Worker groups whose nodes get the image pulled ahead: ``gpu`` (GPU groups), ``all`` or ``none``."""
+    if setting == "none":
+        return []
+    return [group for group in groups if setting == "all" or group.gpus > 0]
+
+
+def build_pre_pull(
+    *, shape: ClusterShape, group: WorkerGroupConfig, cluster_name: str, namespace: str
+) -> dict[str, Any]:
+    """The pre-pull DaemonSet of one worker group: same image, node selector and tolerations as its pods.
+
+    A new node then starts pulling the multi-GB image as soon as it joins (and every static HyperPod
+    node keeps it), instead of when the first Ray pod lands on it. README "Image pull time" says why a
+    DaemonSet rather than SOCI.
+    """
+    return build_pre_pull_daemon_set(
+        name=pre_pull_name(cluster_name, group.name),
+        namespace=namespace,
+        image=group_image(shape, group),
+        node_selector=worker_node_selector(shape, group),
+        tolerations=_tolerations(group),
+        security_context=container_security_context(),
+        pod_security_context=pod_security_context(),
+        labels=PART_OF,
+    )
 
 
 def head_service_name(cluster_name: str) -> str:

@@ -1,4 +1,5 @@
-"""ClusterTarget under mocks: one explicit kubernetes Provider bound to the configured cluster."""
+"""ClusterTarget under mocks (EKS and HyperPod stacks): one explicit kubernetes Provider bound to the
+configured cluster. clusterType kubernetes: tests/components/test_kubernetes_target.py."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ def _provider_kubeconfig(run: ProgramRun) -> dict:
     return json.loads(provider.inputs["kubeconfig"])
 
 
-def test_provider_targets_the_configured_cluster(stack_run: ProgramRun) -> None:
-    cluster = _expected_cluster(stack_run)
-    region = stack_run.config["aws:region"]
-    kubeconfig = _provider_kubeconfig(stack_run)
+def test_provider_targets_the_configured_cluster(aws_stack_run: ProgramRun) -> None:
+    cluster = _expected_cluster(aws_stack_run)
+    region = aws_stack_run.config["aws:region"]
+    kubeconfig = _provider_kubeconfig(aws_stack_run)
     assert kubeconfig["current-context"] == cluster
     exec_ = kubeconfig["users"][0]["user"]["exec"]
     assert exec_["command"] == "aws"
@@ -32,18 +33,18 @@ def test_provider_targets_the_configured_cluster(stack_run: ProgramRun) -> None:
     assert kubeconfig["clusters"][0]["cluster"]["server"].endswith(f".{region}.eks.amazonaws.com")
 
 
-def test_kubeconfig_is_a_secret_everywhere(stack_run: ProgramRun) -> None:
-    provider = stack_run.one("pulumi:providers:kubernetes")
+def test_kubeconfig_is_a_secret_everywhere(aws_stack_run: ProgramRun) -> None:
+    provider = aws_stack_run.one("pulumi:providers:kubernetes")
     assert provider.has_secret_at("kubeconfig")
-    assert "kubeconfig" in stack_run.secret_exports
-    assert "token" not in json.dumps(_provider_kubeconfig(stack_run)["users"]).lower().replace(
+    assert "kubeconfig" in aws_stack_run.secret_exports
+    assert "token" not in json.dumps(_provider_kubeconfig(aws_stack_run)["users"]).lower().replace(
         "get-token", ""
     )
 
 
-def test_outputs_are_the_documented_set(stack_run: ProgramRun) -> None:
-    assert {"clusterType", "clusterName", "region", "kubeconfig", "namespace"} <= set(stack_run.exports)
-    assert stack_run.exports["region"] == stack_run.config["aws:region"]
+def test_outputs_are_the_documented_set(aws_stack_run: ProgramRun) -> None:
+    assert {"clusterType", "clusterName", "region", "kubeconfig", "namespace"} <= set(aws_stack_run.exports)
+    assert aws_stack_run.exports["region"] == aws_stack_run.config["aws:region"]
 
 
 def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, ProgramRun]) -> None:
@@ -54,18 +55,18 @@ def test_hyperpod_stack_exports_its_hyperpod_cluster(stack_runs: dict[str, Progr
     assert run.exports["clusterName"] == HYPERPOD_EKS_CLUSTER
 
 
-def test_provider_adopts_objects_a_destroy_kept(stack_run: ProgramRun) -> None:
+def test_provider_adopts_objects_a_destroy_kept(aws_stack_run: ProgramRun) -> None:
     # Issue 11, defect 3: since pulumi-kubernetes 4.29 creating an object that exists (a claim or
     # namespace kept by `pulumi destroy`) fails with AlreadyExists unless the provider upserts; the
     # upsert is a server-side apply, so that must stay on too.
-    provider = stack_run.one("pulumi:providers:kubernetes")
+    provider = aws_stack_run.one("pulumi:providers:kubernetes")
     assert provider.inputs["upsertExistingObjects"] == "true"
     assert provider.inputs["enableServerSideApply"] == "true"
 
 
-def test_provider_is_a_child_of_the_cluster_target(stack_run: ProgramRun) -> None:
-    provider = stack_run.one("pulumi:providers:kubernetes")
-    parent = stack_run.by_urn(provider.parent)
+def test_provider_is_a_child_of_the_cluster_target(aws_stack_run: ProgramRun) -> None:
+    provider = aws_stack_run.one("pulumi:providers:kubernetes")
+    parent = aws_stack_run.by_urn(provider.parent)
     assert parent.type == "ray-on-eks:aws:ClusterTarget"
 
 
@@ -91,9 +92,9 @@ def test_create_cluster_builds_tainted_gpu_nodes_and_pod_identity_agent() -> Non
     assert addon.urn in provider.dependencies
 
 
-def test_existing_cluster_creates_no_aws_resources(stack_run: ProgramRun) -> None:
-    target = stack_run.one("ray-on-eks:aws:ClusterTarget")
-    children = [r for r in stack_run.resources if r.parent == target.urn]
+def test_existing_cluster_creates_no_aws_resources(aws_stack_run: ProgramRun) -> None:
+    target = aws_stack_run.one("ray-on-eks:aws:ClusterTarget")
+    children = [r for r in aws_stack_run.resources if r.parent == target.urn]
     assert [c.type for c in children] == ["pulumi:providers:kubernetes"]
 
 

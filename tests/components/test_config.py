@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError, StackConfig, parse_stack_config
+from components.versions import RAY_VERSION
 from tests.pulumi_harness import REPO, run_program, stack_files
 
 PROJECT_FILE = REPO / "Pulumi.yaml"
@@ -94,7 +95,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing cluster name", {"clusterName": None}, "ray-on-eks:clusterName", "pulumi config set"),
     ("missing region", {"aws:region": None}, "aws:region", "required"),
     ("malformed region", {"aws:region": "uswest2"}, "aws:region", '"uswest2"'),
-    ("unknown cluster type", {"clusterType": "gke"}, "ray-on-eks:clusterType", "'eks' or 'hyperpod'"),
+    (
+        "unknown cluster type",
+        {"clusterType": "gke"},
+        "ray-on-eks:clusterType",
+        "'eks', 'hyperpod' or 'kubernetes'",
+    ),
     ("bad cluster name", {"clusterName": "my cluster!"}, "ray-on-eks:clusterName", "letters, digits"),
     (
         "hyperpod without its block",
@@ -457,6 +463,144 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "ray-on-eks:managePodIdentityAgent",
         "createCluster already installs",
     ),
+    (
+        "eks worker group without instance type",
+        {"workerGroups": [{"name": "cpu-workers"}]},
+        "ray-on-eks:workerGroups[0].instanceType",
+        "required for clusterType eks",
+    ),
+    (
+        "eks worker group with a non-EC2 instance type",
+        {"workerGroups": _group(instanceType="e2-standard-4")},
+        "ray-on-eks:workerGroups[0].instanceType",
+        "not an EC2 instance type",
+    ),
+    (
+        "instance type that is no label value",
+        {"workerGroups": _group(instanceType="g5 2xlarge")},
+        "ray-on-eks:workerGroups[0].instanceType",
+        "node label value",
+    ),
+    (
+        "kubeconfig settings on eks",
+        {"kubernetes": {"context": "kind-ray"}},
+        "ray-on-eks:kubernetes",
+        "only for clusterType kubernetes",
+    ),
+    (
+        "storage class on eks",
+        {"storage": {"storageClass": "gp3"}},
+        "ray-on-eks:storage.storageClass",
+        "fsx or s3",
+    ),
+    # --- workload images ---
+    (
+        "ray image by tag, not digest",
+        {"rayImages": {"cpu": "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray:cpu-1"}},
+        "ray-on-eks:rayImages.cpu",
+        "is not pinned by digest; use <registry>/<repository>:<tag>@sha256:<64 hex digits>",
+    ),
+    (
+        "unknown image flavour",
+        {"rayImages": {"tpu": "x@sha256:" + "a" * 64}},
+        "ray-on-eks:rayImages.tpu",
+        "unknown key",
+    ),
+    (
+        "invalid ECR repository name",
+        {"ecrRepository": {"enabled": True, "name": "Ray Images"}},
+        "ray-on-eks:ecrRepository.name",
+        "not a valid ECR repository name",
+    ),
+    (
+        "ECR keepImages zero",
+        {"ecrRepository": {"enabled": True, "keepImages": 0}},
+        "ray-on-eks:ecrRepository.keepImages",
+        "greater than 0",
+    ),
+    (
+        "build without a repository",
+        {"buildImages": True, "ecrRepository": {"enabled": False}},
+        "ray-on-eks:buildImages",
+        "set ecrRepository.enabled: true",
+    ),
+    (
+        "build and configured digests",
+        {"buildImages": True, "rayImages": {"cpu": f"x:{RAY_VERSION}-py311-cpu-0@sha256:" + "a" * 64}},
+        "ray-on-eks:rayImages",
+        "remove rayImages or set buildImages: false",
+    ),
+    (
+        "runtime pip off on the stock image",
+        {"runtimePip": False},
+        "ray-on-eks:runtimePip",
+        "rayImages.cpu/gpu is not set",
+    ),
+    (
+        "unknown pre-pull setting",
+        {"prePullImages": "some"},
+        "ray-on-eks:prePullImages",
+        "'none', 'gpu' or 'all'",
+    ),
+]
+
+# Pulumi.kind.yaml (clusterType kubernetes) with one bad or AWS-only key each: same row shape.
+BAD_KUBERNETES_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("aws:region on kubernetes", {"aws:region": "us-west-2"}, "aws:region", "AWS-only"),
+    ("clusterName on kubernetes", {"clusterName": "ml-dev"}, "ray-on-eks:clusterName", "kubernetes.context"),
+    ("createCluster on kubernetes", {"createCluster": True}, "ray-on-eks:createCluster", "AWS-only"),
+    ("newCluster on kubernetes", {"newCluster": {"systemNodes": 3}}, "ray-on-eks:newCluster", "AWS-only"),
+    (
+        "hyperpod on kubernetes",
+        {"hyperpod": {"clusterArn": "arn:aws:sagemaker:us-west-2:123456789012:cluster/abc123"}},
+        "ray-on-eks:hyperpod",
+        "AWS-only",
+    ),
+    ("fsx on kubernetes", {"fsx": {"enabled": True}}, "ray-on-eks:fsx.enabled", "storage.storageClass"),
+    ("s3 on kubernetes", {"s3": {"enabled": True}}, "ray-on-eks:s3.enabled", "storage.storageClass"),
+    ("irsa on kubernetes", {"iamMode": "irsa"}, "ray-on-eks:iamMode", "AWS-only"),
+    (
+        "Pod Identity agent on kubernetes",
+        {"managePodIdentityAgent": True},
+        "ray-on-eks:managePodIdentityAgent",
+        "AWS-only",
+    ),
+    (
+        "ECR repository on kubernetes",
+        {"ecrRepository": {"enabled": True}},
+        "ray-on-eks:ecrRepository.enabled",
+        "AWS-only",
+    ),
+    (
+        "EFA on kubernetes",
+        {"workerGroups": [{"name": "cpu-workers", "efaDevices": 1}]},
+        "ray-on-eks:workerGroups[0].efaDevices",
+        "EFA exists only on AWS",
+    ),
+    (
+        "kubeconfig contents instead of a path",
+        {"kubernetes": {"kubeconfig": "apiVersion: v1\nkind: Config\n"}},
+        "ray-on-eks:kubernetes.kubeconfig",
+        "not its contents",
+    ),
+    (
+        "context with a space",
+        {"kubernetes": {"context": "kind ray"}},
+        "ray-on-eks:kubernetes.context",
+        "get-contexts",
+    ),
+    (
+        "malformed storage class",
+        {"storage": {"storageClass": "Standard_RWX"}},
+        "ray-on-eks:storage.storageClass",
+        "kubectl get storageclass",
+    ),
+    (
+        "unknown access mode",
+        {"storage": {"storageClass": "nfs", "accessMode": "ReadOnlyMany"}},
+        "ray-on-eks:storage.accessMode",
+        "'ReadWriteMany' or 'ReadWriteOnce'",
+    ),
 ]
 
 
@@ -471,6 +615,24 @@ def test_bad_config_fails_before_any_resource(overrides: dict[str, Any], key: st
     assert fragment in message, message
     assert "Traceback" not in message
     assert run.resources == [], "nothing may be registered when the configuration is invalid"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [c[1:] for c in BAD_KUBERNETES_CONFIGS],
+    ids=[c[0] for c in BAD_KUBERNETES_CONFIGS],
+)
+def test_bad_kubernetes_config_fails_before_any_resource(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    run = run_program("kind", overrides)
+    assert isinstance(run.error, ConfigError), f"expected ConfigError, got {run.error!r}"
+    message = str(run.error)
+    assert key in message, message
+    assert fragment in message, message
+    # One line per problem, each naming its key.
+    assert len([line for line in message.splitlines() if line.startswith("  - ")]) == 1, message
+    assert run.resources == [] and run.invokes == []
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -489,4 +651,4 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_every_stack_file_parses(path: Path) -> None:
     doc = yaml.safe_load(path.read_text())["config"]
     raw = {key.split(":", 1)[1]: value for key, value in doc.items() if key.startswith("ray-on-eks:")}
-    parse_stack_config({**raw, "region": doc["aws:region"]})
+    parse_stack_config({**raw, **({"region": doc["aws:region"]} if "aws:region" in doc else {})})

@@ -19,7 +19,17 @@ from components.versions import (
     KUBE_PROMETHEUS_STACK_REPO,
     KUBE_PROMETHEUS_STACK_VERSION,
 )
-from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, Registered, run_ok, run_program
+from tests.pulumi_harness import (
+    SECRET_SIG,
+    SECRET_VALUE,
+    ProgramRun,
+    Registered,
+    load_stack_config,
+    run_ok,
+    run_program,
+    stack_files,
+    stack_name,
+)
 
 COMPONENT = "ray-on-eks:k8s:Monitoring"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -51,6 +61,27 @@ def _dashboard_configmaps(run: ProgramRun) -> list[Registered]:
 
 def _manifest(resource: Registered) -> dict[str, Any]:
     return {key: resource.inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
+
+
+MONITORED_STACKS = [
+    stack_name(path)
+    for path in stack_files()
+    if json.loads(load_stack_config(stack_name(path)).get("ray-on-eks:monitoring", "{}")).get("enabled", True)
+]
+
+
+@pytest.fixture(params=MONITORED_STACKS)
+def stack_run(request: pytest.FixtureRequest, stack_runs: dict[str, ProgramRun]) -> ProgramRun:
+    """conftest's ``stack_run`` narrowed to the stack files that turn monitoring on (not kind)."""
+    return stack_runs[request.param]
+
+
+def test_stacks_without_monitoring_register_none(stack_runs: dict[str, ProgramRun]) -> None:
+    unmonitored = set(stack_runs) - set(MONITORED_STACKS)
+    assert MONITORED_STACKS and unmonitored  # both kinds exist: the narrowing above is not vacuous
+    for stack in unmonitored:
+        run = stack_runs[stack]
+        assert run.of_type(COMPONENT) == [] and "grafanaAdminPassword" not in run.exports
 
 
 @pytest.fixture(scope="module")
