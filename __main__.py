@@ -76,6 +76,7 @@ if aws_target is not None:
         partition=aws_target.partition,
         oidc_provider_arn=aws_target.oidc_provider_arn,
         oidc_issuer_url=aws_target.oidc_issuer_url,
+        kubernetes_version=aws_target.kubernetes_version,
     )
 # Exactly one storage component installs the Pod Identity agent add-on when asked to.
 install_agent = config.manage_pod_identity_agent
@@ -99,6 +100,7 @@ if config.fsx.enabled and aws_target is not None and identity is not None:
             security_group_ids=fsx_groups,
             retain_data=config.retain_data,
             manage_pod_identity_agent=install_agent,
+            pod_identity_agent_version=config.pod_identity_agent_version,
         ),
         opts=pulumi.ResourceOptions(provider=target.provider),
     )
@@ -115,6 +117,7 @@ if config.s3.enabled and identity is not None:
             ray_namespace=config.namespace,
             retain_data=config.retain_data,
             manage_pod_identity_agent=install_agent,
+            pod_identity_agent_version=config.pod_identity_agent_version,
         ),
         opts=pulumi.ResourceOptions(provider=target.provider),
     )
@@ -149,6 +152,8 @@ if config.monitoring.enabled:
             retain_data=config.retain_data,
             expose_dashboards=config.expose_dashboards,
             scrape_autoscaler=config.autoscaler.enabled,
+            alertmanager=config.monitoring.alertmanager,
+            scrape_kube_proxy=config.monitoring.scrape_kube_proxy,
         ),
         # On a new cluster Prometheus' claim (no storageClassName) binds through the default gp3
         # StorageClass ClusterTarget creates; a claim created before it gets it assigned later

@@ -13,6 +13,13 @@ the machine hits them alike. Target: program wall time <= 1.5 x baseline. Then t
 under ``-X importtime`` and under cProfile and the result file names the imports and functions
 the time goes to (skipped with ``--quick`` unless ``--profile``).
 
+The KubeRay CRDs are the largest inputs the program sends (1 MB of schema). They are three
+``CustomResourceDefinition`` resources with ``retain_on_delete`` (issue 11, defect 7); until then they
+went to the provider as one YAML string in a ``yaml/v2`` ConfigGroup, which cost almost nothing to
+serialize but whose retention was not guaranteed. Each run also measures, interleaved in fresh
+processes, what the SDK spends on the CRDs either way: serializing the three resources' inputs and
+deserializing their returned state, against serializing the one string.
+
 Run: ``python -m bench.program_eval [--repeat 7]``
 """
 
@@ -64,6 +71,28 @@ out["cpu_s"] = usage.ru_utime + usage.ru_stime  # whole process, interpreter sta
 print("BENCH-RESULT " + json.dumps(out))
 """.format(modules=", ".join(SDK_MODULES), sdk=repr(set(SDK_MODULES)))
 
+# CPU seconds the Python SDK spends on the KubeRay CRDs: as resource properties (serialize the inputs,
+# deserialize the state the provider returns, which carries the same spec) or as the YAML text of
+# the former ConfigGroup (serialize one string). argv[1]: "resources" or "text".
+_CRD_CHILD = """
+import asyncio, json, sys, time
+import pulumi
+from pulumi.runtime import rpc
+from components.kuberay_operator import crd_texts, load_crds
+docs = load_crds()
+texts = crd_texts()
+async def main():
+    if sys.argv[1] == "resources":
+        for doc in docs:
+            struct = await rpc.serialize_properties(dict(doc), {{}})
+            rpc.deserialize_properties(struct)
+    else:
+        await rpc.serialize_properties({{"yaml": "\\n---\\n".join(texts)}}, {{}})
+start = time.process_time()
+asyncio.run(main())
+print("BENCH-RESULT " + json.dumps({{"cpu_s": time.process_time() - start}}))
+""".format()
+
 _PROFILED_CHILD = """
 import cProfile, pstats, sys, io
 import {modules}
@@ -100,6 +129,17 @@ def measure(mode: str) -> dict[str, Any]:
         raise RuntimeError(f"__main__.py failed for {mode}: {result['error']}")
     result["wall_s"] = wall
     return result
+
+
+def measure_crds(mode: str) -> float:
+    """CPU seconds of the SDK's work on the KubeRay CRDs in one fresh process (``resources``/``text``)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CRD_CHILD, mode], cwd=common.REPO, capture_output=True, text=True, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"CRD benchmark child ({mode}) failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return float(json.loads(lines[-1].removeprefix("BENCH-RESULT "))["cpu_s"])
 
 
 def _importtime(stack: str) -> list[dict[str, Any]]:
@@ -175,11 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
         json.dump(sorted(loaded), listing)
     modes = {"baseline": "", SUBMODULES: f"modules={listing.name}", **{s: f"stack={s}" for s in chosen}}
+    crd_samples: dict[str, list[float]] = {"resources": [], "text": []}
     try:
         for index in range(repeat):
             for variant, mode in modes.items():
                 common.progress(NAME, f"run {index + 1}/{repeat}: {variant}")
                 samples[variant].append(measure(mode))
+            for crd_mode, crd_values in crd_samples.items():
+                crd_values.append(measure_crds(crd_mode))
     finally:
         Path(listing.name).unlink(missing_ok=True)
 
@@ -266,6 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         + f" (baseline {common.fmt_s(stat('baseline', 'cpu_s'))} CPU s). When these disagree with the wall "
         "ratio the machine was busy: rerun on a quiet machine."
     )
+    crd_resources = common.summarize(crd_samples["resources"])
+    crd_text = common.summarize(crd_samples["text"])
+    program_cpu = stat(chosen[0], "cpu_s")
+    notes.append(
+        "KubeRay CRDs (3 CustomResourceDefinition resources with retainOnDelete, issue 11 defect 7): the "
+        f"SDK spends {crd_resources['median']:.3f} s CPU (min {crd_resources['min']:.3f}) serializing their "
+        "inputs and deserializing their state, against "
+        f"{crd_text['median']:.3f} s for the one YAML string of the former ConfigGroup; that is "
+        f"{crd_resources['median'] - crd_text['median']:.2f} s of the `{chosen[0]}` program's "
+        f"{program_cpu['median']:.2f} s CPU, the price of retention the engine records on each CRD."
+    )
     profile: dict[str, Any] = {}
     missed = [t for t in targets if t["met"] is False]
     if missed or args.profile or not args.quick:
@@ -312,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                 "maxrss_kib": stat("baseline", "maxrss_kib"),
             },
             "stacks": per_stack,
+            "kuberay_crds_cpu_s": {"resources": crd_resources, "configgroup_text": crd_text},
             "profile": profile,
             "raw": samples,
         },

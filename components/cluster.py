@@ -119,11 +119,12 @@ def build_network_policy_config() -> dict[str, Any]:
 class ClusterTarget(pulumi.ComponentResource):
     """The cluster Ray runs on, with an explicit ``kubernetes.Provider`` for every other component.
 
-    Outputs: ``cluster_name``, ``region``, ``kubeconfig`` (secret), ``provider``, ``oidc_issuer_url``,
-    ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``, ``cluster_security_group_id``, ``account_id``
-    and ``partition``; ``cluster_type`` and ``gpu_taint_key`` are plain values. With ``create_cluster``:
-    ``node_pools`` (the Ray NodePools; Ray resources depend on them so they are deleted first) and
-    ``storage_class`` (the default gp3 StorageClass).
+    Outputs: ``cluster_name``, ``kubernetes_version``, ``region``, ``kubeconfig`` (secret),
+    ``provider``, ``oidc_issuer_url``, ``oidc_provider_arn``, ``vpc_id``, ``subnet_ids``,
+    ``cluster_security_group_id``, ``account_id`` and ``partition``; ``cluster_type`` and
+    ``gpu_taint_key`` are plain values. With ``create_cluster``: ``node_pools`` (the Ray NodePools;
+    Ray resources depend on them so they are deleted first) and ``storage_class`` (the default gp3
+    StorageClass).
     """
 
     def __init__(
@@ -157,6 +158,8 @@ class ClusterTarget(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self, depends_on=depends_on),
         )
         self.cluster_name: pulumi.Output[str] = info.name
+        # "1.33": EKS add-on versions are resolved for it (aws eks describe-addon-versions).
+        self.kubernetes_version: pulumi.Output[str] = info.version
         self.vpc_id: pulumi.Output[str] = info.vpc_config.vpc_id
         self.subnet_ids: pulumi.Output[list[str]] = info.vpc_config.subnet_ids
         self.cluster_security_group_id: pulumi.Output[str] = info.vpc_config.cluster_security_group_id

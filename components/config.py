@@ -32,6 +32,12 @@ from pydantic.alias_generators import to_camel
 from components.builders.images import stack_flavours, uses_stock_image, workload_image_problem
 from components.builders.nodepools import PodPlacement, PoolSpec, family_problem, nodepool_problems
 from components.builders.placement import GPU_TAINT_KEY
+from components.builders.storage import (
+    FSX_CSI_ADDON,
+    POD_IDENTITY_AGENT_ADDON,
+    S3_CSI_ADDON,
+    check_addon_version,
+)
 from components.versions import KUBERAY_FEATURE_GATES, KUBERAY_VERSION
 from workloads.catalog import ENV_CONTRACT, WORKLOADS
 
@@ -171,6 +177,45 @@ MemoryQuantity = Annotated[str, AfterValidator(_memory)]
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _driver_field(addon_name: str) -> Any:
+    """The ``driver`` field of a storage section (FSx, S3)."""
+    return Field(
+        default="install",
+        description=f"install: the stack installs the {addon_name} EKS add-on; existing: the cluster already "
+        "runs the driver (HyperPod quick setup, a platform team) and the stack only gives its service account "
+        "an IAM role.",
+    )
+
+
+def _driver_version_field(addon_name: str) -> Any:
+    """The ``driverVersion`` field of a storage section: an optional pin of the add-on version."""
+    return Field(
+        default=None,
+        description=f"Pin the {addon_name} add-on version (e.g. a -eksbuild.N build); unset = the newest EKS "
+        "offers for the cluster's Kubernetes version.",
+    )
+
+
+def _addon_version(addon_name: str, key: str) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            return check_addon_version(addon_name, value, key)
+        except ValueError as exc:
+            # The key is in the error's location already; keep the reason and the fix.
+            raise ValueError(str(exc).removeprefix(f"{key}: ")) from None
+
+    return AfterValidator(check)
+
+
+def _driver_problems(section: str, driver: str, version: str | None) -> list[str]:
+    if driver == "existing" and version is not None:
+        return [
+            f"{section}.driverVersion: {version!r} is set but {section}.driver is existing, so the stack "
+            f"installs no add-on; remove driverVersion or set driver: install"
+        ]
+    return []
 
 
 class _Model(BaseModel):
@@ -679,6 +724,10 @@ class FsxConfig(_Model):
     """FSx for Lustre shared storage, mounted at /fsx in every Ray pod."""
 
     enabled: bool = Field(default=False, description="Mount FSx for Lustre at /fsx in every Ray pod.")
+    driver: Literal["install", "existing"] = _driver_field(FSX_CSI_ADDON)
+    driver_version: Annotated[str, _addon_version(FSX_CSI_ADDON, "fsx.driverVersion")] | None = (
+        _driver_version_field(FSX_CSI_ADDON)
+    )
     mode: Literal["dynamic", "static"] = Field(
         default="dynamic",
         description="dynamic: the CSI driver creates a file system; static: use an existing one.",
@@ -788,6 +837,10 @@ class S3Config(_Model):
     """An S3 bucket mounted at /s3 through Mountpoint for Amazon S3."""
 
     enabled: bool = Field(default=False, description="Mount an S3 bucket at /s3 in every Ray pod.")
+    driver: Literal["install", "existing"] = _driver_field(S3_CSI_ADDON)
+    driver_version: Annotated[str, _addon_version(S3_CSI_ADDON, "s3.driverVersion")] | None = (
+        _driver_version_field(S3_CSI_ADDON)
+    )
     create_bucket: bool = Field(
         default=True, description="Create the bucket (true) or use bucketName (false)."
     )
@@ -833,6 +886,16 @@ class MonitoringConfig(_Model):
         default=None, description="Persistent volume size for Prometheus; unset = emptyDir (lost on restart)."
     )
     storage_class: str | None = Field(default=None, description="StorageClass for Prometheus' volume.")
+    alertmanager: bool = Field(
+        default=False,
+        description="Run Alertmanager. Off: alerts show in Prometheus and Grafana only (the stack configures "
+        "no receivers); on: add receivers with AlertmanagerConfig resources in the monitoring namespace.",
+    )
+    scrape_kube_proxy: bool = Field(
+        default=False,
+        description="Scrape kube-proxy. Off by default: the EKS kube-proxy add-on serves metrics on 127.0.0.1 "
+        "only and kube-proxy-less clusters have none, so KubeProxyDown would always fire.",
+    )
 
     @model_validator(mode="after")
     def _storage(self) -> Self:
@@ -1206,6 +1269,13 @@ class StackConfig(_Model):
         default=False,
         description="Install the eks-pod-identity-agent add-on (for existing clusters that lack it; pod-identity only).",
     )
+    pod_identity_agent_version: (
+        Annotated[str, _addon_version(POD_IDENTITY_AGENT_ADDON, "podIdentityAgentVersion")] | None
+    ) = Field(
+        default=None,
+        description="Pin the eks-pod-identity-agent add-on version (with managePodIdentityAgent); unset = the "
+        "newest EKS offers for the cluster's Kubernetes version.",
+    )
 
     @field_validator("region")
     @classmethod
@@ -1297,6 +1367,16 @@ class StackConfig(_Model):
                 "managePodIdentityAgent: is true but iamMode is irsa, which does not use the agent; "
                 "set managePodIdentityAgent: false or iamMode: pod-identity"
             )
+        if self.pod_identity_agent_version is not None and not self.manage_pod_identity_agent:
+            problems.append(
+                f"podIdentityAgentVersion: {self.pod_identity_agent_version!r} is set but managePodIdentityAgent "
+                "is false, so the stack installs no agent; remove podIdentityAgentVersion or set "
+                "managePodIdentityAgent: true"
+            )
+        if self.fsx.enabled:
+            problems += _driver_problems("fsx", self.fsx.driver, self.fsx.driver_version)
+        if self.s3.enabled:
+            problems += _driver_problems("s3", self.s3.driver, self.s3.driver_version)
         if self.manage_pod_identity_agent and self.create_cluster:
             problems.append(
                 "managePodIdentityAgent: createCluster makes an EKS Auto Mode cluster, which runs the Pod Identity "

@@ -2,8 +2,10 @@
 
 What it owns (cluster-scoped and AWS side):
 
-* the ``aws-fsx-csi-driver`` EKS add-on, with an auto-named IAM role bound to exactly the driver's
-  controller service account (``kube-system/fsx-csi-controller-sa``) by EKS Pod Identity or IRSA;
+* the ``aws-fsx-csi-driver`` EKS add-on (``fsx.driver: install``, at the version EKS offers for the
+  cluster unless pinned) or nothing of the driver itself (``existing``: the cluster already runs it),
+  and in both cases an auto-named IAM role bound to exactly the driver's controller service account
+  (``kube-system/fsx-csi-controller-sa``) by EKS Pod Identity or IRSA;
 * ``dynamic``: a StorageClass the driver provisions a new file system from, and Lustre ingress rules
   (TCP 988 and 1018-1023, from the security group itself) on the file system's security groups. The
   file system's subnet is ``subnet_id`` when given (fsx.subnetId, HyperPod's subnet), else the first
@@ -67,7 +69,6 @@ from components.builders.storage import (
 )
 from components.config import FsxConfig
 from components.contract import FSX_MOUNT_PATH
-from components.versions import FSX_CSI_DRIVER_ADDON_VERSION
 from components.workload_identity import ClusterIdentity, csi_driver
 
 
@@ -87,7 +88,8 @@ class FsxLustreStorageArgs:
     retain_data: bool = True
     # Install the eks-pod-identity-agent add-on too (pod-identity mode, clusters that lack it).
     manage_pod_identity_agent: bool = False
-    addon_version: str = FSX_CSI_DRIVER_ADDON_VERSION
+    # Version of the eks-pod-identity-agent add-on when managed; None = the newest EKS offers.
+    pod_identity_agent_version: str | None = None
     # Value of the ray-on-eks/owner tag on created file systems; the driver may only change those.
     # Defaults to "<project>.<stack>.<name>".
     owner_tag_value: str | None = None
@@ -133,25 +135,28 @@ class FsxLustreStorage(pulumi.ComponentResource):
                 )
             )
         )
-        driver, addon = csi_driver(
+        driver = csi_driver(
             name,
             identity=identity,
+            source=cfg.driver,
             addon_name=FSX_CSI_ADDON,
-            addon_version=args.addon_version,
+            addon_version_pin=cfg.driver_version,
+            version_config_key="fsx.driverVersion",
             namespace=FSX_CSI_CONTROLLER_NAMESPACE,
             service_account=FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
             policy=policy,
             description="FSx for Lustre CSI controller (ray-on-eks): create, resize, delete own file systems",
             manage_pod_identity_agent=args.manage_pod_identity_agent,
+            pod_identity_agent_version=args.pod_identity_agent_version,
             parent=self,
         )
-        self.driver_role_arn = driver.role.arn
+        self.driver_role_arn = driver.role.role.arn
 
         if cfg.mode == "dynamic":
-            self.claim_spec = self._dynamic(name, args, owner, addon)
+            self.claim_spec = self._dynamic(name, args, owner, driver.ready)
             self.claim_annotations = claim_await_annotations(FSX_DYNAMIC_BIND_TIMEOUT_SECONDS)
         else:
-            self.claim_spec = self._static(name, args, addon)
+            self.claim_spec = self._static(name, args, driver.ready)
             self.claim_annotations = claim_await_annotations(STATIC_BIND_TIMEOUT_SECONDS)
 
         self.register_outputs(
@@ -166,7 +171,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
 
     def _dynamic(
-        self, name: str, args: FsxLustreStorageArgs, owner: str, addon: aws.eks.Addon
+        self, name: str, args: FsxLustreStorageArgs, owner: str, driver_ready: list[pulumi.Resource]
     ) -> pulumi.Output[dict[str, Any]]:
         cfg = args.config
         rules: list[pulumi.Resource] = []
@@ -213,7 +218,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
             volume_binding_mode=fields["volumeBindingMode"],
             allow_volume_expansion=fields["allowVolumeExpansion"],
             # The driver and the network rules must outlive every claim on this class.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon, *rules]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*driver_ready, *rules]),
         )
         self.storage_class_name = storage_class.metadata.name
         storage = f"{cfg.storage_capacity_gib}Gi"
@@ -222,7 +227,7 @@ class FsxLustreStorage(pulumi.ComponentResource):
         )
 
     def _static(
-        self, name: str, args: FsxLustreStorageArgs, addon: aws.eks.Addon
+        self, name: str, args: FsxLustreStorageArgs, driver_ready: list[pulumi.Resource]
     ) -> pulumi.Output[dict[str, Any]]:
         cfg = args.config
         assert cfg.file_system_id and cfg.dns_name and cfg.mount_name  # checked by validate_args
@@ -243,7 +248,9 @@ class FsxLustreStorage(pulumi.ComponentResource):
             },
             spec=spec,
             # Kept exactly when the claim is: a kept claim holds this volume's pv-protection finalizer.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon], retain_on_delete=args.retain_data),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=driver_ready, retain_on_delete=args.retain_data
+            ),
         )
         self.persistent_volume_name = volume.metadata.name
         storage = f"{cfg.storage_capacity_gib}Gi"

@@ -5,8 +5,19 @@
   Helm installs a chart's ``crds/`` once and never upgrades them, so the chart is installed with
   ``skip_crds``: bumping ``KUBERAY_VERSION`` plus a new CRD folder upgrades CRDs and operator
   together on ``pulumi up``.
-* The CRDs are retained on ``pulumi destroy``: deleting a CRD deletes every RayCluster, RayJob and
-  RayService in the cluster, including ones this stack does not own.
+* Each CRD is its own resource with ``retain_on_delete``: deleting a CRD deletes every RayCluster,
+  RayJob and RayService in the cluster, including ones this stack does not own. They used to be the
+  children of one ``yaml/v2`` ConfigGroup (cheaper to evaluate: the files went to the provider as
+  text), but ``retain_on_delete`` on a ConfigGroup is not known to reach its children: the provider
+  registers them with only ``Parent`` (pulumi/pulumi-kubernetes
+  ``provider/pkg/provider/yaml/v2/configgroup.go``) and issue pulumi-kubernetes#3065 was closed
+  won't-fix. Set on the CRD resource itself, the engine records it in the state of that resource.
+* Upgrading a stack deployed with the ConfigGroup: each CRD carries an alias to its old URN (the
+  ConfigGroup named its children ``<group>-<crd name>``, yaml/v2 ``yaml.go`` ``parseUnstructured``),
+  so the engine updates the same resource in place instead of creating a new one and deleting the
+  old one — a delete that, without retention in the old state, would have removed the CRD and
+  every Ray object with it. The emptied ConfigGroup is then deleted; it is a component, so its
+  deletion only removes it from the state and touches nothing in the cluster.
 * The operator is a real Helm release (``helm.v3.Release``): ``helm history`` / ``helm rollback``
   work, and values come from :func:`components.builders.kuberay.build_kuberay_values`.
 
@@ -43,9 +54,9 @@ def crd_dir(version: str = KUBERAY_VERSION) -> Path:
 def crd_texts(version: str = KUBERAY_VERSION) -> list[str]:
     """The vendored CRD files of KubeRay ``version``, in ``CRD_KINDS`` order, as text.
 
-    They are JSON converted from the release's ``ray.io_<kind>.yaml`` (same content, checked against
-    the upstream YAML by the tests). JSON is YAML, so the text goes to the provider as it is, and the
-    program never parses 3 MB of schema on ``pulumi up``.
+    They are compact JSON converted from the release's ``ray.io_<kind>.yaml`` (same content; the
+    tests check it against the upstream files' recorded digests): ``json.loads`` reads the 1 MB in
+    a few milliseconds where a YAML parser of the 3 MB originals would take seconds.
     """
     folder = crd_dir(version)
     texts: list[str] = []
@@ -65,6 +76,26 @@ def crd_texts(version: str = KUBERAY_VERSION) -> list[str]:
 def load_crds(version: str = KUBERAY_VERSION) -> list[dict[str, Any]]:
     """The CRD documents of KubeRay ``version`` (one per kind), parsed (for checks and tests)."""
     return [json.loads(text) for text in crd_texts(version)]
+
+
+# The ConfigGroup that held the CRDs up to this version (see the module docstring).
+PREVIOUS_CRD_GROUP_TYPE = "kubernetes:yaml/v2:ConfigGroup"
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+
+def crd_resource_name(component: str, kind: str) -> str:
+    """Pulumi name of the CRD resource for ``kind`` (``kuberay-crd-rayclusters``)."""
+    return f"{component}-crd-{kind}"
+
+
+def previous_crd_alias(component: str, parent: pulumi.Resource, crd_name: str) -> pulumi.Alias:
+    """The URN the CRD ``crd_name`` had as a child of the ``<component>-crds`` ConfigGroup.
+
+    yaml/v2 named each object ``<group name>-<metadata.name>`` (cluster-scoped, no resourcePrefix)
+    and parented it to the group, itself a child of this component.
+    """
+    group = pulumi.create_urn(f"{component}-crds", PREVIOUS_CRD_GROUP_TYPE, parent=parent)
+    return pulumi.Alias(name=f"{component}-crds-{crd_name}", type_=CRD_TYPE, parent=group)
 
 
 def vendor_crds(source: Path, version: str = KUBERAY_VERSION) -> None:
@@ -117,15 +148,20 @@ class KubeRayOperator(pulumi.ComponentResource):
             service_monitor=False,
             node_selector=args.node_selector,
         )
-        # The CRD files go to the provider as text (JSON is YAML) in one ConfigGroup: serialising
-        # their 3 MB schemas as Pulumi property trees cost ~1 s of every `pulumi up` evaluation.
-        # retain_on_delete reaches every CRD in the group: deleting a CRD cascades to every custom
-        # resource of that kind in the cluster.
-        self.crds = k8s.yaml.v2.ConfigGroup(
-            f"{name}-crds",
-            yaml="\n---\n".join(crd_texts()),
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-        )
+        self.crds = [
+            k8s.apiextensions.v1.CustomResourceDefinition(
+                crd_resource_name(name, kind),
+                metadata=doc["metadata"],
+                spec=doc["spec"],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # Deleting a CRD deletes every custom resource of that kind in the cluster.
+                    retain_on_delete=True,
+                    aliases=[previous_crd_alias(name, self, doc["metadata"]["name"])],
+                ),
+            )
+            for kind, doc in zip(CRD_KINDS, load_crds(), strict=True)
+        ]
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -153,7 +189,7 @@ class KubeRayOperator(pulumi.ComponentResource):
             cleanup_on_fail=True,
             timeout=600,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.crds, namespace, *args.release_depends_on]
+                parent=self, depends_on=[*self.crds, namespace, *args.release_depends_on]
             ),
         )
 

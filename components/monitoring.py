@@ -2,7 +2,10 @@
 
 What ``pulumi up`` leaves behind, with nothing to import by hand:
 
-* the kube-prometheus-stack chart in its own namespace; Prometheus selects PodMonitors,
+* the kube-prometheus-stack chart in its own namespace, set up for a managed control plane (no
+  controller-manager / scheduler / etcd / kube-proxy targets or alerts that EKS can never satisfy),
+  with requests and limits on every container and Alertmanager off unless asked for; Prometheus
+  selects PodMonitors,
   ServiceMonitors and PrometheusRules from every namespace (so the KubeRay operator's ServiceMonitor
   is picked up); Grafana is ClusterIP only, anonymous access off, embeddable in the Ray dashboard;
 * a generated Grafana admin password, kept in a Secret the chart references (never in values);
@@ -56,6 +59,10 @@ class MonitoringArgs:
     """Only then may Grafana get an (internal) LoadBalancer; otherwise ClusterIP + port-forward."""
     scrape_autoscaler: bool = False
     """Also scrape the in-tree autoscaler's metrics on the head (set when the autoscaler is on)."""
+    alertmanager: bool = False
+    """Run Alertmanager (receivers come from AlertmanagerConfig resources); off: alerts go nowhere."""
+    scrape_kube_proxy: bool = False
+    """Scrape kube-proxy (only where it serves metrics on the node's address)."""
     grafana_local_port: int = 3000
     """Local port of ``kubectl port-forward`` to Grafana."""
     grafana_iframe_host: str | None = None
@@ -116,6 +123,8 @@ class Monitoring(pulumi.ComponentResource):
             storage_class=args.storage_class,
             grafana_admin_secret=admin_secret.metadata.name,
             expose_dashboards=args.expose_dashboards,
+            alertmanager=args.alertmanager,
+            scrape_kube_proxy=args.scrape_kube_proxy,
         )
         release = k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack",

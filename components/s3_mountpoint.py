@@ -5,8 +5,10 @@ What it owns:
 
 * the bucket, when ``createBucket`` (versioned, SSE-KMS with the AWS managed key and a bucket key, all
   public access blocked, BucketOwnerEnforced, TLS-only policy) - or just the name of an existing one;
-* the ``aws-mountpoint-s3-csi-driver`` EKS add-on (v2) with an auto-named IAM role that reaches
-  exactly this bucket, bound to ``kube-system/s3-csi-driver-sa`` by EKS Pod Identity or IRSA;
+* the ``aws-mountpoint-s3-csi-driver`` EKS add-on (v2; ``s3.driver: install``, at the version EKS
+  offers for the cluster unless pinned) or nothing of the driver itself (``existing``), and in both
+  cases an auto-named IAM role that reaches exactly this bucket, bound to
+  ``kube-system/s3-csi-driver-sa`` by EKS Pod Identity or IRSA;
 * a static PersistentVolume for the bucket (``Retain``; the driver never deletes buckets);
 * an IAM role with the same bucket-only policy for the Ray pods' service account
   (``<namespace>/ray-workloads``), so workloads can also read and write ``s3://<bucket>`` directly
@@ -43,6 +45,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.builders.storage import (
+    IRSA_ROLE_ANNOTATION,
     S3_CSI_ADDON,
     S3_CSI_DRIVER_NAMESPACE,
     S3_CSI_DRIVER_SERVICE_ACCOUNT,
@@ -60,10 +63,8 @@ from components.builders.storage import (
 )
 from components.config import S3Config
 from components.contract import RAY_SERVICE_ACCOUNT, S3_MOUNT_PATH
-from components.versions import MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
 from components.workload_identity import ClusterIdentity, csi_driver, service_account_role
 
-IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 # Versioning keeps overwritten and deleted objects; they expire after this many days.
 NONCURRENT_VERSION_DAYS = 30
 ABORT_INCOMPLETE_UPLOAD_DAYS = 7
@@ -82,7 +83,8 @@ class S3MountpointArgs:
     retain_data: bool = True
     # Install the eks-pod-identity-agent add-on too (pod-identity mode, clusters that lack it).
     manage_pod_identity_agent: bool = False
-    addon_version: str = MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
+    # Version of the eks-pod-identity-agent add-on when managed; None = the newest EKS offers.
+    pod_identity_agent_version: str | None = None
 
 
 class S3Mountpoint(pulumi.ComponentResource):
@@ -124,19 +126,22 @@ class S3Mountpoint(pulumi.ComponentResource):
 
         access = self.bucket_arn.apply(lambda arn: json.dumps(s3_bucket_access_policy(bucket_arn=arn)))
 
-        driver, addon = csi_driver(
+        driver = csi_driver(
             name,
             identity=identity,
+            source=cfg.driver,
             addon_name=S3_CSI_ADDON,
-            addon_version=args.addon_version,
+            addon_version_pin=cfg.driver_version,
+            version_config_key="s3.driverVersion",
             namespace=S3_CSI_DRIVER_NAMESPACE,
             service_account=S3_CSI_DRIVER_SERVICE_ACCOUNT,
             policy=access,
             description="Mountpoint for S3 CSI driver (ray-on-eks): one bucket only",
             manage_pod_identity_agent=args.manage_pod_identity_agent,
+            pod_identity_agent_version=args.pod_identity_agent_version,
             parent=self,
         )
-        self.driver_role_arn = driver.role.arn
+        self.driver_role_arn = driver.role.role.arn
 
         ray = service_account_role(
             f"{name}-ray",
@@ -171,7 +176,9 @@ class S3Mountpoint(pulumi.ComponentResource):
             },
             spec=spec,
             # Kept exactly when the claim is: a kept claim holds this volume's pv-protection finalizer.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon], retain_on_delete=args.retain_data),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=driver.ready, retain_on_delete=args.retain_data
+            ),
         )
         self.persistent_volume_name = volume.metadata.name
         self.claim_spec = volume.metadata.name.apply(

@@ -54,13 +54,22 @@ def ray_image(*, gpu: bool, repository: str = RAY_IMAGE_REPOSITORY) -> str:
     return f"{repository}:{RAY_VERSION}-{RAY_PYTHON_TAG}{suffix}"
 
 
-# EKS managed add-ons for shared storage and Pod Identity. The -eksbuild.N suffix is what EKS publishes
-# per Kubernetes version; confirm a pin against your cluster before deploying or upgrading with
-#   aws eks describe-addon-versions --addon-name <name> --kubernetes-version <version>
-# (a pin EKS does not offer makes `pulumi up` fail at that add-on).
-# FSx for Lustre CSI driver (kubernetes-sigs/aws-fsx-csi-driver v1.9.0).
-FSX_CSI_DRIVER_ADDON_VERSION = "v1.9.0-eksbuild.1"
-# Mountpoint for Amazon S3 CSI driver v2 (awslabs/mountpoint-s3-csi-driver v2.7.0); v2 supports Pod Identity.
-MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION = "v2.7.0-eksbuild.1"
-# EKS Pod Identity agent (EKS 1.32-1.34), installed only when managePodIdentityAgent is true.
-POD_IDENTITY_AGENT_ADDON_VERSION = "v1.3.10-eksbuild.2"
+# EKS managed add-ons (shared storage drivers, Pod Identity agent). No build is pinned here: which
+# `-eksbuild.N` builds exist depends on the cluster's Kubernetes version and changes as EKS publishes
+# them, so the program asks EKS at deploy time for the newest build offered for the cluster's version
+# (aws.eks.get_addon_version, most_recent) unless the stack pins one (fsx.driverVersion,
+# s3.driverVersion, podIdentityAgentVersion; list them with
+#   aws eks describe-addon-versions --addon-name <name> --kubernetes-version <version>).
+# What is pinned is the major version each add-on's IAM policy, volume specs and service account
+# names are written for: a resolved or pinned version of another major stops `pulumi up` with a
+# one-line error instead of installing a driver the program was not written against.
+EKS_ADDON_MAJOR_VERSIONS: Mapping[str, str] = MappingProxyType(
+    {
+        # kubernetes-sigs/aws-fsx-csi-driver v1 (controller service account fsx-csi-controller-sa).
+        "aws-fsx-csi-driver": "v1",
+        # awslabs/mountpoint-s3-csi-driver v2: Pod Identity support, s3-csi-driver-sa.
+        "aws-mountpoint-s3-csi-driver": "v2",
+        # aws/eks-pod-identity-agent v1.
+        "eks-pod-identity-agent": "v1",
+    }
+)

@@ -3,6 +3,11 @@
 Not a component: a helper the storage components call to create their roles as their own children
 (``parent=self``), so each role is named after, and destroyed with, the component that needs it.
 No AWS keys anywhere: pods get short-lived credentials from EKS Pod Identity or from STS web identity.
+
+It also installs (or adopts) the CSI driver those roles are for: an EKS add-on the stack owns, at the
+version EKS offers for the cluster's Kubernetes version unless the stack pins one, or a driver the
+cluster already runs (creating an add-on that exists fails with ResourceInUseException, so a cluster
+from HyperPod quick setup or a platform team says ``driver: existing``).
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from components.builders.storage import (
+    IRSA_ROLE_ANNOTATION,
     POD_IDENTITY_AGENT_ADDON,
+    DriverSource,
+    check_addon_version,
     irsa_trust_policy,
     pod_identity_trust_policy,
 )
-from components.versions import POD_IDENTITY_AGENT_ADDON_VERSION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +41,8 @@ class ClusterIdentity:
     # IRSA only: the cluster's IAM OIDC provider and issuer URL.
     oidc_provider_arn: pulumi.Input[str] | None = None
     oidc_issuer_url: pulumi.Input[str] | None = None
+    # The cluster's Kubernetes version (e.g. "1.33"): EKS add-on versions are resolved for it.
+    kubernetes_version: pulumi.Input[str] | None = None
 
     def validate(self, owner: str) -> None:
         """Raise a ValueError naming ``owner``'s argument when IRSA lacks its OIDC inputs."""
@@ -127,40 +137,102 @@ def service_account_role(
     return ServiceAccountRole(role=role, policy=inline, association=association)
 
 
+def addon_version(
+    name: str,
+    *,
+    addon_name: str,
+    pinned: str | None,
+    config_key: str,
+    kubernetes_version: pulumi.Input[str] | None,
+    parent: pulumi.Resource,
+) -> pulumi.Input[str]:
+    """The add-on version to install: ``pinned`` (checked), else the newest build EKS offers for
+    ``kubernetes_version`` (``aws eks describe-addon-versions``, through ``aws.eks.get_addon_version``
+    with ``most_recent``). Either way it must be of the major the program supports
+    (``EKS_ADDON_MAJOR_VERSIONS``), or ``pulumi up`` stops naming ``config_key``.
+    """
+    if pinned is not None:
+        return check_addon_version(addon_name, pinned, config_key)
+    if kubernetes_version is None:
+        raise ValueError(
+            f"{name}: {addon_name} has no pinned version and the cluster's Kubernetes version is unknown "
+            f"(ClusterIdentity.kubernetes_version); pin one in {config_key}"
+        )
+    found = aws.eks.get_addon_version_output(
+        addon_name=addon_name,
+        kubernetes_version=kubernetes_version,
+        most_recent=True,
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    )
+    return found.version.apply(lambda version: check_addon_version(addon_name, version, config_key))
+
+
 def pod_identity_agent(
-    name: str, *, cluster_name: pulumi.Input[str], parent: pulumi.Resource
+    name: str,
+    *,
+    identity: ClusterIdentity,
+    version: str | None,
+    parent: pulumi.Resource,
 ) -> aws.eks.Addon:
     """The ``eks-pod-identity-agent`` add-on (only where the stack is asked to manage it)."""
     return aws.eks.Addon(
         f"{name}-pod-identity-agent",
-        cluster_name=cluster_name,
+        cluster_name=identity.cluster_name,
         addon_name=POD_IDENTITY_AGENT_ADDON,
-        addon_version=POD_IDENTITY_AGENT_ADDON_VERSION,
+        addon_version=addon_version(
+            name,
+            addon_name=POD_IDENTITY_AGENT_ADDON,
+            pinned=version,
+            config_key="podIdentityAgentVersion",
+            kubernetes_version=identity.kubernetes_version,
+            parent=parent,
+        ),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+@dataclass(frozen=True)
+class CsiDriver:
+    """What :func:`csi_driver` set up; ``ready`` is what volumes using the driver must wait for."""
+
+    role: ServiceAccountRole
+    addon: aws.eks.Addon | None
+    ready: list[pulumi.Resource]
 
 
 def csi_driver(
     name: str,
     *,
     identity: ClusterIdentity,
+    source: DriverSource,
     addon_name: str,
-    addon_version: str,
+    addon_version_pin: str | None,
+    version_config_key: str,
     namespace: str,
     service_account: str,
     policy: pulumi.Input[str],
     description: str,
     manage_pod_identity_agent: bool,
+    pod_identity_agent_version: str | None,
     parent: pulumi.Resource,
-) -> tuple[ServiceAccountRole, aws.eks.Addon]:
-    """A CSI driver EKS add-on whose controller runs as ``namespace/service_account`` with ``policy``.
+) -> CsiDriver:
+    """A CSI driver whose controller runs as ``namespace/service_account`` with ``policy``.
 
-    The role (and, with Pod Identity, its association) exists before the add-on starts its
-    controller, so the driver's first AWS call already has credentials.
+    ``install``: the EKS add-on, created after the role (and, with Pod Identity, its association), so
+    the driver's first AWS call already has credentials; with IRSA the add-on puts the role on its
+    service account itself (``service_account_role_arn``).
+
+    ``existing``: no add-on. Pod Identity: the association binds the role to the driver's service
+    account. IRSA: the role-arn annotation is patched onto that service account (server-side apply;
+    ``pulumi destroy`` removes just that field). Either way the pods the driver runs already only
+    get the credentials when they restart (both webhooks act at pod creation): see the README
+    "Before the first deploy" for the ``kubectl rollout restart``.
     """
     ready: list[pulumi.Resource] = []
     if manage_pod_identity_agent:
-        ready.append(pod_identity_agent(name, cluster_name=identity.cluster_name, parent=parent))
+        ready.append(
+            pod_identity_agent(name, identity=identity, version=pod_identity_agent_version, parent=parent)
+        )
     driver = service_account_role(
         f"{name}-driver",
         identity=identity,
@@ -170,13 +242,35 @@ def csi_driver(
         description=description,
         parent=parent,
     )
+    if source == "existing":
+        found: list[pulumi.Resource] = [*ready, *driver.ready]
+        if identity.iam_mode == "irsa":
+            found.append(
+                k8s.core.v1.ServiceAccountPatch(
+                    f"{name}-driver-service-account",
+                    metadata={
+                        "name": service_account,
+                        "namespace": namespace,
+                        "annotations": {IRSA_ROLE_ANNOTATION: driver.role.arn},
+                    },
+                    opts=pulumi.ResourceOptions(parent=parent, depends_on=driver.ready),
+                )
+            )
+        return CsiDriver(role=driver, addon=None, ready=found)
     addon = aws.eks.Addon(
         f"{name}-csi-driver",
         cluster_name=identity.cluster_name,
         addon_name=addon_name,
-        addon_version=addon_version,
+        addon_version=addon_version(
+            name,
+            addon_name=addon_name,
+            pinned=addon_version_pin,
+            config_key=version_config_key,
+            kubernetes_version=identity.kubernetes_version,
+            parent=parent,
+        ),
         service_account_role_arn=driver.role.arn if identity.iam_mode == "irsa" else None,
         resolve_conflicts_on_update="PRESERVE",
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[*ready, *driver.ready]),
     )
-    return driver, addon
+    return CsiDriver(role=driver, addon=addon, ready=[addon])

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real program run under Pulumi mocks for every stack file, and the schemas."""
+"""Shared fixtures: the real program run under Pulumi mocks for every stack file, and the vendored schemas."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import yaml
 
 from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program, stack_files, stack_name
 
-SHARED_SCHEMAS = REPO.parent / "shared" / "schemas"
+SCHEMAS = REPO / "tests" / "schemas"
 STACKS = [stack_name(path) for path in stack_files()]
 # Stacks on EKS / HyperPod (AWS lookups, aws:region) and on any Kubernetes (clusterType kubernetes).
 KUBERNETES_STACKS = [
@@ -55,11 +55,10 @@ def delete_run() -> ProgramRun:
 
 
 @pytest.fixture(scope="session")
-def shared_schemas() -> Path:
-    """``../shared/schemas`` (the real upstream CRDs and chart values); skip where it is absent."""
-    if not SHARED_SCHEMAS.is_dir():
-        pytest.skip(
-            f"{SHARED_SCHEMAS} is absent (a user's clone without the reference schemas); "
-            "schema validation needs the KubeRay CRDs and chart values from that folder"
-        )
-    return SHARED_SCHEMAS
+def schemas() -> Path:
+    """``tests/schemas``: upstream CRDs and chart values vendored in the repo (see its README.md).
+
+    Present in every clone, so schema tests always run; a missing file fails the test that reads it.
+    """
+    assert SCHEMAS.is_dir(), f"{SCHEMAS} is missing: it is part of the repository (git checkout it)"
+    return SCHEMAS

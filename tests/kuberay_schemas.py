@@ -1,5 +1,9 @@
 """Validate Ray custom resources against the real KubeRay CRD schemas with jsonschema.
 
+The schemas are the CRDs the program applies (``components/crds/kuberay-<version>/``, the release's
+files as JSON, checked against their upstream digests by tests/components/test_kuberay_operator.py),
+so what the tests validate against is exactly what the cluster will get.
+
 The CRD's ``spec.versions[name=v1].schema.openAPIV3Schema`` is OpenAPI v3 with Kubernetes
 extensions. Adjustments so jsonschema judges it the way the API server does:
 
@@ -14,12 +18,14 @@ extensions. Adjustments so jsonschema judges it the way the API server does:
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+
+from components.kuberay_operator import crd_dir
 
 KIND_FILES = {"RayCluster": "rayclusters", "RayJob": "rayjobs", "RayService": "rayservices"}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -44,14 +50,13 @@ def _strict(node: Any) -> Any:
 
 @functools.cache
 def crd_schema(folder: Path, kind: str) -> dict[str, Any]:
-    """The strict v1 schema of ``kind`` from ``folder/ray.io_<plural>.yaml``."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    doc = yaml.load((folder / f"ray.io_{KIND_FILES[kind]}.yaml").read_text(), Loader=loader)
+    """The strict v1 schema of ``kind`` from ``folder/ray.io_<plural>.json``."""
+    doc = json.loads((folder / f"ray.io_{KIND_FILES[kind]}.json").read_text())
     (version,) = [v for v in doc["spec"]["versions"] if v["name"] == "v1"]
     return _strict(version["schema"]["openAPIV3Schema"])
 
 
-def validation_errors(document: dict[str, Any], folder: Path) -> list[str]:
+def validation_errors(document: dict[str, Any], folder: Path | None = None) -> list[str]:
     """Every schema violation of ``document`` (apiVersion, kind, metadata, spec), as readable lines."""
     kind = document.get("kind")
     if kind not in KIND_FILES:
@@ -62,7 +67,7 @@ def validation_errors(document: dict[str, Any], folder: Path) -> list[str]:
     name = (document.get("metadata") or {}).get("name", "")
     if not _DNS_LABEL.match(name or ""):
         problems.append(f"metadata.name {name!r} is not a DNS label")
-    validator = jsonschema.Draft7Validator(crd_schema(folder, kind))
+    validator = jsonschema.Draft7Validator(crd_schema(folder or crd_dir(), kind))
     for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(p) for p in error.absolute_path)
         problems.append(f"{kind} {name}: {path}: {error.message}")

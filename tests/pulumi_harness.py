@@ -36,6 +36,13 @@ SECRET_SIG = rpc._special_sig_key  # marker key of a secret value on the wire
 SECRET_VALUE = rpc._special_secret_sig
 RESOURCE_VALUE = rpc._special_resource_sig
 UNKNOWN = rpc.UNKNOWN
+# Newest EKS add-on builds the mock reports (shaped like EKS's; not used as pins anywhere).
+ADDON_VERSIONS = {
+    "aws-fsx-csi-driver": "v1.9.0-eksbuild.1",
+    "aws-mountpoint-s3-csi-driver": "v2.7.0-eksbuild.1",
+    "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
+}
+SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34")
 
 
 def _plain(node: Any) -> Any:
@@ -379,7 +386,12 @@ class RealisticMocks(Mocks):
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region, "id": self.region, "endpoint": ""}
         if token == "aws:eks/getAddonVersion:getAddonVersion":
-            return {"version": "v1.0.0-eksbuild.1", "addonName": inputs.get("addonName"), "id": "x"}
+            # What `aws eks describe-addon-versions` answers, per add-on, for a supported Kubernetes
+            # version; anything else is an error, as on EKS.
+            name, kubernetes = inputs.get("addonName"), inputs.get("kubernetesVersion")
+            if name not in ADDON_VERSIONS or kubernetes not in SUPPORTED_KUBERNETES:
+                raise ValueError(f"no {name} add-on version for Kubernetes {kubernetes!r}")
+            return {"version": ADDON_VERSIONS[name], "addonName": name, "id": name}
         if token == "aws:ec2/getSubnet:getSubnet":
             facts = self.subnets.get(str(inputs.get("id")), {"mapPublicIpOnLaunch": False, "az": "a"})
             return {

@@ -29,3 +29,22 @@ def test_every_stack_output_is_documented() -> None:
     documented = set(re.findall(r"`([A-Za-z]+)`", table))
     assert exported, "no exports found in __main__.py"
     assert exported <= documented, f"undocumented stack outputs: {sorted(exported - documented)}"
+
+
+def test_before_the_first_deploy_checks_what_the_program_installs() -> None:
+    """The pre-deploy checks name the real add-ons, service accounts and Ray image tags."""
+    from components.builders.storage import (
+        FSX_CSI_CONTROLLER_SERVICE_ACCOUNT,
+        S3_CSI_DRIVER_SERVICE_ACCOUNT,
+    )
+    from components.versions import EKS_ADDON_MAJOR_VERSIONS, ray_image
+
+    section = README.split("### Before the first deploy", 1)[1].split("\n### ", 1)[0]
+    for addon in EKS_ADDON_MAJOR_VERSIONS:
+        assert f"--addon-name {addon}" in section, addon
+    for account in (FSX_CSI_CONTROLLER_SERVICE_ACCOUNT, S3_CSI_DRIVER_SERVICE_ACCOUNT):
+        assert f"--service-account {account}" in section, account
+    for gpu in (False, True):
+        assert f"docker manifest inspect {ray_image(gpu=gpu)}\n" in section
+    for key in ("fsx.driver", "s3.driver", "managePodIdentityAgent", "fsx.driverVersion"):
+        assert f"`{key}" in section, key

@@ -96,6 +96,52 @@ def grafana_port_forward_command(namespace: str, local_port: int) -> str:
 # kube-prometheus-stack values
 # --------------------------------------------------------------------------------------------------
 
+# Control-plane components EKS (and HyperPod's EKS) runs for the customer and never exposes to
+# in-cluster scraping: the chart's defaults would create a Service + ServiceMonitor for each and
+# alert forever (KubeControllerManagerDown, KubeSchedulerDown, etcd; prometheus-community/helm-charts
+# issues 4106 and 3368). The chart's values key for each.
+MANAGED_CONTROL_PLANE = ("kubeControllerManager", "kubeScheduler", "kubeEtcd")
+# defaultRules.rules groups that only make sense with those targets (or with kube-proxy metrics).
+# The chart already skips a group whose component is disabled; setting both is explicit and survives
+# a chart version that changes that coupling.
+CONTROL_PLANE_RULE_GROUPS = (
+    "kubeControllerManager",
+    "kubeSchedulerAlerting",
+    "kubeSchedulerRecording",
+    "etcd",
+)
+KUBE_PROXY_RULE_GROUPS = ("kubeProxy",)
+# Alertmanager's own rules (AlertmanagerDown, ...) are meaningless without Alertmanager.
+ALERTMANAGER_RULE_GROUPS = ("alertmanager",)
+
+
+def _resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    return {
+        "requests": {"cpu": cpu_request, "memory": memory_request},
+        "limits": {"cpu": cpu_limit, "memory": memory_limit},
+    }
+
+
+# Requests and limits of every container the chart runs with this stack's values, by values path.
+# Sized for one Ray cluster's metrics (a few hundred targets' worth of series at most); Prometheus'
+# memory grows with series, so raise its limit for large clusters. Memory limits stop one
+# component's leak from evicting Ray pods on the same node.
+MONITORING_RESOURCES: dict[tuple[str, ...], dict[str, Any]] = {
+    ("prometheus", "prometheusSpec"): _resources("200m", "1Gi", "2", "4Gi"),
+    # The config-reloader sidecar in the Prometheus (and Alertmanager) pods.
+    ("prometheusOperator", "prometheusConfigReloader"): _resources("10m", "32Mi", "100m", "64Mi"),
+    ("prometheusOperator",): _resources("50m", "128Mi", "500m", "256Mi"),
+    # The admission webhook's certificate jobs (create + patch) run once per install/upgrade.
+    ("prometheusOperator", "admissionWebhooks", "patch"): _resources("10m", "32Mi", "100m", "128Mi"),
+    ("grafana",): _resources("100m", "256Mi", "500m", "512Mi"),
+    # Grafana's dashboard and datasource sidecars share this.
+    ("grafana", "sidecar"): _resources("20m", "64Mi", "200m", "256Mi"),
+    # Subcharts: both read a top-level `resources` (their own values.yaml).
+    ("kube-state-metrics",): _resources("20m", "64Mi", "200m", "256Mi"),
+    ("prometheus-node-exporter",): _resources("20m", "32Mi", "200m", "64Mi"),
+    ("alertmanager", "alertmanagerSpec"): _resources("20m", "64Mi", "200m", "256Mi"),
+}
+
 
 def build_prometheus_stack_values(
     *,
@@ -104,11 +150,23 @@ def build_prometheus_stack_values(
     storage_class: str | None,
     grafana_admin_secret: Any,
     expose_dashboards: bool = False,
+    alertmanager: bool = False,
+    scrape_kube_proxy: bool = False,
 ) -> dict[str, Any]:
-    """Values for the kube-prometheus-stack chart.
+    """Values for the kube-prometheus-stack chart, for a managed (EKS) control plane.
 
     ``grafana_admin_secret`` is the name of a Secret holding ``admin-user`` / ``admin-password``; it
     may be a Pulumi Output (the values are otherwise plain). The password itself never appears here.
+
+    * Controller manager, scheduler and etcd are neither scraped nor alerted on (EKS hides them).
+    * kube-proxy is scraped only with ``scrape_kube_proxy``: the EKS kube-proxy add-on serves its
+      metrics on 127.0.0.1:10249 (and reverts edits to its config, aws/containers-roadmap#657), and
+      kube-proxy-less clusters (EKS Auto Mode, Cilium) have none, so by default KubeProxyDown would
+      fire forever.
+    * ``alertmanager`` off (default): alerts are evaluated by Prometheus and shown in its UI and in
+      Grafana, but sent nowhere, since this stack configures no receivers. On: Alertmanager runs and
+      picks up receivers from ``AlertmanagerConfig`` resources in the monitoring namespace.
+    * Every container gets requests and limits (:data:`MONITORING_RESOURCES`).
     """
     prometheus_spec: dict[str, Any] = {
         "retention": retention,
@@ -142,8 +200,17 @@ def build_prometheus_stack_values(
             },
         }
 
-    return {
+    disabled_rules = [*CONTROL_PLANE_RULE_GROUPS]
+    if not scrape_kube_proxy:
+        disabled_rules += KUBE_PROXY_RULE_GROUPS
+    if not alertmanager:
+        disabled_rules += ALERTMANAGER_RULE_GROUPS
+    values: dict[str, Any] = {
         "fullnameOverride": FULLNAME,
+        **{component: {"enabled": False} for component in MANAGED_CONTROL_PLANE},
+        "kubeProxy": {"enabled": scrape_kube_proxy},
+        "defaultRules": {"rules": dict.fromkeys(disabled_rules, False)},
+        "alertmanager": {"enabled": alertmanager},
         "prometheus": {"prometheusSpec": prometheus_spec},
         "grafana": {
             "admin": {
@@ -176,6 +243,12 @@ def build_prometheus_stack_values(
             },
         },
     }
+    for path, resources in MONITORING_RESOURCES.items():
+        node = values
+        for key in path:
+            node = node.setdefault(key, {})
+        node["resources"] = copy.deepcopy(resources)
+    return values
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 from components.contract import FSX_MOUNT_PATH, RETAIN_DATA_LABEL, STORAGE_SUBDIR
+from components.versions import EKS_ADDON_MAJOR_VERSIONS
 
 # --------------------------------------------------------------------------------------------------
 # Driver identities and fixed names
@@ -131,6 +132,36 @@ def choose_fsx_subnet(*, cluster_subnet_ids: Sequence[str], private_subnet_ids: 
         f"fsx.subnetId: none of the cluster's subnets {list(cluster_subnet_ids)} is private "
         "(MapPublicIpOnLaunch false); set fsx.subnetId to a private subnet of the cluster's VPC"
     )
+
+
+# How a storage driver gets onto the cluster: ``install`` (this stack owns its EKS add-on) or
+# ``existing`` (the cluster already runs it: HyperPod quick setup, a platform team's add-on or Helm
+# release; the stack only gives its service account an IAM role).
+DriverSource = Literal["install", "existing"]
+# The IRSA annotation the EKS Pod Identity webhook reads on a service account.
+IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+ADDON_VERSION_PATTERN = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+$")
+
+
+def check_addon_version(addon_name: str, version: str, config_key: str) -> str:
+    """``version`` if it is an EKS build of the major the program supports for ``addon_name``.
+
+    Raises ``ValueError`` naming ``config_key`` (where a user pins it) and the fix; used for pins from
+    config and for versions resolved from EKS at deploy time alike.
+    """
+    major = EKS_ADDON_MAJOR_VERSIONS[addon_name]
+    if not ADDON_VERSION_PATTERN.match(version):
+        raise ValueError(
+            f"{config_key}: {version!r} is not an EKS add-on version such as {major}.0.0-eksbuild.1 "
+            f"(aws eks describe-addon-versions --addon-name {addon_name} --kubernetes-version <version>)"
+        )
+    if version.split(".", 1)[0] != major:
+        raise ValueError(
+            f"{config_key}: {addon_name} {version} is not a {major}.x build, the major this program is "
+            f"written for; pin a {major} build in {config_key} "
+            f"(aws eks describe-addon-versions --addon-name {addon_name} --kubernetes-version <version>)"
+        )
+    return version
 
 
 # --------------------------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ def test_program_eval(tmp_path):
         assert result["ratio_vs_baseline_with_submodules"] > 0
         check_summary(result["cpu_s"])
         assert result["cpu_ratio_vs_baseline"] > 0
+    crds = results["kuberay_crds_cpu_s"]
+    check_summary(crds["resources"])
+    check_summary(crds["configgroup_text"])
     assert len(document["targets"]) == len(results["stacks"])
     assert results["profile"]["extra_imports"], "--profile recorded no import times"
     assert "run_program" in results["profile"]["cprofile_top"]

@@ -24,8 +24,8 @@ MINIMAL: dict[str, Any] = {
 }
 
 
-def test_pulumi_yaml_validates_against_pulumis_project_schema(shared_schemas: Path) -> None:
-    schema = json.loads((shared_schemas / "pulumi-project.json").read_text())
+def test_pulumi_yaml_validates_against_pulumis_project_schema(schemas: Path) -> None:
+    schema = json.loads((schemas / "pulumi-project.json").read_text())
     project = yaml.safe_load(PROJECT_FILE.read_text())
     jsonschema.Draft202012Validator(schema).validate(project)
 
@@ -313,6 +313,18 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "set prometheusStorageGib",
     ),
     (
+        "alertmanager not a boolean",
+        {"monitoring": {"alertmanager": "sometimes"}},
+        "ray-on-eks:monitoring.alertmanager",
+        "true or false",
+    ),
+    (
+        "scrapeKubeProxy not a boolean",
+        {"monitoring": {"scrapeKubeProxy": "maybe"}},
+        "ray-on-eks:monitoring.scrapeKubeProxy",
+        "true or false",
+    ),
+    (
         "monitoring namespace shared with Ray",
         {"monitoring": {"namespace": "ray"}},
         "monitoring.namespace",
@@ -562,6 +574,36 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         {"workerGroups": _group(efaHugepages="lots")},
         "ray-on-eks:workerGroups[0].efaHugepages",
         "memory quantity",
+    ),
+    (
+        "unknown FSx driver source",
+        {"fsx": {"enabled": True, "driver": "helm"}},
+        "ray-on-eks:fsx.driver",
+        "'install' or 'existing'",
+    ),
+    (
+        "FSx driver version of another major",
+        {"fsx": {"enabled": True, "driverVersion": "v2.0.0-eksbuild.1"}},
+        "ray-on-eks:fsx.driverVersion",
+        "not a v1.x build",
+    ),
+    (
+        "S3 driver version that is not an EKS build",
+        {"s3": {"enabled": True, "driverVersion": "2.7.0"}},
+        "ray-on-eks:s3.driverVersion",
+        "eksbuild",
+    ),
+    (
+        "driver version pinned for an existing driver",
+        {"s3": {"enabled": True, "driver": "existing", "driverVersion": "v2.7.0-eksbuild.1"}},
+        "ray-on-eks:s3.driverVersion",
+        "remove driverVersion or set driver: install",
+    ),
+    (
+        "agent version without the agent",
+        {"podIdentityAgentVersion": "v1.3.10-eksbuild.2"},
+        "ray-on-eks:podIdentityAgentVersion",
+        "managePodIdentityAgent: true",
     ),
     (
         "Pod Identity agent with IRSA",

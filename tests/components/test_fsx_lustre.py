@@ -14,8 +14,8 @@ import pytest
 from components.builders.storage import FSX_OWNER_TAG_KEY
 from components.config import FsxConfig
 from components.fsx_lustre import FsxLustreStorageArgs, validate_args
-from components.versions import FSX_CSI_DRIVER_ADDON_VERSION, POD_IDENTITY_AGENT_ADDON_VERSION
 from components.workload_identity import ClusterIdentity
+from tests import pulumi_harness
 from tests.pulumi_harness import CLUSTER_SUBNETS as MOCK_SUBNETS
 from tests.pulumi_harness import (
     HYPERPOD_EKS_CLUSTER,
@@ -32,6 +32,7 @@ COMPONENT = "ray-on-eks:storage:FsxLustreStorage"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
+SERVICE_ACCOUNT_PATCH = "kubernetes:core/v1:ServiceAccountPatch"
 ADDON = "aws:eks/addon:Addon"
 RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
@@ -82,6 +83,10 @@ def _fsx_enabled(run: ProgramRun) -> bool:
     return bool((_cfg(run, "fsx") or {}).get("enabled"))
 
 
+def _fsx_driver(run: ProgramRun) -> str:
+    return str((_cfg(run, "fsx") or {}).get("driver", "install"))
+
+
 def test_every_stack_with_fsx_builds_one_component(stack_run: ProgramRun) -> None:
     assert len(stack_run.of_type(COMPONENT)) == (1 if _fsx_enabled(stack_run) else 0)
 
@@ -128,12 +133,16 @@ def test_driver_policy_limits_changes_to_this_stacks_file_systems(stack_run: Pro
     assert sc.inputs["parameters"]["extraTags"] == f"{FSX_OWNER_TAG_KEY}={owner}"
 
 
-def test_addon_is_pinned_and_waits_for_its_credentials(stack_run: ProgramRun) -> None:
+def test_addon_version_comes_from_eks_and_waits_for_its_credentials(stack_run: ProgramRun) -> None:
     if not _fsx_enabled(stack_run):
+        return
+    if _fsx_driver(stack_run) == "existing":  # the cluster's own driver: no add-on to create
+        assert not [a for a in stack_run.of_type(ADDON) if a.inputs["addonName"] == "aws-fsx-csi-driver"]
         return
     addon = stack_run.one(ADDON, "fsx-csi-driver")
     assert addon.inputs["addonName"] == "aws-fsx-csi-driver"
-    assert addon.inputs["addonVersion"] == FSX_CSI_DRIVER_ADDON_VERSION
+    # What EKS offers for the cluster's Kubernetes version (the mocked describe-addon-versions).
+    assert addon.inputs["addonVersion"] == pulumi_harness.ADDON_VERSIONS["aws-fsx-csi-driver"]
     # Pod Identity: no IRSA role on the add-on; the association exists first.
     assert "serviceAccountRoleArn" not in addon.inputs
     association = stack_run.one(ASSOCIATION, "fsx-driver-pod-identity")
@@ -258,8 +267,12 @@ def test_storage_class_carries_the_configured_file_system(stack_run: ProgramRun)
     assert params["perUnitStorageThroughput"] == str(fsx["perUnitStorageThroughput"])
     assert params["dataCompressionType"] == fsx["dataCompression"]
     assert params["fileSystemTypeVersion"] == fsx.get("lustreVersion", "2.15")
-    # Depends on the driver and the rules, so destroy removes claims before them.
-    assert stack_run.one(ADDON, "fsx-csi-driver").urn in sc.dependencies
+    # Depends on the driver (the add-on, or the existing driver's credentials) and the rules, so
+    # destroy removes claims before them.
+    if _fsx_driver(stack_run) == "install":
+        assert stack_run.one(ADDON, "fsx-csi-driver").urn in sc.dependencies
+    else:
+        assert stack_run.one(ASSOCIATION, "fsx-driver-pod-identity").urn in sc.dependencies
 
 
 def test_claim_spec_is_a_read_write_many_claim_on_the_class(stack_run: ProgramRun) -> None:
@@ -332,7 +345,7 @@ def test_pod_identity_agent_is_installed_once_when_asked() -> None:
     run = run_ok("dev", {"managePodIdentityAgent": True})
     agents = [a for a in run.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
     assert len(agents) == 1
-    assert agents[0].inputs["addonVersion"] == POD_IDENTITY_AGENT_ADDON_VERSION
+    assert agents[0].inputs["addonVersion"] == pulumi_harness.ADDON_VERSIONS["eks-pod-identity-agent"]
     assert agents[0].urn in run.one(ADDON, "fsx-csi-driver").dependencies
     default = run_program("dev")
     assert not [a for a in default.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
@@ -388,6 +401,57 @@ _POD_IDENTITY = ClusterIdentity(
 def test_bad_arguments_are_named(args: FsxLustreStorageArgs, fragment: str) -> None:
     with pytest.raises(ValueError, match=re.escape(fragment)):
         validate_args(args)
+
+
+# --- the driver: installed at the version EKS offers, pinned, or the cluster's own -------------------
+
+
+def test_addon_version_is_resolved_for_the_cluster_not_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on the old main, which installed a fixed, unverified -eksbuild pin whatever EKS offered."""
+    offered = {**pulumi_harness.ADDON_VERSIONS, "aws-fsx-csi-driver": "v1.11.0-eksbuild.4"}
+    monkeypatch.setattr(pulumi_harness, "ADDON_VERSIONS", offered)
+    run = run_ok("dev")
+    assert run.one(ADDON, "fsx-csi-driver").inputs["addonVersion"] == "v1.11.0-eksbuild.4"
+    # A Kubernetes version EKS has no build for is an error at the lookup, not a guessed version.
+    monkeypatch.setattr(pulumi_harness, "SUPPORTED_KUBERNETES", ("1.99",))
+    assert run_program("dev").error is not None
+
+
+def test_a_pinned_version_is_installed_as_written() -> None:
+    run = run_ok("dev", {"fsx": {"enabled": True, "driverVersion": "v1.8.0-eksbuild.2"}})
+    assert run.one(ADDON, "fsx-csi-driver").inputs["addonVersion"] == "v1.8.0-eksbuild.2"
+
+
+def test_eks_offering_another_major_stops_the_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
+    offered = {**pulumi_harness.ADDON_VERSIONS, "aws-fsx-csi-driver": "v2.0.0-eksbuild.1"}
+    monkeypatch.setattr(pulumi_harness, "ADDON_VERSIONS", offered)
+    run = run_program("dev")
+    assert run.error is not None
+    assert "fsx.driverVersion" in str(run.error) and "v1" in str(run.error)
+
+
+@pytest.mark.parametrize("iam_mode", ["pod-identity", "irsa"])
+def test_an_existing_driver_gets_only_its_role(iam_mode: str) -> None:
+    """Fails on the old main: the add-on was always created, and creating one that exists fails."""
+    run = run_ok("dev", {"iamMode": iam_mode, "fsx": {"enabled": True, "driver": "existing"}})
+    assert not [a for a in run.of_type(ADDON) if a.inputs["addonName"] == "aws-fsx-csi-driver"]
+    role = run.one(ROLE, "fsx-driver-role")
+    sc = run.one(STORAGE_CLASS, "fsx-sc")
+    if iam_mode == "pod-identity":
+        association = run.one(ASSOCIATION, "fsx-driver-pod-identity")
+        assert association.inputs["namespace"] == "kube-system"
+        assert association.inputs["serviceAccount"] == "fsx-csi-controller-sa"
+        assert association.urn in sc.dependencies
+        assert not run.of_type(SERVICE_ACCOUNT_PATCH)
+    else:
+        patch = run.one(SERVICE_ACCOUNT_PATCH, "fsx-driver-service-account")
+        assert patch.inputs["metadata"]["namespace"] == "kube-system"
+        assert patch.inputs["metadata"]["name"] == "fsx-csi-controller-sa"
+        (arn,) = patch.inputs["metadata"]["annotations"].values()
+        assert list(patch.inputs["metadata"]["annotations"]) == ["eks.amazonaws.com/role-arn"]
+        assert arn.startswith("arn:aws:iam::123456789012:role/fsx-driver-role")
+        assert role.urn in patch.dependencies
+        assert patch.urn in sc.dependencies
 
 
 def test_static_volume_follows_its_claims_retention() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -17,16 +18,18 @@ from components.config import KubeRayConfig, parse_stack_config
 from components.kuberay_operator import (
     CRD_KINDS,
     CRD_ROOT,
+    CRD_TYPE,
+    PREVIOUS_CRD_GROUP_TYPE,
     KubeRayOperator,
     KubeRayOperatorArgs,
     crd_dir,
+    crd_resource_name,
     load_crds,
 )
 from components.versions import KUBERAY_CHART, KUBERAY_CHART_REPO, KUBERAY_VERSION
 from tests import pulumi_harness
 from tests.pulumi_harness import ProgramRun, run_ok, run_program
 
-CRD_GROUP_TYPE = "kubernetes:yaml/v2:ConfigGroup"
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 
@@ -44,11 +47,16 @@ def test_crd_folder_matches_the_pinned_version() -> None:
 
 
 @pytest.mark.schemas
-def test_vendored_crds_are_the_upstream_release_files(shared_schemas: Path) -> None:
-    upstream = shared_schemas / f"kuberay-v{KUBERAY_VERSION}"
+def test_vendored_crds_are_the_upstream_release_files(schemas: Path) -> None:
+    # The digests were taken from the release's ray.io_<kind>.yaml files (file bytes and parsed
+    # document, see tests/schemas/README.md); an edit to a vendored CRD changes its document digest.
+    recorded = json.loads((schemas / f"kuberay-v{KUBERAY_VERSION}" / "crds.sha256.json").read_text())
+    assert sorted(recorded) == sorted(f"ray.io_{kind}.yaml" for kind in CRD_KINDS)
     for kind, document in zip(CRD_KINDS, load_crds(), strict=True):
-        (expected,) = [d for d in yaml.safe_load_all((upstream / f"ray.io_{kind}.yaml").read_text()) if d]
-        assert document == expected, kind
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+        assert hashlib.sha256(canonical).hexdigest() == recorded[f"ray.io_{kind}.yaml"]["document_sha256"], (
+            kind
+        )
 
 
 def test_vendoring_writes_what_load_crds_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,14 +76,34 @@ def test_missing_crd_folder_is_a_clear_error() -> None:
         load_crds("9.9.9")
 
 
-def test_crds_are_pulumi_managed_and_retained(stack_run: ProgramRun) -> None:
-    group = stack_run.one(CRD_GROUP_TYPE, "kuberay-crds")
-    assert sorted(doc["metadata"]["name"] for doc in _ray_crds(stack_run)) == sorted(
-        f"{k}.ray.io" for k in CRD_KINDS
-    )
-    # retainOnDelete on the group reaches every CRD in it (children inherit it).
-    assert group.retain_on_delete, "deleting a CRD deletes every Ray resource"
-    assert any(a.type == "ray-on-eks:k8s:KubeRayOperator" for a in stack_run.ancestors(group))
+def test_each_crd_is_its_own_retained_resource(stack_run: ProgramRun) -> None:
+    # Fails on the ConfigGroup design: its CRDs were provider-side children whose retention was only
+    # hoped for (pulumi-kubernetes#3065); each CRD must carry retainOnDelete itself.
+    crds = stack_run.of_type(CRD_TYPE)
+    assert sorted(crd.inputs["metadata"]["name"] for crd in crds) == sorted(f"{k}.ray.io" for k in CRD_KINDS)
+    assert stack_run.of_type(PREVIOUS_CRD_GROUP_TYPE) == []
+    for crd in crds:
+        assert crd.retain_on_delete, f"{crd.name}: deleting a CRD deletes every Ray resource of its kind"
+        assert any(a.type == "ray-on-eks:k8s:KubeRayOperator" for a in stack_run.ancestors(crd))
+
+
+def test_crds_alias_their_urns_under_the_old_config_group(stack_run: ProgramRun) -> None:
+    """A stack deployed with the ConfigGroup adopts its CRDs in place on upgrade (no delete + create).
+
+    yaml/v2 named the group's children ``<group>-<metadata.name>`` under the group
+    (pulumi-kubernetes provider/pkg/provider/yaml/v2/yaml.go); the group was ``kuberay-crds``, a
+    child of the operator component.
+    """
+    for kind in CRD_KINDS:
+        crd = stack_run.one(CRD_TYPE, crd_resource_name("kuberay", kind))
+        operator = stack_run.by_urn(crd.parent)
+        old_group_urn = operator.urn[: operator.urn.rfind("::")] + f"${PREVIOUS_CRD_GROUP_TYPE}::kuberay-crds"
+        specs = [a["spec"] for a in crd.aliases if isinstance(a, dict) and "spec" in a]
+        assert {
+            "name": f"kuberay-crds-{kind}.ray.io",
+            "type": CRD_TYPE,
+            "parentUrn": old_group_urn,
+        } in specs, specs
 
 
 def test_helm_release_is_pinned_skips_crds_and_depends_on_them(stack_run: ProgramRun) -> None:
@@ -84,7 +112,8 @@ def test_helm_release_is_pinned_skips_crds_and_depends_on_them(stack_run: Progra
     assert release.inputs["version"] == KUBERAY_VERSION
     assert release.inputs["repositoryOpts"] == {"repo": KUBERAY_CHART_REPO}
     assert release.inputs["skipCrds"] is True
-    assert stack_run.one(CRD_GROUP_TYPE, "kuberay-crds").urn in release.dependencies
+    for crd in stack_run.of_type(CRD_TYPE):
+        assert crd.urn in release.dependencies
 
 
 def test_release_values_come_from_the_builder(stack_run: ProgramRun) -> None:
@@ -202,6 +231,9 @@ def test_operator_release_does_not_wait_for_monitoring(stack_run: ProgramRun) ->
 
 
 def _ray_crds(run: ProgramRun) -> list[dict[str, Any]]:
-    """The CRD documents the KubeRay ConfigGroup hands the provider (parsed as the provider would)."""
-    group = run.one(CRD_GROUP_TYPE, "kuberay-crds")
-    return [doc for doc in yaml.safe_load_all(group.inputs["yaml"]) if doc]
+    """The CRD documents as the provider receives them, in CRD_KINDS order."""
+    by_name = {crd.inputs["metadata"]["name"]: crd for crd in run.of_type(CRD_TYPE)}
+    return [
+        {key: by_name[f"{kind}.ray.io"].inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
+        for kind in CRD_KINDS
+    ]

@@ -4,15 +4,13 @@ built from the kubeconfig settings, and claims, mounts and hands out the shared 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 
-from components.kuberay_operator import crd_dir
 from components.kubernetes_target import SHARED_CLAIM_ANNOTATIONS
-from tests.kuberay_schemas import KIND_FILES, validation_errors
+from tests.kuberay_schemas import validation_errors
 from tests.kuberay_validation import validate
 from tests.pulumi_harness import ProgramRun, Registered, run_ok
 
@@ -147,27 +145,17 @@ def test_no_instance_type_no_instance_type_selector(kubernetes_stack_run: Progra
         assert "node.kubernetes.io/instance-type" not in (pod.get("nodeSelector") or {})
 
 
-@pytest.fixture(scope="module")
-def vendored_crds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository's own KubeRay CRDs (components/crds, JSON) under the file names the schema
-    helper reads; no dependency on ../shared."""
-    folder = tmp_path_factory.mktemp("kuberay-crds")
-    for plural in KIND_FILES.values():
-        text = (crd_dir() / f"ray.io_{plural}.json").read_text()
-        (folder / f"ray.io_{plural}.yaml").write_text(text)  # JSON is YAML
-    return folder
-
-
 def _doc(resource: Registered) -> dict[str, Any]:
     return {key: resource.inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
 
 
 def test_kind_ray_documents_pass_the_crd_schemas_and_kuberays_admission(
-    kubernetes_stack_run: ProgramRun, vendored_crds: Path
+    kubernetes_stack_run: ProgramRun,
 ) -> None:
     documents = [r for kind in RAY_KINDS for r in kubernetes_stack_run.custom_resources(kind)]
     assert {r.inputs["kind"] for r in documents} == {"RayCluster", "RayJob"}
     for resource in documents:
-        assert validation_errors(_doc(resource), vendored_crds) == []
+        # Against the CRDs the program applies (components/crds), as every schema test does.
+        assert validation_errors(_doc(resource)) == []
         # KubeRay v1.7.0's own validation.go rules (tests/kuberay_validation.py).
         assert validate(_doc(resource)) == []

@@ -114,6 +114,17 @@ def test_release_values_follow_the_stack_config(stack_run: ProgramRun) -> None:
     assert spec["podMonitorSelectorNilUsesHelmValues"] is False
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
     assert spec["ruleSelectorNilUsesHelmValues"] is False
+    values = _release(stack_run).inputs["values"]
+    assert values["alertmanager"]["enabled"] is monitoring.get("alertmanager", False)
+    assert values["kubeProxy"]["enabled"] is monitoring.get("scrapeKubeProxy", False)
+    assert values["kubeControllerManager"]["enabled"] is False
+
+
+def test_alertmanager_and_kube_proxy_keys_reach_the_chart() -> None:
+    run = run_ok("dev", {"monitoring": {"alertmanager": True, "scrapeKubeProxy": True}})
+    values = _release(run).inputs["values"]
+    assert values["alertmanager"]["enabled"] is True
+    assert values["kubeProxy"]["enabled"] is True
 
 
 def test_grafana_admin_comes_from_the_secret_the_program_creates(stack_run: ProgramRun) -> None:
@@ -159,10 +170,10 @@ def test_the_plaintext_scan_can_fail() -> None:
 
 
 @pytest.fixture(scope="module")
-def crd_validators(shared_schemas: Path) -> dict[str, jsonschema.Draft7Validator]:
+def crd_validators(schemas: Path) -> dict[str, jsonschema.Draft7Validator]:
     validators = {}
     for kind, plural in (("PodMonitor", "podmonitors"), ("PrometheusRule", "prometheusrules")):
-        crd = yaml.safe_load((shared_schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
+        crd = yaml.safe_load((schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
         (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
         validators[kind] = jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
     return validators

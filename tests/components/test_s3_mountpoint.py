@@ -13,8 +13,8 @@ import pytest
 from components.config import S3Config
 from components.contract import RAY_SERVICE_ACCOUNT
 from components.s3_mountpoint import S3MountpointArgs, validate_args
-from components.versions import MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
 from components.workload_identity import ClusterIdentity
+from tests import pulumi_harness
 from tests.pulumi_harness import ACCOUNT, ProgramRun, RealisticMocks, run_ok, run_program
 
 COMPONENT = "ray-on-eks:storage:S3Mountpoint"
@@ -173,10 +173,10 @@ def test_pod_identity_binds_exactly_one_service_account(
     assert _outputs(dev)["rayServiceAccountAnnotations"] == {}
 
 
-def test_addon_is_pinned_and_waits_for_its_credentials(dev: ProgramRun) -> None:
+def test_addon_version_comes_from_eks_and_waits_for_its_credentials(dev: ProgramRun) -> None:
     addon = dev.one(ADDON, "s3-csi-driver")
     assert addon.inputs["addonName"] == "aws-mountpoint-s3-csi-driver"
-    assert addon.inputs["addonVersion"] == MOUNTPOINT_S3_CSI_DRIVER_ADDON_VERSION
+    assert addon.inputs["addonVersion"] == pulumi_harness.ADDON_VERSIONS["aws-mountpoint-s3-csi-driver"]
     assert "serviceAccountRoleArn" not in addon.inputs
     assert dev.one(ASSOCIATION, "s3-driver-pod-identity").urn in addon.dependencies
 
@@ -301,6 +301,35 @@ _POD_IDENTITY = ClusterIdentity(
 def test_bad_arguments_are_named(args: S3MountpointArgs, fragment: str) -> None:
     with pytest.raises(ValueError, match=re.escape(fragment)):
         validate_args(args)
+
+
+@pytest.mark.parametrize("iam_mode", ["pod-identity", "irsa"])
+def test_an_existing_driver_gets_only_its_role(iam_mode: str) -> None:
+    """Fails on the old main: the add-on was always created, and creating one that exists fails."""
+    run = run_ok("dev", {"iamMode": iam_mode, "s3": {"enabled": True, "driver": "existing"}})
+    assert not [a for a in run.of_type(ADDON) if a.inputs["addonName"] == "aws-mountpoint-s3-csi-driver"]
+    volume = run.one("kubernetes:core/v1:PersistentVolume", "s3-pv")
+    if iam_mode == "pod-identity":
+        association = run.one(ASSOCIATION, "s3-driver-pod-identity")
+        assert (association.inputs["namespace"], association.inputs["serviceAccount"]) == (
+            "kube-system",
+            "s3-csi-driver-sa",
+        )
+        assert association.urn in volume.dependencies
+    else:
+        patch = run.one("kubernetes:core/v1:ServiceAccountPatch", "s3-driver-service-account")
+        assert (patch.inputs["metadata"]["namespace"], patch.inputs["metadata"]["name"]) == (
+            "kube-system",
+            "s3-csi-driver-sa",
+        )
+        arn = patch.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert arn.startswith("arn:aws:iam::123456789012:role/s3-driver-role")
+        assert patch.urn in volume.dependencies
+
+
+def test_a_pinned_s3_driver_version_is_installed_as_written() -> None:
+    run = run_ok("dev", {"s3": {"enabled": True, "driverVersion": "v2.1.0-eksbuild.1"}})
+    assert run.one(ADDON, "s3-csi-driver").inputs["addonVersion"] == "v2.1.0-eksbuild.1"
 
 
 def test_volume_follows_its_claims_retention(dev: ProgramRun, delete_run: ProgramRun) -> None:

@@ -58,8 +58,8 @@ def unknown_key_paths(values: dict[str, Any], defaults: dict[str, Any], prefix: 
 
 
 @pytest.fixture(scope="module")
-def chart_values(shared_schemas: Path) -> dict[str, Any]:
-    folder = shared_schemas / f"kuberay-v{KUBERAY_VERSION}"
+def chart_values(schemas: Path) -> dict[str, Any]:
+    folder = schemas / f"kuberay-v{KUBERAY_VERSION}"
     assert f"version: {KUBERAY_VERSION}" in (folder / "Chart-version.txt").read_text()
     return yaml.safe_load((folder / "kuberay-operator-values.yaml").read_text())
 
@@ -76,9 +76,9 @@ def test_the_key_walk_catches_a_misspelt_key(chart_values: dict[str, Any]) -> No
 
 
 @pytest.mark.schemas
-def test_commented_keys_are_documented_in_the_chart(shared_schemas: Path) -> None:
+def test_commented_keys_are_documented_in_the_chart(schemas: Path) -> None:
     # watchNamespace appears only as a comment in values.yaml; make sure it is still documented there.
-    text = (shared_schemas / f"kuberay-v{KUBERAY_VERSION}" / "kuberay-operator-values.yaml").read_text()
+    text = (schemas / f"kuberay-v{KUBERAY_VERSION}" / "kuberay-operator-values.yaml").read_text()
     for key in COMMENTED_KEYS:
         assert f"# {key}:" in text
 

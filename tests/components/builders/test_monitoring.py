@@ -16,6 +16,7 @@ import yaml
 
 from components import contract
 from components.builders import monitoring as m
+from components.config import memory_bytes
 from components.versions import KUBE_PROMETHEUS_STACK_VERSION, RAY_VERSION
 
 CHART_DIR = f"kube-prometheus-stack-{KUBE_PROMETHEUS_STACK_VERSION}"
@@ -27,6 +28,13 @@ FREE_FORM = {
     ("grafana", "grafana.ini"),
     ("grafana", "service", "annotations"),
     ("prometheus", "prometheusSpec", "storageSpec"),
+}
+# Keys read by a subchart, documented in that subchart's own values.yaml (not vendored): both
+# prometheus-community/helm-charts charts/kube-state-metrics and charts/prometheus-node-exporter
+# have a top-level ``resources: {}``.
+SUBCHART_KEYS = {
+    ("kube-state-metrics", "resources"),
+    ("prometheus-node-exporter", "resources"),
 }
 
 
@@ -43,7 +51,9 @@ def _values(**overrides: Any) -> dict[str, Any]:
 
 
 def _leaf_paths(node: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    if isinstance(node, dict) and node and prefix not in FREE_FORM:
+    # A `resources` value is a Kubernetes ResourceRequirements (`{}` in the chart's defaults).
+    free_form = prefix in FREE_FORM or prefix in SUBCHART_KEYS or prefix[-1:] == ("resources",)
+    if isinstance(node, dict) and node and not free_form:
         for key, value in node.items():
             yield from _leaf_paths(value, (*prefix, key))
     else:
@@ -68,6 +78,8 @@ def _unknown_keys(values: dict[str, Any], chart: dict[str, Any], grafana: dict[s
     """
     unknown = []
     for path in _leaf_paths(values):
+        if path in SUBCHART_KEYS:
+            continue
         if path[0] == "grafana" and len(path) > 1:
             known = _exists(grafana, path[1:]) or _exists(chart, path)
         else:
@@ -78,16 +90,16 @@ def _unknown_keys(values: dict[str, Any], chart: dict[str, Any], grafana: dict[s
 
 
 @pytest.fixture(scope="module")
-def chart_defaults(shared_schemas: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    folder = shared_schemas / CHART_DIR
+def chart_defaults(schemas: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    folder = schemas / CHART_DIR
     return (
         yaml.safe_load((folder / "values.yaml").read_text()),
         yaml.safe_load((folder / GRAFANA_VALUES).read_text()),
     )
 
 
-def _crd_validator(shared_schemas: Path, plural: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((shared_schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
+def _crd_validator(schemas: Path, plural: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((schemas / CHART_DIR / f"crd-{plural}.yaml").read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
 
@@ -104,14 +116,91 @@ def _assert_valid(validator: jsonschema.Draft7Validator, manifest: dict[str, Any
 
 @pytest.mark.parametrize("expose", [False, True])
 @pytest.mark.parametrize(("gib", "storage_class"), [(None, None), (50, None), (100, "gp3")])
+@pytest.mark.parametrize("optional_parts", [False, True], ids=["lean", "alertmanager+kube-proxy"])
 def test_every_value_key_exists_in_the_pinned_chart(
     chart_defaults: tuple[dict[str, Any], dict[str, Any]],
     expose: bool,
     gib: int | None,
     storage_class: str | None,
+    optional_parts: bool,
 ) -> None:
-    values = _values(expose_dashboards=expose, storage_gib=gib, storage_class=storage_class)
+    values = _values(
+        expose_dashboards=expose,
+        storage_gib=gib,
+        storage_class=storage_class,
+        alertmanager=optional_parts,
+        scrape_kube_proxy=optional_parts,
+    )
     assert _unknown_keys(values, *chart_defaults) == []
+
+
+# What EKS never lets a pod scrape: the chart's values key and every default rule group about it.
+HIDDEN_BY_EKS = {
+    "kubeControllerManager": ("kubeControllerManager",),
+    "kubeScheduler": ("kubeSchedulerAlerting", "kubeSchedulerRecording"),
+    "kubeEtcd": ("etcd",),
+}
+
+
+def test_a_managed_control_plane_is_neither_scraped_nor_alerted_on(
+    chart_defaults: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Fails on the old main: chart defaults scrape these and KubeControllerManagerDown & co. fire forever."""
+    chart, _ = chart_defaults
+    for scrape_kube_proxy in (False, True):
+        values = _values(scrape_kube_proxy=scrape_kube_proxy)
+        for component, groups in HIDDEN_BY_EKS.items():
+            assert chart[component]["enabled"] is True, "the chart default this guards against changed"
+            assert values[component]["enabled"] is False, component
+            for group in groups:
+                assert group in chart["defaultRules"]["rules"], f"{group} is not a rule group of the chart"
+                assert values["defaultRules"]["rules"][group] is False, group
+        # No other default group names a control-plane component either.
+        enabled = {
+            group
+            for group, default in chart["defaultRules"]["rules"].items()
+            if values["defaultRules"]["rules"].get(group, default)
+        }
+        assert not [g for g in enabled if g.startswith(("kubeController", "kubeScheduler", "etcd"))], enabled
+        assert values["kubeProxy"]["enabled"] is scrape_kube_proxy
+        assert ("kubeProxy" in enabled) is scrape_kube_proxy
+
+
+def test_alertmanager_is_off_unless_asked_for(chart_defaults: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    chart, _ = chart_defaults
+    assert chart["alertmanager"]["enabled"] is True, "the chart default this guards against changed"
+    off = _values()
+    assert off["alertmanager"]["enabled"] is False
+    assert off["defaultRules"]["rules"]["alertmanager"] is False  # AlertmanagerDown would fire
+    on = _values(alertmanager=True)
+    assert on["alertmanager"]["enabled"] is True
+    assert "alertmanager" not in on["defaultRules"]["rules"]
+
+
+# Every container the chart runs with these values, by the values path of its `resources`.
+CONTAINERS = (
+    ("prometheus", "prometheusSpec"),
+    ("prometheusOperator", "prometheusConfigReloader"),
+    ("prometheusOperator",),
+    ("prometheusOperator", "admissionWebhooks", "patch"),
+    ("grafana",),
+    ("grafana", "sidecar"),
+    ("kube-state-metrics",),
+    ("prometheus-node-exporter",),
+    ("alertmanager", "alertmanagerSpec"),
+)
+
+
+@pytest.mark.parametrize("path", CONTAINERS, ids=".".join)
+def test_every_monitoring_container_has_requests_and_limits(path: tuple[str, ...]) -> None:
+    """Fails on the old main: no monitoring component had requests or limits."""
+    node: Any = _values(alertmanager=True)
+    for key in path:
+        node = node[key]
+    resources = node["resources"]
+    for kind in ("requests", "limits"):
+        assert set(resources[kind]) == {"cpu", "memory"}, (path, kind)
+    assert memory_bytes(resources["requests"]["memory"]) <= memory_bytes(resources["limits"]["memory"])
 
 
 def test_the_key_check_catches_a_misspelt_key(chart_defaults: tuple[dict[str, Any], dict[str, Any]]) -> None:
@@ -227,14 +316,14 @@ def _monitors(**overrides: Any) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("autoscaler", [False, True])
-def test_pod_monitors_validate_against_the_crd(shared_schemas: Path, autoscaler: bool) -> None:
-    validator = _crd_validator(shared_schemas, "podmonitors")
+def test_pod_monitors_validate_against_the_crd(schemas: Path, autoscaler: bool) -> None:
+    validator = _crd_validator(schemas, "podmonitors")
     for monitor in _monitors(scrape_autoscaler=autoscaler).values():
         _assert_valid(validator, monitor)
 
 
-def test_a_broken_pod_monitor_is_rejected(shared_schemas: Path) -> None:
-    validator = _crd_validator(shared_schemas, "podmonitors")
+def test_a_broken_pod_monitor_is_rejected(schemas: Path) -> None:
+    validator = _crd_validator(schemas, "podmonitors")
     broken = copy.deepcopy(_monitors()["ray-head"])
     broken["spec"]["podMetricsEndpoints"][0]["portNumber"] = "metrics"  # must be an integer
     del broken["spec"]["selector"]  # required
@@ -301,15 +390,15 @@ def test_extra_head_ports_are_the_ones_ray_really_uses() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_prometheus_rule_validates_against_the_crd(shared_schemas: Path) -> None:
+def test_prometheus_rule_validates_against_the_crd(schemas: Path) -> None:
     _assert_valid(
-        _crd_validator(shared_schemas, "prometheusrules"),
+        _crd_validator(schemas, "prometheusrules"),
         m.build_ray_prometheus_rule(name="ray", namespace="mon"),
     )
 
 
-def test_a_broken_prometheus_rule_is_rejected(shared_schemas: Path) -> None:
-    validator = _crd_validator(shared_schemas, "prometheusrules")
+def test_a_broken_prometheus_rule_is_rejected(schemas: Path) -> None:
+    validator = _crd_validator(schemas, "prometheusrules")
     rule = m.build_ray_prometheus_rule(name="ray", namespace="mon")
     rule["spec"]["groups"][1]["rules"][0]["for"] = "five minutes"  # not a duration
     assert list(validator.iter_errors(rule))
