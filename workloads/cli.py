@@ -73,15 +73,20 @@ def _print(text: str) -> None:
 
 
 def output_env() -> dict[str, str]:
-    """Ray's own switches for plain logs when our stdout is not a terminal (a file, a pipe, CI).
+    """Ray's own log switches for the job's driver.
 
-    ``RAY_COLOR_PREFIX=0`` drops the colour codes around ``(pid=...)`` prefixes
-    (``ray/_private/worker.py``), ``RAY_DATA_DISABLE_PROGRESS_BARS=1`` the Ray Data progress bars
-    (``ray/data/context.py``). On a terminal both stay as Ray makes them.
+    ``RAY_DEDUP_LOGS=0`` always: Ray's log deduplicator (``ray/_private/ray_logging``
+    ``LogDeduplicator``) treats worker lines that differ only in words with digits (ranks, pids,
+    epochs) as one line, prints the first and holds the others until a later log batch arrives, so
+    "worker rank 0/2 pid N" could be missing for as long as the workers are quiet. When our stdout
+    is not a terminal (a file, a pipe, CI), also ``RAY_COLOR_PREFIX=0`` (no colour codes around
+    ``(pid=...)`` prefixes, ``ray/_private/worker.py``) and ``RAY_DATA_DISABLE_PROGRESS_BARS=1`` (no
+    Ray Data progress bars, ``ray/data/context.py``); on a terminal those stay as Ray makes them.
     """
-    if sys.stdout.isatty():
-        return {}
-    return {"RAY_COLOR_PREFIX": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    env = {"RAY_DEDUP_LOGS": "0"}
+    if not sys.stdout.isatty():
+        env.update(RAY_COLOR_PREFIX="0", RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    return env
 
 
 @dataclass

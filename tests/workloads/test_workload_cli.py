@@ -187,6 +187,31 @@ def test_stop_command_puts_each_flag_where_argparse_expects_it() -> None:
 
 
 def test_plain_output_when_stdout_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.output_env() == {"RAY_COLOR_PREFIX": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    assert cli.output_env() == {
+        "RAY_DEDUP_LOGS": "0",
+        "RAY_COLOR_PREFIX": "0",
+        "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    }
     cli._print("\x1b[36m(RayTrainWorker pid=1)\x1b[0m epoch 1")
     assert capsys.readouterr().out == "(RayTrainWorker pid=1) epoch 1\n"
+
+
+def test_worker_log_dedup_is_off_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True)
+    assert cli.output_env() == {"RAY_DEDUP_LOGS": "0"}
+
+
+def test_rays_dedup_would_hold_back_the_second_workers_rank_line() -> None:
+    """Why RAY_DEDUP_LOGS=0: with dedup on, a second worker's rank line waits for later logs."""
+    from ray._private.ray_logging import LogDeduplicator
+
+    dedup = LogDeduplicator(agg_window_s=5, allow_re=None, skip_re=None, _timesource=lambda: 0.0)
+    printed = [
+        line
+        for pid, rank in ((3167, 1), (3136, 0))
+        for batch in dedup.deduplicate(
+            {"ip": "127.0.0.1", "pid": pid, "lines": [f"worker rank {rank}/2 pid {pid}"]}
+        )
+        for line in batch["lines"]
+    ]
+    assert printed == ["worker rank 1/2 pid 3167"]
