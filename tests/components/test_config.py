@@ -755,6 +755,12 @@ BAD_KUBERNETES_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "ray-on-eks:storage.accessMode",
         "'ReadWriteMany' or 'ReadWriteOnce'",
     ),
+    (
+        "zero-sized shared claim",
+        {"storage": {"storageClass": "standard", "sizeGib": 0}},
+        "ray-on-eks:storage.sizeGib",
+        "greater than 0",
+    ),
 ]
 
 
