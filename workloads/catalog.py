@@ -201,7 +201,7 @@ _MODEL_FILES = (
     "workloads/dt_pytorch/data.py",
     "workloads/dt_pytorch/model.py",
 )
-_TORCH_PIP = ("torch==2.13.0", "scikit-learn==1.9.1")
+_TORCH_PIP = ("torch==2.14.1", "scikit-learn==1.9.1")
 
 WORKLOADS: Mapping[str, Workload] = MappingProxyType(
     {

@@ -209,12 +209,12 @@ def test_stock_image_keeps_runtime_pip_and_warns_once_naming_the_cost(
     pip_warnings = [w for w in warnings if "pip" in w]
     assert len(pip_warnings) == 1
     (message,) = pip_warnings
-    for text in ("torch==2.13.0", "GBs", "PyPI", "rayImages", "buildImages"):
+    for text in ("torch==2.14.1", "GBs", "PyPI", "rayImages", "buildImages"):
         assert text in message
     images = {image for _, _, image in _images_by_pod(run)}
     assert images == {ray_image(gpu=False), ray_image(gpu=True)}
     pips = [env.get("pip") for env in _runtime_envs(run)]
-    assert ["torch==2.13.0", "scikit-learn==1.9.1"] in pips  # the old behaviour
+    assert ["torch==2.14.1", "scikit-learn==1.9.1"] in pips  # the old behaviour
 
 
 def test_runtime_pip_can_be_forced_with_workload_images() -> None:

@@ -37,12 +37,12 @@ def test_optional_parts_appear_only_when_given() -> None:
     document = build_serve_config(
         env={},
         working_dir="gcs://_ray_pkg_abc.zip",
-        pip=("torch==2.13.0",),
+        pip=("torch==2.14.1",),
         http_host="127.0.0.1",
         http_port=8123,
     )
     runtime_env = document["applications"][0]["runtime_env"]
-    assert runtime_env == {"env_vars": {}, "working_dir": "gcs://_ray_pkg_abc.zip", "pip": ["torch==2.13.0"]}
+    assert runtime_env == {"env_vars": {}, "working_dir": "gcs://_ray_pkg_abc.zip", "pip": ["torch==2.14.1"]}
     assert document["http_options"] == {"host": "127.0.0.1", "port": 8123}
 
 
