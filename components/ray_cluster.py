@@ -75,7 +75,7 @@ from components.config import (
     WorkerGroupConfig,
 )
 from components.versions import RAY_IMAGE_REPOSITORY
-from workloads.serve.config import build_serve_config
+from workloads.serve.config import CLASSIFIER, build_serve_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -294,6 +294,7 @@ class RayClusterStack(pulumi.ComponentResource):
                         pods=with_storage,
                         serve_config=build_serve_config(
                             env=run_env(workload, svc.env, storage_path),
+                            app=workload.serve_app or CLASSIFIER,
                             num_replicas=svc.num_replicas,
                             pip=workload.pip if pip_at_start else (),
                             import_path=svc.import_path,

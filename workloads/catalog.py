@@ -167,6 +167,29 @@ def _defaults(*names: str) -> Mapping[str, str]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServeApp:
+    """How a service workload runs as a Ray Serve application (one per RayService on a cluster).
+
+    Locally every service shares one Serve instance, so each catalog service has its own
+    ``route_prefix`` and the CLI keeps the others running when it deploys one.
+    """
+
+    app_name: str
+    import_path: str
+    """``module:attribute`` of the bound application."""
+    deployment_name: str
+    route_prefix: str = "/"
+    num_cpus_per_replica: float = 0.5
+    health_path: str = "/healthz"
+    examples: tuple[str, ...] = ()
+    """Shell commands the CLI prints once the app runs; ``{url}`` is the app's URL (prefix included)."""
+
+    def url(self, serve_root: str) -> str:
+        """The app's URL under Serve's HTTP root ``serve_root`` (``http://host:port``)."""
+        return serve_root.rstrip("/") + self.route_prefix.rstrip("/")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Workload:
     """A Ray program the cluster can run, and what it needs to run there."""
 
@@ -184,6 +207,8 @@ class Workload:
     """A shell command instead of ``python -m module`` (the user's own code from stack config)."""
     open_env: bool = False
     """Accept any env names (own code); catalog workloads accept only :data:`ENV_CONTRACT` names."""
+    serve_app: ServeApp | None = None
+    """The Serve application of a catalog service (``None`` for jobs and own-code services)."""
 
     def entrypoint(self) -> str:
         """The command that starts the workload (RayJob entrypoint, local job entrypoint)."""
@@ -259,6 +284,11 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                 env_defaults=MappingProxyType({}),
                 pip=_TORCH_PIP,
                 needs_storage=True,
+                serve_app=ServeApp(
+                    app_name="classifier",
+                    import_path="workloads.serve.app:app",
+                    deployment_name="Classifier",
+                ),
                 description=(
                     "Ray Serve HTTP app: POST /predict with the newest trained model from MODEL_PATH, "
                     "GET /healthz."

@@ -260,7 +260,12 @@ def execute(
                 http_host=serve_http[0] if serve_http else None,
                 http_port=serve_http[1] if serve_http else None,
             )
-            return RunResult(workload=name, target=target, deployed=True, serve_url=serve_url)
+            app_url = (
+                serve_url
+                if serve_url is None or workload.serve_app is None
+                else workload.serve_app.url(serve_url)
+            )
+            return RunResult(workload=name, target=target, deployed=True, serve_url=app_url)
         job_id = jobs.submit(
             target,
             workload,
@@ -377,11 +382,15 @@ def _finish(result: RunResult) -> int:
         return 0
     if result.serve_url is not None:
         _print(f"Serve application is RUNNING at {result.serve_url}")
-        _print(f"  curl -s {result.serve_url}/healthz")
-        _print(
-            f"  curl -s -X POST {result.serve_url}/predict -H 'Content-Type: application/json' "
-            f"-d '{json.dumps({'instances': [list(SAMPLE_DIGIT)]})}'"
-        )
+        app = get_workload(result.workload).serve_app if result.workload in WORKLOADS else None
+        _print(f"  curl -s {result.serve_url}{app.health_path if app else '/healthz'}")
+        if result.workload == "serve":
+            _print(
+                f"  curl -s -X POST {result.serve_url}/predict -H 'Content-Type: application/json' "
+                f"-d '{json.dumps({'instances': [list(SAMPLE_DIGIT)]})}'"
+            )
+        for example in app.examples if app else ():
+            _print("  " + example.format(url=result.serve_url))
         return 0
     if result.job is None:
         _print(f"submitted {result.job_id}")

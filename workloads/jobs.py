@@ -299,10 +299,12 @@ def deploy_serve(
     """
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
-    from workloads.serve.config import APP_NAME, build_serve_config
+    from workloads.serve.config import build_serve_config
 
-    if workload.kind != "service":
-        raise SubmissionError(f"{workload.name} is a {workload.kind}, not a service")
+    if workload.kind != "service" or workload.serve_app is None:
+        raise SubmissionError(f"{workload.name} is a {workload.kind}, not a catalog service")
+    app = workload.serve_app
+    app_name = app.app_name
     client = call(target, lambda: ServeSubmissionClient(target.address, headers=target.headers()))
     stage_files(workload, staging_dir)
     uploaded: dict[str, Any] = {"working_dir": str(staging_dir)}
@@ -311,30 +313,41 @@ def deploy_serve(
     call(target, lambda: client._upload_working_dir_if_needed(uploaded))
     document = build_serve_config(
         env=env,
+        app=app,
         working_dir=str(uploaded["working_dir"]),
         pip=workload.pip if with_pip else (),
         http_host=http_host,
         http_port=http_port,
         num_replicas=num_replicas,
     )
-    output(f"deploying Serve application {APP_NAME!r} ({document['applications'][0]['import_path']})")
-    call(target, lambda: client.deploy_applications(document))
+    # Serve's PUT is declarative: applications missing from the document are deleted. Keep every
+    # other application running (each catalog service has its own route prefix) by carrying its
+    # deployed config forward unchanged.
+    running = (call(target, client.get_serve_details).get("applications") or {}).items()
+    others = [
+        details["deployed_app_config"]
+        for name, details in running
+        if name != app_name and isinstance(details, dict) and details.get("deployed_app_config")
+    ]
+    deployed = {**document, "applications": [*others, *document["applications"]]}
+    output(f"deploying Serve application {app_name!r} ({app.import_path})")
+    call(target, lambda: client.deploy_applications(deployed))
     deadline = time.monotonic() + timeout_s
     last = ""
     while True:
         details = call(target, client.get_serve_details)
-        application = (details.get("applications") or {}).get(APP_NAME) or {}
+        application = (details.get("applications") or {}).get(app_name) or {}
         status = str(application.get("status", "NOT_STARTED"))
         if status != last:
-            output(f"Serve application {APP_NAME!r}: {status}")
+            output(f"Serve application {app_name!r}: {status}")
             last = status
         if status == "RUNNING":
             return document
         if status in {"DEPLOY_FAILED", "UNHEALTHY"}:
             message = str(application.get("message", "")).strip()
-            raise SubmissionError(f"Serve application {APP_NAME!r} is {status}: {message[-2000:]}")
+            raise SubmissionError(f"Serve application {app_name!r} is {status}: {message[-2000:]}")
         if time.monotonic() > deadline:
             raise SubmissionError(
-                f"Serve application {APP_NAME!r} not RUNNING after {timeout_s:.0f}s ({status})"
+                f"Serve application {app_name!r} not RUNNING after {timeout_s:.0f}s ({status})"
             )
         time.sleep(1.0)

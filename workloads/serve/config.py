@@ -11,35 +11,45 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-APP_NAME = "classifier"
-IMPORT_PATH = "workloads.serve.app:app"
-DEPLOYMENT_NAME = "Classifier"
+from workloads.catalog import WORKLOADS, ServeApp
+
+_CLASSIFIER = WORKLOADS["serve"].serve_app
+assert _CLASSIFIER is not None
+CLASSIFIER: ServeApp = _CLASSIFIER
+"""The digits classifier's Serve application (the ``serve`` catalog entry)."""
+APP_NAME = CLASSIFIER.app_name
+IMPORT_PATH = CLASSIFIER.import_path
+DEPLOYMENT_NAME = CLASSIFIER.deployment_name
 PREDICT_PATH = "/predict"
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = CLASSIFIER.health_path
 
 
 def build_serve_config(
     *,
     env: Mapping[str, str],
+    app: ServeApp = CLASSIFIER,
     num_replicas: int = 1,
-    route_prefix: str = "/",
-    app_name: str = APP_NAME,
-    num_cpus_per_replica: float = 0.5,
+    route_prefix: str | None = None,
+    app_name: str | None = None,
+    num_cpus_per_replica: float | None = None,
     working_dir: str | None = None,
     pip: Sequence[str] = (),
     http_host: str | None = None,
     http_port: int | None = None,
     import_path: str | None = None,
 ) -> dict[str, Any]:
-    """The Serve config document for the serve workload (or, with ``import_path``, the user's own app).
+    """The Serve config document of a catalog service ``app`` (or, with ``import_path``, the user's own app).
 
-    An own app gets no ``deployments`` overrides: its deployment names are its own (Serve refuses
+    ``route_prefix``, ``app_name`` and ``num_cpus_per_replica`` default to ``app``'s. An own app gets no ``deployments`` overrides: its deployment names are its own (Serve refuses
     overrides for a deployment the application does not define).
 
     ``env`` becomes the application's ``runtime_env.env_vars`` (use ``workload_env``).
     ``working_dir`` / ``pip`` are added to the runtime_env only when given; ``http_options`` only
     when ``http_host`` or ``http_port`` is given.
     """
+    route_prefix = app.route_prefix if route_prefix is None else route_prefix
+    app_name = app.app_name if app_name is None else app_name
+    num_cpus_per_replica = app.num_cpus_per_replica if num_cpus_per_replica is None else num_cpus_per_replica
     if num_replicas < 1:
         raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
     if not route_prefix.startswith("/"):
@@ -54,13 +64,13 @@ def build_serve_config(
     application: dict[str, Any] = {
         "name": app_name,
         "route_prefix": route_prefix,
-        "import_path": import_path or IMPORT_PATH,
+        "import_path": import_path or app.import_path,
         "runtime_env": runtime_env,
     }
     if import_path is None:
         application["deployments"] = [
             {
-                "name": DEPLOYMENT_NAME,
+                "name": app.deployment_name,
                 "num_replicas": num_replicas,
                 "ray_actor_options": {"num_cpus": num_cpus_per_replica},
             }
