@@ -72,3 +72,44 @@ def test_serve_config_validates_against_rays_schema() -> None:
     document = build_serve_config(env={"STORAGE_PATH": "/fsx"}, http_host="0.0.0.0", http_port=8000)
     parsed = ServeDeploySchema.model_validate(document)
     assert parsed.applications[0].import_path == IMPORT_PATH
+
+
+def test_every_catalog_service_has_its_own_serve_application() -> None:
+    services = [workload for workload in WORKLOADS.values() if workload.kind == "service"]
+    apps = [workload.serve_app for workload in services]
+    assert all(app is not None for app in apps), "a catalog service without serve_app cannot be deployed"
+    names = [app.app_name for app in apps if app]
+    prefixes = [app.route_prefix for app in apps if app]
+    # Locally every service shares one Serve instance: names and route prefixes must not collide.
+    assert len(set(names)) == len(names)
+    assert len(set(prefixes)) == len(prefixes)
+    for workload in services:
+        app = workload.serve_app
+        assert app is not None
+        module, _, attribute = app.import_path.partition(":")
+        assert attribute, app.import_path
+        assert f"{module.replace('.', '/')}.py" in workload.files
+        assert importlib.util.find_spec(module) is not None
+    assert all(workload.serve_app is None for workload in WORKLOADS.values() if workload.kind == "job")
+
+
+def test_document_follows_the_given_app() -> None:
+    from workloads.catalog import ServeApp
+
+    app = ServeApp(
+        app_name="other",
+        import_path="pkg.mod:app",
+        deployment_name="Other",
+        route_prefix="/other",
+        num_cpus_per_replica=1.5,
+    )
+    [application] = build_serve_config(env={}, app=app, num_replicas=3)["applications"]
+    assert application["name"] == "other"
+    assert application["route_prefix"] == "/other"
+    assert application["import_path"] == "pkg.mod:app"
+    assert application["deployments"] == [
+        {"name": "Other", "num_replicas": 3, "ray_actor_options": {"num_cpus": 1.5}}
+    ]
+    assert app.url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/other"
+    root = ServeApp(app_name="r", import_path="m:app", deployment_name="R")
+    assert root.url("http://127.0.0.1:8000") == "http://127.0.0.1:8000"
