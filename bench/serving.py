@@ -727,6 +727,7 @@ def write_result(
         "CPU ms per request: CPU time each process group spent during the measurement divided by the "
         "answered requests (the Ray head's idle work is included in ray_other)",
     ]
+    notes += hop_notes(cells)
     notes += [f"failure: {f[-500:]}" for f in failures]
     for regime, profile in profiles.items():
         for hop in ("proxy", "replica"):
@@ -781,6 +782,38 @@ def write_result(
         notes=notes,
         results={"models": dict(models), "medians": medians, "cells": cells, "profiles": dict(profiles)},
     )
+
+
+def hop_notes(cells: Mapping[str, Mapping[Any, Mapping[str, list[dict[str, Any]]]]]) -> list[str]:
+    """Which hop costs what: mean CPU ms per answered request by process group, Serve vs baseline.
+
+    On a machine of ``n`` CPUs, a path spending ``c`` CPU-ms per request cannot answer more than
+    ``1000 * n / c`` requests per second however it is scheduled: the note states that ceiling.
+    """
+    notes = []
+    cpus = os.cpu_count() or 1
+    for regime, per_c in cells.items():
+        for concurrency, per_server in per_c.items():
+            means: dict[str, dict[str, float]] = {}
+            for server, samples in per_server.items():
+                total: Counter[str] = Counter()
+                for sample in samples:
+                    total.update(sample.get("cpu_ms_per_request") or {})
+                means[server] = {g: v / len(samples) for g, v in total.items()} if samples else {}
+            serve, base = means.get("serve") or {}, means.get("baseline") or {}
+            if not serve or not base:
+                continue
+            serve_total = sum(v for g, v in serve.items() if g != "client")
+            base_total = sum(v for g, v in base.items() if g != "client")
+            hops = ", ".join(
+                f"{g} {serve[g]:.2f}" for g in ("proxy", "replica", "controller", "ray_other") if g in serve
+            )
+            notes.append(
+                f"{regime} c{concurrency}: Serve spends {serve_total:.2f} CPU-ms per request ({hops}) against "
+                f"{base_total:.2f} in the baseline process: a CPU ceiling of ~{1000 * cpus / serve_total:.0f} "
+                f"vs ~{1000 * cpus / base_total:.0f} req/s on {cpus} CPUs"
+            )
+    return notes
 
 
 def _fmt_range(summary: Mapping[str, Any], scale: float, digits: int) -> str:

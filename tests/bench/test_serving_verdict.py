@@ -128,3 +128,20 @@ def test_top_frames_parses_py_spy_raw_output() -> None:
     assert top["self"][0] == ["forward (linear.py:9)", 60.0]
     inclusive = dict((frame, share) for frame, share in top["inclusive"])
     assert inclusive["main (a.py:1)"] == 100.0 and inclusive["handle (b.py:2)"] == 80.0
+
+
+def test_hop_notes_state_the_cpu_ceiling_of_each_path() -> None:
+    cells = {
+        "overhead": {
+            64: {
+                "serve": [
+                    {"cpu_ms_per_request": {"proxy": 4.0, "replica": 3.0, "ray_other": 1.0, "client": 0.3}},
+                    {"cpu_ms_per_request": {"proxy": 6.0, "replica": 5.0, "ray_other": 1.0, "client": 0.3}},
+                ],
+                "baseline": [{"cpu_ms_per_request": {"baseline": 0.5, "client": 0.3}}],
+            }
+        }
+    }
+    (note,) = serving.hop_notes(cells)
+    assert note.startswith("overhead c64: Serve spends 10.00 CPU-ms per request (proxy 5.00, replica 4.00")
+    assert "against 0.50 in the baseline" in note
