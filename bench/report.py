@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # `python bench/report.py`
 
 from bench import _common as common
 
-ORDER = ("program_eval", "deploy_path", "scaling", "submission", "training", "test_suite")
+ORDER = ("program_eval", "deploy_path", "scaling", "submission", "training", "test_suite", "serving")
 RERUN = {
     "program_eval": "python -m bench.program_eval --repeat 7",
     "deploy_path": "python -m bench.deploy_path",
@@ -28,6 +28,7 @@ RERUN = {
     "submission": "python -m bench.submission --repeat 5",
     "training": "python -m bench.training --repeat 3",
     "test_suite": "python -m bench.test_suite --repeat 3",
+    "serving": "python -m bench.serving --repeat 3 --profile",
 }
 
 

@@ -158,3 +158,25 @@ def test_deploy_path(tmp_path):
     assert results["critical_path_s"] <= results["previous_critical_path_s"] <= results["serial_sum_s"]
     # The operator release no longer waits for the monitoring chart.
     assert "monitoring-kube-prometheus-stack" not in results["path"]
+
+
+@pytest.mark.integration
+def test_serving(tmp_path):
+    document = run_benchmark("serving", tmp_path, "--concurrency", "1,64", "--profile")
+    check_common(document, "serving")
+    results = document["results"]
+    assert results["models"]["compute"]["hidden_dim"] > results["models"]["overhead"]["hidden_dim"]
+    for regime in ("overhead", "compute"):
+        for concurrency in ("1", "64"):
+            for server in ("baseline", "serve"):
+                (sample,) = results["cells"][regime][concurrency][server]
+                # Every answer was a 200 (the load is light): the same API on both servers.
+                assert sample["ok"] > 0 and set(sample["statuses"]) == {"200"}, (regime, concurrency, server)
+                assert sample["cpu_ms_per_request"], (regime, concurrency, server)
+        profile = results["profiles"][regime]
+        assert profile["proxy"]["samples"] > 0 and profile["replica"]["samples"] > 0
+    assert {t["name"].split(":")[0] for t in document["targets"]} == {
+        "compute-bound c64",
+        "overhead-bound c64",
+        "overhead-bound c1",
+    }

@@ -174,3 +174,27 @@ def test_oversized_bodies_get_413_before_they_are_read(
     # A body at the limit is still read and parsed.
     status, body = request([], [b'{"instances": [[1, 2, 3, 4]]}' + b" " * (MAX_BODY_BYTES - 100)])
     assert status == 200
+
+
+def test_a_batch_of_requests_gets_each_its_own_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward ``@serve.batch`` runs: rows of several requests in one pass, split back in order,
+    equal to each request predicted alone, also when the rows exceed one forward's slice."""
+    import numpy as np
+
+    from workloads.dt_pytorch.model import load_model, predict
+    from workloads.serve import app as serve_app
+
+    publish(tmp_path, epoch=4)
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path))
+    monkeypatch.setattr(serve_app, "MAX_FORWARD_ROWS", 3)
+    replica = Classifier.func_or_class()  # type: ignore[attr-defined]
+    model, meta = load_model(tmp_path)
+    generator = np.random.default_rng(0)
+    batch = [generator.normal(size=(n, 4)).astype(np.float32) * 5 for n in (1, 4, 2, 7)]
+    answers = asyncio.run(replica._forward(batch))
+    assert len(answers) == len(batch)
+    for rows, (predictions, used) in zip(batch, answers, strict=True):
+        assert used.epoch == 4
+        np.testing.assert_array_equal(predictions, predict(model, meta, rows))
