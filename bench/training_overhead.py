@@ -311,6 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         "`ray.train.report`, whose checkpoint copy and wait for the controller are `report_seconds`); the "
         "plain epoch = the same training + evaluation + checkpoint write to a local directory. Job "
         "submission and worker-group start-up are outside both (see the training benchmark for those).",
+        "Where a report's time goes (ray 2.60, ray/train/v2/_internal/execution/context.py `report`): a "
+        "barrier on the synchronization actor (`broadcast_from_rank_zero`, agreeing on the checkpoint "
+        "directory name), the checkpoint copy into the run directory (`persist_current_checkpoint`, pyarrow), "
+        "then `put` on the worker's one-slot result queue (worker.py `queue.Queue(maxsize=1)`), which the "
+        "controller drains only when it polls (`_poll_workers`, at least RAY_TRAIN_HEALTH_CHECK_INTERVAL_S = "
+        "2 s apart). An epoch longer than the poll interval always finds the slot drained, so its report costs "
+        "the barrier and the copy (the `report s` column); an epoch shorter than it waits for the next poll "
+        "once the slot is full: with the plain digits set (about 30 ms of compute) every epoch took about "
+        "1.6 s. CHECKPOINT_EVERY=N reports only every N epochs (the epochs between do not call "
+        "`ray.train.report`, since a report without a checkpoint queues the same way); the default stays 1 "
+        "(a failure loses no finished epoch).",
     ]
     if failures:
         notes.append(
