@@ -22,6 +22,7 @@ Run: ``python -m bench.batch_inference [--repeat 5] [--rows 200000] [--batch-siz
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         head = _ray.LocalHead(root / "local", num_cpus=2)
         try:
             head.start()
+            # Ray rewrites a 127.0.0.1 address to this machine's routable IP before connecting, where
+            # the loopback-only head does not listen; this makes the driver keep the loopback address.
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             import ray
 
             ray.init(address=head._running().gcs_address, logging_level="WARNING", log_to_driver=False)
