@@ -20,13 +20,25 @@ if __package__ in (None, ""):  # `python bench/report.py`
 
 from bench import _common as common
 
-ORDER = ("program_eval", "deploy_path", "scaling", "submission", "training", "test_suite", "serving")
+ORDER = (
+    "program_eval",
+    "deploy_path",
+    "scaling",
+    "submission",
+    "training",
+    "training_overhead",
+    "batch_inference",
+    "test_suite",
+    "serving",
+)
 RERUN = {
     "program_eval": "python -m bench.program_eval --repeat 7",
     "deploy_path": "python -m bench.deploy_path",
     "scaling": "python -m bench.scaling --repeat 7",
     "submission": "python -m bench.submission --repeat 5",
     "training": "python -m bench.training --repeat 3",
+    "training_overhead": "python -m bench.training_overhead --repeat 3",
+    "batch_inference": "python -m bench.batch_inference --repeat 5",
     "test_suite": "python -m bench.test_suite --repeat 3",
     "serving": "python -m bench.serving --repeat 3 --profile",
 }

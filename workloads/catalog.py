@@ -145,6 +145,26 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
         description="Directory batch-inference writes its predictions to. Derived: STORAGE_PATH/predictions.",
         default=None,
     ),
+    # --- dt-pytorch training overhead (perf-train) ---
+    EnvVar(
+        name="DATA_REPEATS",
+        description=(
+            "dt-pytorch: enlarge the training split to this many copies of each image, the extra copies "
+            "shifted by up to one pixel (seeded); the held-out set is unchanged. For longer epochs in "
+            "benchmarks; 1 = the plain set, integer >= 1."
+        ),
+        default="1",
+    ),
+    EnvVar(
+        name="CHECKPOINT_EVERY",
+        description=(
+            "dt-pytorch: write a checkpoint (and call ray.train.report) every N epochs, plus the last "
+            "epoch and PAUSE_AFTER_EPOCH; the epochs in between only log their metrics. Each report "
+            "waits for Ray Train's controller poll (2 s) once the previous one is unread, so short "
+            "epochs run faster with N > 1; a failure then loses up to N - 1 epochs. Integer >= 1."
+        ),
+        default="1",
+    ),
 )
 
 _CONTRACT_BY_NAME: Mapping[str, EnvVar] = MappingProxyType({var.name: var for var in ENV_CONTRACT})

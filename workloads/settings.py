@@ -160,6 +160,9 @@ _CHECKS: dict[str, Callable[[EnvReader, str], object]] = {
     "PAUSE_SECONDS": lambda env, name: env.integer(name, minimum=0),
     "MODEL_PATH": lambda env, name: env.location(name),
     "OUTPUT_PATH": lambda env, name: env.location(name),
+    # --- dt-pytorch training overhead (perf-train) ---
+    "DATA_REPEATS": lambda env, name: env.integer(name, minimum=1),
+    "CHECKPOINT_EVERY": lambda env, name: env.integer(name, minimum=1),
 }
 """How each contract variable is parsed (the same :class:`EnvReader` calls the workloads make)."""
 

@@ -180,3 +180,24 @@ def test_serving(tmp_path):
         "overhead-bound c64",
         "overhead-bound c1",
     }
+
+
+@pytest.mark.integration
+def test_training_overhead(tmp_path):
+    document = run_benchmark("training_overhead", tmp_path)
+    check_common(document, "training_overhead")
+    results = document["results"]
+    check_summary(results["ray_epoch_s"])
+    check_summary(results["plain_epoch_s"])
+    assert results["ratio"] == results["ray_epoch_s"]["median"] / results["plain_epoch_s"]["median"]
+    assert document["targets"][0]["limit"] == 1.25
+
+
+@pytest.mark.integration
+def test_batch_inference(tmp_path):
+    document = run_benchmark("batch_inference", tmp_path, "--batch-sizes", "256")
+    check_common(document, "batch_inference")
+    outcome = document["results"]["batch_sizes"]["256"]
+    check_summary(outcome["ray_rows_s"])
+    check_summary(outcome["plain_rows_s"])
+    assert outcome["meets_min_speed"] == (outcome["speed_vs_plain"] >= 0.8)

@@ -23,6 +23,10 @@ from workloads.storage import Location, join
 
 RESULT_DIR_NAME = "batch-inference"
 SUMMARY_FILE = "summary.json"
+ROWS_BLOCKS = 8
+"""At most this many input blocks (a few per actor of the pool)."""
+MIN_BLOCK_ROWS = 4096
+"""Fewer rows than this per block are not worth a separate block."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,9 +73,48 @@ class Predictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from workloads.dt_pytorch.model import predict
 
-        features = np.stack([np.asarray(row, dtype=np.float32) for row in batch["features"]])
+        features = batch["features"]
+        if features.dtype == object:  # rows of unequal type: one array per row
+            features = np.stack([np.asarray(row, dtype=np.float32) for row in features])
         predictions = predict(self._model, self._meta, features)
         return {"id": batch["id"], "label": batch["label"], "prediction": predictions}
+
+
+def rows_dataset(features: np.ndarray, labels: np.ndarray) -> Any:
+    """A Ray Dataset of ``id``, ``features`` (a tensor column: batches get one 2-D array) and ``label``.
+
+    Built from columns, not from one Python dict per row, so the driver does no per-row work and
+    :class:`Predictor` receives ``(batch, features)`` arrays without restacking them.
+    """
+    import pyarrow as pa
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    table = pa.table(
+        {
+            "id": np.arange(len(labels), dtype=np.int64),
+            "features": ArrowTensorArray.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
+            "label": np.asarray(labels, dtype=np.int64),
+        }
+    )
+    # Blocks are what Ray Data hands to the actors: several, so that every actor has work.
+    blocks = max(1, min(ROWS_BLOCKS, len(labels) // MIN_BLOCK_ROWS))
+    step = max(1, -(-len(labels) // blocks))
+    return ray.data.from_arrow([table.slice(start, step) for start in range(0, len(labels), step)])
+
+
+def predictions_dataset(rows: Any, *, model_path: Location, batch_size: int, actors: int = 2) -> Any:
+    """``rows`` mapped through :class:`Predictor` on a pool of ``actors`` (one model load each)."""
+    import ray.data
+
+    return rows.map_batches(
+        Predictor,
+        fn_constructor_kwargs={"model_path": str(model_path)},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=0.5,
+    )
 
 
 def run(settings: BatchSettings) -> int:
@@ -97,16 +140,10 @@ def run(settings: BatchSettings) -> int:
 
     ray.init()
     print(f"model epoch {meta.epoch} from {settings.model_path}; {len(split.y_test)} rows", flush=True)
-    rows: list[dict[str, Any]] = [
-        {"id": index, "features": features.tolist(), "label": int(label)}
-        for index, (features, label) in enumerate(zip(split.x_test, split.y_test, strict=True))
-    ]
-    predictions = ray.data.from_items(rows).map_batches(
-        Predictor,
-        fn_constructor_kwargs={"model_path": str(settings.model_path)},
+    predictions = predictions_dataset(
+        rows_dataset(split.x_test, split.y_test),
+        model_path=settings.model_path,
         batch_size=settings.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=2),
-        num_cpus=0.5,
     )
     storage.delete_dir(settings.result_dir)
     predictions.write_parquet(str(settings.result_dir))

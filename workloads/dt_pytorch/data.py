@@ -58,8 +58,16 @@ class Split:
         return int(self.x_train.shape[1])
 
 
-def load_dataset(name: str, *, seed: int, data_dir: Path | None = None) -> Split:
-    """Load ``name`` (one of :data:`DATASETS`); ``data_dir`` holds the Fashion-MNIST files."""
+def load_dataset(name: str, *, seed: int, data_dir: Path | None = None, repeats: int = 1) -> Split:
+    """Load ``name`` (one of :data:`DATASETS`); ``data_dir`` holds the Fashion-MNIST files.
+
+    ``repeats`` > 1 enlarges the training split with shifted copies (:func:`repeat_train`).
+    """
+    split = _load(name, seed=seed, data_dir=data_dir)
+    return repeat_train(split, repeats=repeats, seed=seed) if repeats > 1 else split
+
+
+def _load(name: str, *, seed: int, data_dir: Path | None) -> Split:
     if name == "digits":
         return load_digits(seed=seed)
     if name == "fashion-mnist":
@@ -82,6 +90,43 @@ def load_digits(*, seed: int, test_fraction: float = 0.2) -> Split:
     )
     return Split(
         x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, feature_scale=16.0, num_classes=10
+    )
+
+
+def repeat_train(split: Split, *, repeats: int, seed: int) -> Split:
+    """``split`` with every training image ``repeats`` times: copy 0 as is, the others shifted.
+
+    Each extra copy is the image shifted by up to one pixel in each direction (a seeded choice per
+    copy and image, vacated pixels zero), so a larger epoch is still digit-shaped data rather than
+    duplicates. The held-out set is unchanged. Images must be square (digits 8x8, Fashion-MNIST 28x28).
+    """
+    if repeats == 1:
+        return split
+    side = round(split.num_features**0.5)
+    if side * side != split.num_features:
+        raise DatasetError(f"cannot shift {split.num_features}-feature rows: they are not square images")
+    images = split.x_train.reshape(-1, side, side)
+    rng = np.random.default_rng(seed)
+    copies = [split.x_train]
+    for _ in range(repeats - 1):
+        shifts = rng.integers(-1, 2, size=(len(images), 2))
+        shifted = np.zeros_like(images)
+        for dy, dx in {(int(a), int(b)) for a, b in shifts}:
+            chosen = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+            rolled = np.roll(images[chosen], shift=(dy, dx), axis=(1, 2))
+            if dy:
+                rolled[:, 0 if dy > 0 else -1, :] = 0
+            if dx:
+                rolled[:, :, 0 if dx > 0 else -1] = 0
+            shifted[chosen] = rolled
+        copies.append(shifted.reshape(len(images), -1))
+    return Split(
+        x_train=np.concatenate(copies),
+        y_train=np.tile(split.y_train, repeats),
+        x_test=split.x_test,
+        y_test=split.y_test,
+        feature_scale=split.feature_scale,
+        num_classes=split.num_classes,
     )
 
 

@@ -1,0 +1,80 @@
+"""Verdict logic of the training-overhead and batch-inference benchmarks, on synthetic measurements.
+
+The benchmarks themselves need a local Ray and minutes; what decides their verdicts is pure
+arithmetic over the measured samples, checked here for passing, failing and unmeasured cases
+(no timing is asserted: the inputs are made-up numbers).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import batch_inference, training_overhead
+
+
+def test_training_overhead_passes_within_the_limit() -> None:
+    outcome = training_overhead.verdict([2.4, 2.2, 2.6], [2.0, 2.1, 1.9])
+    assert outcome["ratio"] == pytest.approx(2.4 / 2.0)
+    assert outcome["target"]["limit"] == 1.25
+    assert outcome["target"]["met"] is True and outcome["target"]["verdict"] == "met"
+    # Each interleaved pair's ratio, summarized: 2.4/2.0, 2.2/2.1, 2.6/1.9.
+    assert outcome["pair_ratios"]["samples"] == pytest.approx([1.2, 2.2 / 2.1, 2.6 / 1.9])
+    assert outcome["pair_ratios"]["median"] == pytest.approx(1.2)
+
+
+def test_training_overhead_misses_above_the_limit() -> None:
+    outcome = training_overhead.verdict([1.6, 1.6, 1.7], [0.03, 0.04, 0.03])
+    assert outcome["ratio"] == pytest.approx(1.6 / 0.03)
+    assert outcome["target"]["met"] is False and outcome["target"]["verdict"] == "MISSED"
+
+
+def test_training_overhead_exact_limit_passes_and_custom_limit_applies() -> None:
+    assert training_overhead.verdict([2.5], [2.0])["target"]["met"] is True
+    assert training_overhead.verdict([2.5], [2.0], limit=1.2)["target"]["met"] is False
+
+
+def test_training_overhead_without_measurements_is_unmeasured() -> None:
+    outcome = training_overhead.verdict([], [])
+    assert outcome["ratio"] is None
+    assert outcome["target"]["met"] is None and outcome["target"]["verdict"] == "not measured"
+
+
+def test_steady_epochs_drop_the_warm_up_epoch() -> None:
+    assert training_overhead.steady({1: 9.0, 2: 2.0, 3: 2.2}) == [2.0, 2.2]
+    assert training_overhead.steady({1: 9.0}) == [9.0]  # a one-epoch run keeps its only epoch
+
+
+def test_epoch_line_pattern_reads_the_workload_log_line() -> None:
+    line = (
+        "epoch 3/5 loss=0.1234 held_out_accuracy=0.9500 train_seconds=2.100 "
+        "samples_per_second=20528 report_seconds=0.050 epoch_seconds=2.201"
+    )
+    match = training_overhead.EPOCH_LINE.search(line)
+    assert match is not None
+    assert match.groups() == ("3", "5", "2.100", "0.050", "2.201")
+
+
+def test_batch_inference_passes_at_or_above_the_minimum_speed() -> None:
+    outcome = batch_inference.verdict([90_000, 80_000, 100_000], [100_000, 100_000, 100_000])
+    assert outcome["speed_vs_plain"] == pytest.approx(0.9)
+    assert outcome["meets_min_speed"] is True
+    target = outcome["target"]
+    assert target["value"] == pytest.approx(1 / 0.9) and target["limit"] == pytest.approx(1.25)
+    assert target["met"] is True
+    # Exactly 0.8x passes too (the limit 1.25 is 1/0.8).
+    assert batch_inference.verdict([80.0], [100.0])["target"]["met"] is True
+
+
+def test_batch_inference_misses_below_the_minimum_speed() -> None:
+    outcome = batch_inference.verdict([20_000, 30_000], [100_000, 100_000])
+    assert outcome["speed_vs_plain"] == pytest.approx(0.25)
+    assert outcome["meets_min_speed"] is False
+    assert outcome["target"]["met"] is False and outcome["target"]["verdict"] == "MISSED"
+    # The pass/fail of the upper-limit form agrees with the rows/s form.
+    assert outcome["target"]["met"] == outcome["meets_min_speed"]
+
+
+def test_batch_inference_without_measurements_is_unmeasured() -> None:
+    outcome = batch_inference.verdict([], [1.0])
+    assert outcome["speed_vs_plain"] is None and outcome["meets_min_speed"] is None
+    assert outcome["target"]["verdict"] == "not measured"

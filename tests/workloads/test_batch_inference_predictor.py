@@ -1,0 +1,47 @@
+"""The batch-inference Predictor on both batch layouts Ray Data can hand it (no Ray needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workloads.batch_inference.predict import Predictor
+from workloads.dt_pytorch.data import load_digits
+from workloads.dt_pytorch.model import ModelMeta, build_model, load_model, predict, write_model_dir
+
+
+def _model_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model(input_dim=64, hidden_dim=16, num_classes=10)
+    meta = ModelMeta(
+        input_dim=64,
+        hidden_dim=16,
+        num_classes=10,
+        feature_scale=16.0,
+        dataset="digits",
+        epoch=1,
+        held_out_accuracy=0.0,
+    )
+    write_model_dir(tmp_path / "model", state_dict=model.state_dict(), meta=meta)
+    return tmp_path / "model"
+
+
+def test_tensor_batches_and_row_object_batches_predict_alike(tmp_path: Path) -> None:
+    directory = _model_dir(tmp_path)
+    split = load_digits(seed=0)
+    features, labels = split.x_test[:50], split.y_test[:50]
+    ids = np.arange(50)
+    expected = predict(*load_model(directory), features)
+    predictor = Predictor(str(directory))
+    # A tensor column arrives as one 2-D array (rows_dataset's layout).
+    tensor = predictor({"id": ids, "features": features, "label": labels})
+    # A list column arrives as an object array of per-row arrays.
+    rows = np.empty(50, dtype=object)
+    rows[:] = [row.tolist() for row in features]
+    objects = predictor({"id": ids, "features": rows, "label": labels})
+    for result in (tensor, objects):
+        np.testing.assert_array_equal(result["prediction"], expected)
+        np.testing.assert_array_equal(result["id"], ids)
+        np.testing.assert_array_equal(result["label"], labels)
