@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import port_forward
 from workloads import remote
 from workloads.remote import (
     OUTPUT_AUTH_SECRET,
@@ -30,7 +33,8 @@ OUTPUTS = {
 }
 
 # A fake `kubectl`: records its argv; `get secret` prints base64 of $FAKE_TOKEN; `port-forward`
-# serves HTTP on the requested 127.0.0.1 port (like the real one) until terminated.
+# serves HTTP on the requested 127.0.0.1 port (like the real one) until terminated, or with
+# $FAKE_FORWARD_TO=host:port proxies that port to a real server (tests/fakes/port_forward.py).
 FAKE_KUBECTL = """
 import http.server, json, os, sys, base64
 args = sys.argv[1:]
@@ -46,27 +50,8 @@ if "port-forward" in args:
         sys.exit(1)
     local = int(args[-1].split(":")[0])
     forward_to = os.environ.get("FAKE_FORWARD_TO")  # host:port of a real server (a local Ray head)
-    if forward_to:
-        import socket, threading
-        host, port = forward_to.rsplit(":", 1)
-        server = socket.create_server(("127.0.0.1", local))
-        def pipe(source, sink):
-            try:
-                while data := source.recv(65536):
-                    sink.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for end in (source, sink):
-                    try:
-                        end.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-        while True:
-            client, _ = server.accept()
-            upstream = socket.create_connection((host, int(port)))
-            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+    if forward_to:  # the shared tunnel fake, exec'd so terminating this process ends it
+        os.execv(sys.executable, [sys.executable, PORT_FORWARD, str(local), forward_to])
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"path": self.path, "auth": self.headers.get("Authorization")}).encode()
@@ -94,7 +79,7 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir.mkdir()
     for name, body in (("kubectl", FAKE_KUBECTL), ("pulumi", FAKE_PULUMI)):
         script = bin_dir / name
-        script.write_text(f"#!{sys.executable}\n{body}")
+        script.write_text(f"#!{sys.executable}\nPORT_FORWARD = {str(port_forward.SCRIPT)!r}\n{body}")
         script.chmod(0o755)
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -196,6 +181,47 @@ def test_connect_reads_secret_forwards_and_closes(fake_tools: Path, monkeypatch:
     forward = next(call for call in recorded if "port-forward" in call)
     assert forward[-2:] == ["svc/raycluster-head-svc", f"{port}:8265"]
     with socket.socket() as sock:  # the port-forward process is gone: nothing listens any more
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_connect_tunnels_to_a_real_server_through_the_shared_port_forward_fake(
+    fake_tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAKE_FORWARD_TO: the fake kubectl execs tests/fakes/port_forward.py, which proxies the
+    forwarded port to a real server (here an HTTP server in this process; a Ray head elsewhere)."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"upstream": True, "path": self.path}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("FAKE_FORWARD_TO", f"127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("FAKE_TOKEN", "s3cret")
+        with remote.connect("dev", timeout_s=20) as connection:
+            request = urllib.request.Request(
+                f"{connection.address}/api/version", headers={"Authorization": "Bearer s3cret"}
+            )
+            for _ in range(2):  # two connections through one tunnel
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert json.loads(response.read()) == {"upstream": True, "path": "/api/version"}
+            port = int(connection.address.rsplit(":", 1)[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("/api/version", "Bearer s3cret")] * 2
+    with socket.socket() as sock:  # the tunnel ended with the port-forward process
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import port_forward
 from workloads import jobs, local_cluster
 from workloads.cli import main
 from workloads.jobs import Target
@@ -160,32 +161,15 @@ sys.stdout.write(os.environ["FAKE_OUTPUTS"])
 """
 
 # `kubectl port-forward ... LOCAL:REMOTE` listens on LOCAL and proxies every connection to the local
-# Ray head's dashboard (FAKE_FORWARD_TO); nothing else is needed without token auth.
-FAKE_KUBECTL = """
-import os, socket, sys, threading
+# Ray head's dashboard (FAKE_FORWARD_TO), through the shared tunnel fake tests/fakes/port_forward.py;
+# nothing else is needed without token auth.
+FAKE_KUBECTL = f"""
+import os, sys
 args = sys.argv[1:]
 if "port-forward" not in args:
     sys.exit(1)
-local = int(args[-1].split(":")[0])
-host, port = os.environ["FAKE_FORWARD_TO"].rsplit(":", 1)
-server = socket.create_server(("127.0.0.1", local))
-def pipe(source, sink):
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-while True:
-    client, _ = server.accept()
-    upstream = socket.create_connection((host, int(port)))
-    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
-    threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+local = args[-1].split(":")[0]
+os.execv(sys.executable, [sys.executable, {str(port_forward.SCRIPT)!r}, local, os.environ["FAKE_FORWARD_TO"]])
 """
 
 
