@@ -163,6 +163,9 @@ _CHECKS: dict[str, Callable[[EnvReader, str], object]] = {
     # --- dt-pytorch training overhead (perf-train) ---
     "DATA_REPEATS": lambda env, name: env.integer(name, minimum=1),
     "CHECKPOINT_EVERY": lambda env, name: env.integer(name, minimum=1),
+    # --- image-train / image-serve ---
+    "IMAGE_DATA": lambda env, name: env.location(name),
+    "IMAGE_SIZE": lambda env, name: env.integer(name, minimum=16),
 }
 """How each contract variable is parsed (the same :class:`EnvReader` calls the workloads make)."""
 

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import re
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,14 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from workloads import storage
+from workloads import model_store, storage
 from workloads.storage import Location
 
-MODEL_FILE = "model.pt"
-META_FILE = "model.json"
-OPTIMIZER_FILE = "optimizer.pt"
-CHECKPOINT_PREFIX = "epoch_"
-_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+MODEL_FILE = model_store.MODEL_FILE
+META_FILE = model_store.META_FILE
+OPTIMIZER_FILE = model_store.OPTIMIZER_FILE
+CHECKPOINT_PREFIX = model_store.CHECKPOINT_PREFIX
+checkpoint_dir_name = model_store.checkpoint_dir_name
+newest_checkpoint = model_store.newest_checkpoint
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -56,32 +53,6 @@ def build_model(*, input_dim: int, hidden_dim: int, num_classes: int) -> nn.Modu
         nn.ReLU(),
         nn.Linear(hidden_dim, num_classes),
     )
-
-
-def checkpoint_dir_name(epoch: int) -> str:
-    """Name of the checkpoint directory written after ``epoch`` (1-based)."""
-    return f"{CHECKPOINT_PREFIX}{epoch:04d}"
-
-
-def newest_checkpoint(run_dir: Location, *, require: tuple[str, ...] = ()) -> tuple[int, Location] | None:
-    """``(epoch, location)`` of the highest-epoch complete checkpoint in ``run_dir``, if any.
-
-    Complete: ``model.json``, ``model.pt`` and every file named in ``require`` are present.
-    ``run_dir`` is a local path or an ``s3://`` URI (see :mod:`workloads.storage`).
-    """
-    epochs = sorted(
-        (
-            (int(match.group(1)), child)
-            for child in storage.child_dirs(run_dir)
-            if (match := _CHECKPOINT_RE.match(child))
-        ),
-        reverse=True,
-    )
-    for epoch, child in epochs:
-        location = storage.join(run_dir, child)
-        if all(storage.is_file(storage.join(location, name)) for name in (META_FILE, MODEL_FILE, *require)):
-            return epoch, location
-    return None
 
 
 def write_model_dir(
@@ -124,19 +95,7 @@ def export_model(source: Location, target: Location) -> ModelMeta:
     sees the new metadata finds the new weights (serve reloads when ``model.json`` changes).
     """
     meta = read_meta(source)
-    if storage.is_uri(target) or storage.is_uri(source):
-        storage.copy_files(source, target, (MODEL_FILE, META_FILE))
-        return meta
-    source, target = Path(source), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    for name in (MODEL_FILE, META_FILE):
-        shutil.copy2(source / name, staging / name)
-    old = target.with_name(f".{target.name}-old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    model_store.publish(source, target, (MODEL_FILE, META_FILE))
     return meta
 
 

@@ -1,0 +1,1 @@
+"""image-serve: the Ray Serve app of the image-train model (see app.py)."""

@@ -1,0 +1,222 @@
+"""image-serve: Ray Serve application classifying PNG / JPEG images with the newest image-train model.
+
+Endpoints (relative to the route prefix, ``/image`` by default):
+
+* ``POST /predict`` with the encoded image as the body (``Content-Type: image/png`` or
+  ``image/jpeg``; the format is checked from the bytes) ->
+  ``{"label": "7", "index": 7, "confidence": 0.98, "model": {...}}``.
+  Refused with a 4xx JSON ``{"error": "..."}``: a body over :data:`MAX_BODY_BYTES` (413, from the
+  declared length before anything is read), an empty body or bytes that are not a PNG/JPEG (415),
+  a corrupt image (400), an image over :data:`~workloads.image_train.model.MAX_IMAGE_PIXELS`
+  (413, from its header), a wrong method (405), an unknown path (404).
+* ``GET /healthz`` -> 200 with the model's metadata when one is loaded, 503 (with the reason) otherwise.
+
+The image is decoded and resized exactly like the training images (:func:`decode_image` follows
+Ray Data's ``read_images``) and goes through the model together with the other requests waiting
+on the replica (``@serve.batch``: one forward per batch, no added wait for a lone request).
+Reads MODEL_PATH (default ``STORAGE_PATH/models/image-latest``) and reloads when training exports
+a newer model (``model.json`` changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+from ray.serve.exceptions import RayServeException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from workloads import storage
+from workloads.catalog import WORKLOADS
+from workloads.http_limits import BadRequestError, BodyTooLargeError, read_body_limited, route_path
+from workloads.settings import EnvReader
+from workloads.storage import Location, is_uri, join
+
+_APP = WORKLOADS["image-serve"].serve_app
+assert _APP is not None
+DEPLOYMENT_NAME = _APP.deployment_name
+HEALTH_PATH = _APP.health_path
+PREDICT_PATH = "/predict"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest encoded image read (a 12-megapixel JPEG is ~5 MB); larger bodies get 413 unread."""
+MAX_ONGOING_REQUESTS = 32
+"""Requests one replica holds at once (Serve's default, 5, makes the proxy retry with back-off
+under load instead of letting the batcher see the queue; see the serve app and bench/RESULTS.md)."""
+MAX_BATCH_IMAGES = 32
+BATCH_WAIT_TIMEOUT_S = 0.0
+REMOTE_RELOAD_CHECK_S = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageServeSettings:
+    """image-serve parameters, parsed from the env contract."""
+
+    model_path: Location
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ImageServeSettings:
+        """Parse; raises ``SettingsError`` when neither MODEL_PATH nor STORAGE_PATH is usable."""
+        env = EnvReader(environ)
+        return cls(
+            model_path=env.location("MODEL_PATH", derived=env.storage_subdir("models", "image-latest"))
+        )
+
+
+def decode_request_image(body: bytes, *, image_size: int, mode: str) -> Any:
+    """The request body as model input pixels; raises :class:`BadRequestError` with the status."""
+    from workloads.image_train.model import ImageError, ImageTooLargeError, decode_image, image_format
+
+    if not body:
+        raise BadRequestError("empty body: POST the PNG or JPEG bytes of one image", status=415)
+    try:
+        image_format(body)
+    except ImageError as error:
+        raise BadRequestError(str(error), status=415) from None
+    try:
+        return decode_image(body, image_size=image_size, mode=mode)
+    except ImageError as error:
+        raise BadRequestError(
+            str(error), status=413 if isinstance(error, ImageTooLargeError) else 400
+        ) from None
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=MAX_ONGOING_REQUESTS)
+class ImageClassifier:
+    """Loads the image model from MODEL_PATH and answers HTTP requests."""
+
+    def __init__(self) -> None:
+        self._model_path = ImageServeSettings.from_env().model_path
+        self._remote = is_uri(self._model_path)
+        self._lock = threading.Lock()
+        self._loaded: tuple[int, Any, Any] | None = None  # (stamp of model.json, model, meta)
+        self._load_error: str | None = None
+        self._checked_at = 0.0
+        self._batcher: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._refresh()
+
+    def _refresh(self, *, force: bool = True) -> None:
+        """(Re)load the model when ``model.json`` changed (a remote path at most every second)."""
+        from workloads.image_train.model import META_FILE, ModelNotFoundError, load_model
+
+        now = time.monotonic()
+        if (
+            self._remote
+            and not force
+            and self._loaded is not None
+            and now - self._checked_at < REMOTE_RELOAD_CHECK_S
+        ):
+            return
+        self._checked_at = now
+        try:
+            stamp = storage.stamp(join(self._model_path, META_FILE))
+        except OSError:
+            stamp = None
+        stamp = -1 if stamp is None else stamp
+        if self._loaded is not None and self._loaded[0] == stamp:
+            return
+        with self._lock:
+            if self._loaded is not None and self._loaded[0] == stamp:
+                return
+            try:
+                model, meta = load_model(self._model_path)
+            except (ModelNotFoundError, OSError, ValueError, RuntimeError, TypeError) as error:
+                if self._loaded is None:
+                    self._load_error = str(error)
+                return
+            self._loaded = (stamp, model, meta)
+            self._load_error = None
+            print(f"loaded image model epoch {meta.epoch} from {self._model_path}", flush=True)
+
+    async def _forward(self, batch: list[Any]) -> list[tuple[int, float, Any]]:
+        """One forward for every queued image: ``[(index, confidence, meta), ...]`` in order."""
+        import numpy as np
+
+        from workloads.image_train.model import predict
+
+        loaded = self._loaded
+        assert loaded is not None  # _predict answers 503 before queueing without a model
+        _, model, meta = loaded
+        indices, confidences = predict(model, meta, np.stack(batch))
+        return [(int(i), float(c), meta) for i, c in zip(indices, confidences, strict=True)]
+
+    async def _classify(self, pixels: Any) -> tuple[int, float, Any]:
+        """One image's ``(index, confidence, meta)``, batched with concurrent requests in a replica."""
+        try:
+            serve.get_replica_context()
+        except RayServeException:  # called directly (unit tests): the same forward, unbatched
+            return (await self._forward([pixels]))[0]
+        loop = asyncio.get_running_loop()
+        if self._batcher is None or self._batcher[0] is not loop:
+            forward = self._forward
+
+            async def forward_batch(batch: list[Any]) -> list[tuple[int, float, Any]]:
+                return await forward(batch)
+
+            wrapped = serve.batch(max_batch_size=MAX_BATCH_IMAGES, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)(
+                forward_batch
+            )
+            self._batcher = (loop, wrapped)
+        result: tuple[int, float, Any] = await self._batcher[1](pixels)
+        return result
+
+    def _model_info(self, meta: Any) -> dict[str, Any]:
+        return {
+            "path": str(self._model_path),
+            "architecture": meta.architecture,
+            "epoch": meta.epoch,
+            "image_size": meta.image_size,
+            "labels": list(meta.labels),
+            "held_out_accuracy": meta.held_out_accuracy,
+        }
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        """Route ``/predict`` and ``/healthz``; every answer is JSON."""
+        path = route_path(request)
+        if path == HEALTH_PATH:
+            if request.method != "GET":
+                return JSONResponse({"error": f"{HEALTH_PATH} accepts GET"}, status_code=405)
+            self._refresh()
+            if self._loaded is None:
+                return JSONResponse({"status": "unavailable", "error": self._load_error}, status_code=503)
+            return JSONResponse({"status": "ok", "model": self._model_info(self._loaded[2])})
+        if path == PREDICT_PATH:
+            if request.method != "POST":
+                return JSONResponse(
+                    {"error": f"{PREDICT_PATH} accepts POST with an image body"}, status_code=405
+                )
+            return await self._predict(request)
+        return JSONResponse(
+            {"error": f"no route {path}; use POST {PREDICT_PATH} or GET {HEALTH_PATH}"}, status_code=404
+        )
+
+    async def _predict(self, request: Request) -> JSONResponse:
+        self._refresh(force=False)
+        if self._loaded is None:
+            return JSONResponse({"error": f"model not available: {self._load_error}"}, status_code=503)
+        meta = self._loaded[2]
+        try:
+            try:
+                body = await read_body_limited(request, MAX_BODY_BYTES)
+            except BodyTooLargeError as error:
+                raise BadRequestError(str(error), status=413) from None
+            pixels = decode_request_image(body, image_size=meta.image_size, mode=meta.mode)
+        except BadRequestError as error:
+            return JSONResponse({"error": str(error)}, status_code=error.status)
+        index, confidence, used = await self._classify(pixels)
+        return JSONResponse(
+            {
+                "label": used.labels[index],
+                "index": index,
+                "confidence": confidence,
+                "model": self._model_info(used),
+            }
+        )
+
+
+app = ImageClassifier.bind()  # type: ignore[attr-defined]
