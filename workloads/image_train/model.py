@@ -135,7 +135,9 @@ def preprocess(images: np.ndarray, *, channels: int, mean: float = MEAN, std: fl
         array = array[:, :, :, None]
     if array.ndim != 4 or array.shape[3] != channels:
         raise ValueError(f"expected images of shape (N, H, W[, {channels}]), got {tuple(np.shape(images))}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div_(255.0)
+    # Ray Data hands out read-only views; torch wants memory it may write to.
+    array = np.ascontiguousarray(array) if array.flags.writeable else array.copy()
+    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
     return tensor.sub_(mean).div_(std)
 
 
