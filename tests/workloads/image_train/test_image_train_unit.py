@@ -88,7 +88,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> No
 def test_gpu_runs_on_cuda_in_bf16_over_nccl_and_cpu_on_gloo_in_fp32() -> None:
     gpu = device_settings(use_gpu=True)
     assert (gpu.device_type, gpu.autocast_dtype, gpu.backend) == ("cuda", "bfloat16", "nccl")
-    assert getattr(torch, gpu.autocast_dtype) is torch.bfloat16
+    assert getattr(torch, str(gpu.autocast_dtype)) is torch.bfloat16
     cpu = device_settings(use_gpu=False)
     assert (cpu.device_type, cpu.autocast_dtype, cpu.backend) == ("cpu", None, "gloo")
 
