@@ -18,7 +18,7 @@ from components.versions import KUBECTL_IMAGE, RAY_VERSION
 from tests import pulumi_harness
 from tests.kuberay_schemas import validation_errors
 from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program
-from workloads.catalog import WORKLOADS_MOUNT_PATH, get_workload
+from workloads.catalog import WORKLOADS, WORKLOADS_MOUNT_PATH, get_workload
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
 CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
@@ -264,7 +264,7 @@ def test_changing_a_script_renames_the_config_map(tmp_path: Path, monkeypatch: p
 
     before = run_program("dev")
     copy = tmp_path / "repo"
-    for path in {p for w in ("quickstart", "dt-pytorch", "serve") for p in get_workload(w).files}:
+    for path in {p for w in WORKLOADS.values() for p in w.files}:
         (copy / path).parent.mkdir(parents=True, exist_ok=True)
         (copy / path).write_bytes((REPO / path).read_bytes())
     (copy / "workloads/quickstart/main.py").write_text("print('changed')\n")
