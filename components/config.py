@@ -939,6 +939,14 @@ class RayJobConfig(_Model):
         default_factory=dict,
         description="Env overrides: env-contract names for a catalog workload, any names for own code.",
     )
+    secret_env: dict[str, SecretKeyRef] = Field(
+        default_factory=dict,
+        description=(
+            "Env variables read from existing Secrets in the Ray namespace, e.g. HF_TOKEN: {name: hf-token, key: "
+            "token}; set on the job's Ray pods as secretKeyRef, never as literals in the RayJob. cluster: "
+            "ephemeral only (the shared cluster's pods serve every job)."
+        ),
+    )
     active_deadline_seconds: PositiveInt | None = Field(
         default=None, description="Fail the job after this many seconds; unset = no deadline."
     )
@@ -966,6 +974,19 @@ class RayJobConfig(_Model):
         # `code` is declared before `env`, so it is already validated here; own code takes any names.
         return value if info.data.get("code") else _contract_env(value)
 
+    @field_validator("secret_env")
+    @classmethod
+    def _job_secret_env(cls, value: dict[str, SecretKeyRef], info: ValidationInfo) -> dict[str, SecretKeyRef]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name; use e.g. HF_TOKEN")
+        if not info.data.get("code"):
+            _contract_env(dict.fromkeys(value, ""), secrets=True)
+        both = sorted(set(value) & set(info.data.get("env") or {}))
+        if both:
+            raise ValueError(f"{', '.join(both)} set in both env and secretEnv; keep only the secretEnv entry")
+        return value
+
     @model_validator(mode="after")
     def _program(self) -> Self:
         if (self.workload is None) == (self.code is None):
@@ -977,6 +998,11 @@ class RayJobConfig(_Model):
             raise ValueError(f"code {self.code!r} needs an entrypoint, e.g. entrypoint: python main.py")
         if self.code is None and self.entrypoint is not None:
             raise ValueError("entrypoint applies to code (your own code), not to a catalog workload")
+        if self.secret_env and self.cluster != "ephemeral":
+            raise ValueError(
+                f"secretEnv ({', '.join(sorted(self.secret_env))}) needs cluster: ephemeral: the shared "
+                "RayCluster's pods run every job, so a job's secrets cannot be put on them"
+            )
         return self
 
 
@@ -1053,6 +1079,7 @@ class RayServiceConfig(_Model):
         return value
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -1080,12 +1107,20 @@ def _workload_of_kind(name: str, kind: str) -> str:
     return name
 
 
-def _contract_env(env: dict[str, str]) -> dict[str, str]:
+def _contract_env(env: dict[str, str], *, secrets: bool = False) -> dict[str, str]:
+    """``env`` if every name is in the workload env contract; ``secrets``: names from secretEnv."""
     known = [var.name for var in ENV_CONTRACT]
     unknown = sorted(set(env) - set(known))
     if unknown:
         raise ValueError(
             f"{', '.join(unknown)} not in the workload env contract; valid names: {', '.join(known)}"
+        )
+    literal = sorted(var.name for var in ENV_CONTRACT if var.secret and var.name in env)
+    if literal and not secrets:
+        raise ValueError(
+            f"{', '.join(literal)} is a credential and never a literal in stack config: create a Secret "
+            f"(kubectl -n <namespace> create secret generic hf-token --from-literal=token=...) and reference it "
+            f"with secretEnv: {{{literal[0]}: {{name: hf-token, key: token}}}} (cluster: ephemeral jobs)"
         )
     return env
 

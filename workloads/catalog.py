@@ -34,6 +34,8 @@ class EnvVar:
     description: str
     default: str | None
     """Value used when the variable is unset; ``None`` means "required" or "derived"."""
+    secret: bool = False
+    """A credential: stack config may only reference it from a Kubernetes Secret (``secretEnv``)."""
 
 
 ENV_CONTRACT: tuple[EnvVar, ...] = (
@@ -184,6 +186,17 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
             "upscaled digits, 224 real photographs. Integer >= 16."
         ),
         default="32",
+    ),
+    # --- secrets (issue 18) ---
+    EnvVar(
+        name="HF_TOKEN",
+        description=(
+            "Hugging Face access token for gated models and private data (llm-finetune's MODEL_NAME). "
+            "Never a literal in stack config: rayJobs[].secretEnv maps it to a Kubernetes Secret key "
+            "(secretKeyRef on the job's Ray pods); unset = anonymous downloads."
+        ),
+        default=None,
+        secret=True,
     ),
 )
 

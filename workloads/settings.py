@@ -166,6 +166,7 @@ _CHECKS: dict[str, Callable[[EnvReader, str], object]] = {
     # --- image-train / image-serve ---
     "IMAGE_DATA": lambda env, name: env.location(name),
     "IMAGE_SIZE": lambda env, name: env.integer(name, minimum=16),
+    "HF_TOKEN": lambda env, name: env.raw(name),
 }
 """How each contract variable is parsed (the same :class:`EnvReader` calls the workloads make)."""
 

@@ -30,6 +30,7 @@ from components.config import (
     HeadConfig,
     RayJobConfig,
     RayServiceConfig,
+    SecretKeyRef,
     WorkerGroupConfig,
 )
 from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION
@@ -761,13 +762,40 @@ def build_ray_job(
     else:
         spec["backoffLimit"] = job.backoff_limit
         # GCS fault tolerance is for long-lived clusters; a job's cluster lives as long as the job.
-        spec["rayClusterSpec"] = build_ray_cluster_spec(shape, pods, gcs_fault_tolerance=False)
+        spec["rayClusterSpec"] = with_secret_env(
+            build_ray_cluster_spec(shape, pods, gcs_fault_tolerance=False), job.secret_env
+        )
         spec["shutdownAfterJobFinishes"] = True
         spec["ttlSecondsAfterFinished"] = job.ttl_seconds_after_finished
     metadata: dict[str, Any] = {"name": job.name, "namespace": namespace, "labels": dict(PART_OF)}
     if "rayClusterSpec" in spec and shape.expose_dashboards:
         metadata["annotations"] = dict(EXPOSED)
     return {"apiVersion": API_VERSION, "kind": "RayJob", "metadata": metadata, "spec": spec}
+
+
+def with_secret_env(cluster_spec: dict[str, Any], secret_env: Mapping[str, SecretKeyRef]) -> dict[str, Any]:
+    """``cluster_spec`` with ``secret_env`` on the Ray container of the head and of every worker group.
+
+    Each variable is a ``valueFrom.secretKeyRef``: the value stays in the Secret, and the RayJob
+    (stored in etcd, shown by ``kubectl get -o yaml``) holds only its name. The driver runs on the
+    head and the Ray Train workers on the workers; Ray processes inherit their container's env
+    (the runtime_env's ``env_vars`` add to it and never name these variables). The kubelet refuses
+    to start a container whose Secret or key is missing (CreateContainerConfigError), so a missing
+    token shows on the pod, not as a failure deep inside the job.
+    """
+    if not secret_env:
+        return cluster_spec
+    entries = [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        for name, ref in sorted(secret_env.items())
+    ]
+    templates = [cluster_spec["headGroupSpec"]["template"]]
+    templates += [group["template"] for group in cluster_spec.get("workerGroupSpecs", [])]
+    for template in templates:
+        for container in template["spec"]["containers"]:
+            if container["name"] in ("ray-head", "ray-worker"):
+                container["env"] = [*container.get("env", []), *entries]
+    return cluster_spec
 
 
 def build_ray_service(

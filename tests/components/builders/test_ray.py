@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -711,3 +712,65 @@ def test_shm_is_sized_from_config_and_only_on_accelerator_groups() -> None:
     assert all(v["name"] != "dshm" for v in head["volumes"] + cpu["volumes"])
     (shm,) = [v for v in gpu["volumes"] if v["name"] == "dshm"]
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4096Mi"}
+
+
+def test_secret_env_reaches_the_ray_containers_as_secret_key_refs_only() -> None:
+    job = _job(cluster="ephemeral", secretEnv={"HF_TOKEN": {"name": "hf-token", "key": "token"}})
+    doc = build_ray_job(
+        job=job,
+        workload=get_workload("dt-pytorch"),
+        namespace="ray",
+        cluster_name="ray",
+        shape=_shape(),
+        pods=PODS,
+    )
+    expected = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
+    cluster = doc["spec"]["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]
+    assert len(templates) >= 2
+    for template in templates:
+        (ray,) = [c for c in template["spec"]["containers"] if c["name"] in ("ray-head", "ray-worker")]
+        assert ray["env"].count(expected) == 1
+    # Not in the runtime env (it would override the container's value) nor on the submitter.
+    assert "HF_TOKEN" not in yaml.safe_load(doc["spec"]["runtimeEnvYAML"])["env_vars"]
+    submitter = doc["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    assert all(entry.get("name") != "HF_TOKEN" for entry in submitter.get("env", []))
+    # Nothing else in the document mentions a secret value: only the Secret's name and key.
+    assert "secretKeyRef" in json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"secretEnv": {"HF_TOKEN": {"name": "hf-token", "key": "token"}}}, "needs cluster: ephemeral"),
+        (
+            {"cluster": "ephemeral", "secretEnv": {"TOKEN": {"name": "hf", "key": "t"}}},
+            "not in the workload env contract",
+        ),
+        (
+            {"cluster": "ephemeral", "secretEnv": {"HF-TOKEN": {"name": "hf", "key": "t"}}},
+            "not an environment variable name",
+        ),
+        (
+            {
+                "cluster": "ephemeral",
+                "env": {"HF_TOKEN": "hf_abc"},
+                "secretEnv": {"HF_TOKEN": {"name": "hf", "key": "t"}},
+            },
+            "never a literal in stack config",
+        ),
+        ({"cluster": "ephemeral", "secretEnv": {"HF_TOKEN": {"name": "Not_A_Label", "key": "t"}}}, "name"),
+    ],
+)
+def test_bad_secret_env_is_refused_with_the_fix(fields: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        _job(**fields)
+
+
+def test_a_credential_is_never_a_literal_env_value() -> None:
+    with pytest.raises(ValueError, match=r"secretEnv: \{HF_TOKEN: \{name: hf-token, key: token\}\}"):
+        _job(env={"HF_TOKEN": "hf_literal"})
+    with pytest.raises(ValueError, match="never a literal"):
+        RayServiceConfig.model_validate({"name": "llm", "env": {"HF_TOKEN": "hf_literal"}})
+    # Own code takes any names, credentials included: the user's code, the user's choice.
+    assert _job(workload=None, code="examples/hello_ray", entrypoint="python main.py", env={"HF_TOKEN": "x"})
