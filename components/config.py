@@ -984,7 +984,9 @@ class RayJobConfig(_Model):
             _contract_env(dict.fromkeys(value, ""), secrets=True)
         both = sorted(set(value) & set(info.data.get("env") or {}))
         if both:
-            raise ValueError(f"{', '.join(both)} set in both env and secretEnv; keep only the secretEnv entry")
+            raise ValueError(
+                f"{', '.join(both)} set in both env and secretEnv; keep only the secretEnv entry"
+            )
         return value
 
     @model_validator(mode="after")

@@ -77,7 +77,9 @@ SERVICES = {"serve", "image-serve"}
 
 
 def test_the_workloads_are_catalogued() -> None:
-    assert {"quickstart", "dt-pytorch", "serve", "batch-inference", "image-train", "image-serve"} <= set(WORKLOADS)
+    assert {"quickstart", "dt-pytorch", "serve", "batch-inference", "image-train", "image-serve"} <= set(
+        WORKLOADS
+    )
     assert {name for name, w in WORKLOADS.items() if w.kind == "service"} >= SERVICES
     for name in SERVICES:
         assert WORKLOADS[name].kind == "service" and WORKLOADS[name].serve_app is not None
