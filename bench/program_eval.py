@@ -40,7 +40,9 @@ from bench import _common as common
 
 NAME = "program_eval"
 SUBMODULES = "baseline + SDK submodules"
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.2
+"""Target: a stack's program costs at most this much over importing the SDK submodules it uses
+(issue 15 part 5); the ratio against top-level SDK imports alone is reported as information."""
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_eks", "pulumi_random", "pydantic", "yaml")
 
 # The child reports its own phases and its peak RSS on its last stdout line.
@@ -276,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
                 stat(stack, "cpu_s")["median"], stat("baseline", "cpu_s")["median"]
             ),
         }
-        targets.append(common.target(f"{stack}: program / import baseline (wall)", ratio, TARGET_RATIO))
+        targets.append(
+            common.target(
+                f"{stack}: program / SDK-submodule baseline (wall)",
+                per_stack[stack]["ratio_vs_baseline_with_submodules"],
+                TARGET_RATIO,
+            )
+        )
         rows.append(
             [
                 f"`{stack}` (import + run `__main__.py`)",
@@ -295,11 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         "Imports / program columns are measured inside the child (program = `run_program(stack)`, which "
         "includes the mock engine's bookkeeping, so it slightly overstates the program's own cost).",
         f"Peak RSS = `resource.getrusage(RUSAGE_SELF).ru_maxrss` of the child. Baseline imports: {', '.join(SDK_MODULES)}.",
-        "The target is measured against the baseline the task defines (top-level SDK imports). The SDKs "
-        "load their submodules lazily (`import pulumi_aws` does not import `pulumi_aws.eks`), so the "
-        "program's ratio includes importing the SDK submodules it uses; the second baseline imports "
-        "those too (the union over the measured stacks), so 'vs baseline + submodules' is the cost of the "
-        "program's own code: components, config validation and resource registration.",
+        f"The target (<= {TARGET_RATIO}x) is against the second baseline, which imports the SDK submodules the "
+        "program loads (the union over the measured stacks): the SDKs load submodules lazily (`import "
+        "pulumi_aws` does not import `pulumi_aws.eks`), so 'vs baseline + submodules' is the cost of the "
+        "program's own code: components, config validation and resource registration. The ratio against "
+        "top-level SDK imports only ('vs import baseline') is information: it adds the submodule imports.",
     ]
     notes.append(
         "Cross-checks that other load on the machine disturbs less: ratio of the fastest runs "
@@ -323,16 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     profile: dict[str, Any] = {}
     missed = [t for t in targets if t["met"] is False]
     if missed or args.profile or not args.quick:
-        worst = max(chosen, key=lambda s: per_stack[s]["ratio_vs_baseline"] or 0)
+        worst = max(chosen, key=lambda s: per_stack[s]["ratio_vs_baseline_with_submodules"] or 0)
         common.progress(NAME, f"profiling {worst} (-X importtime, cProfile)")
         profile = {"stack": worst, "extra_imports": _importtime(worst), "cprofile_top": _cprofile(worst)}
         top = ", ".join(f"{i['module']} {i['cumulative_ms']:.0f} ms" for i in profile["extra_imports"][:5])
         notes.append(f"Profile of `{worst}`: imports beyond the SDK baseline (cumulative): {top}.")
         if missed:
-            extra_s = per_stack[worst]["wall_s"]["median"] - baseline_wall["median"]
+            extra_s = per_stack[worst]["wall_s"]["median"] - full_wall["median"]
             notes.append(
                 f"Target MISSED for {', '.join(t['name'].split(':')[0] for t in missed)}: `{worst}` adds "
-                f"{extra_s:.2f} s to the {baseline_wall['median']:.2f} s import baseline; the import profile "
+                f"{extra_s:.2f} s to the {full_wall['median']:.2f} s SDK-submodule baseline; the import profile "
                 "above and the cProfile below show which modules and calls that time is spent in."
             )
     run.write(

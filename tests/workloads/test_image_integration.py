@@ -8,11 +8,14 @@ requests with 4xx.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import shlex
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workloads.cli import RunResult, main, run_local
+from workloads.cli import main, run_local
 from workloads.image_train.data import MARKER_FILE, digits_png_images
 from workloads.image_train.model import decode_image, load_model, predict, read_meta
 from workloads.local_cluster import LocalCluster
@@ -31,18 +34,51 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 JOB_TIMEOUT_S = 600.0
 EPOCHS = 4  # image-train's catalog default
 MIN_ACCURACY = 0.85  # chance is 0.10; 4 epochs reach ~0.93
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 ACCURACY_RE = re.compile(r"final held-out accuracy ([0-9.]+) at epoch (\d+)")
 
 
+def readme_image_lines() -> list[list[str]]:
+    """The README's image-workload CLI block, as argv lists after ``python -m workloads``."""
+    section = README.split("## Workloads and the job CLI", 1)[1]
+    block = section.split("The image workloads, as", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    assert all(line[:3] == ["python", "-m", "workloads"] for line in lines), lines
+    return [line[3:] for line in lines]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    status: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+def run_cli(local_dir: Path, argv: list[str]) -> CliRun:
+    """``python -m workloads --local-dir DIR ARGV...`` in-process, its output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["--local-dir", str(local_dir), *argv])
+    return CliRun(status=status, out=out.getvalue(), err=err.getvalue())
+
+
+def test_the_readme_block_is_what_these_tests_run() -> None:
+    assert readme_image_lines() == [["run", "image-train"], ["run", "image-serve"]]
+
+
 @pytest.fixture(scope="module")
-def image_trained(local_dir: Path, ray_cluster: LocalCluster) -> RunResult:
-    """image-train with the catalog defaults, once per module."""
-    return run_local("image-train", local_dir=local_dir, timeout_s=JOB_TIMEOUT_S)
+def image_trained(local_dir: Path, ray_cluster: LocalCluster) -> CliRun:
+    """The README's ``python -m workloads run image-train`` (catalog defaults), once per module."""
+    return run_cli(local_dir, readme_image_lines()[0])
 
 
-def logs_of(result: RunResult) -> str:
-    assert result.job is not None
-    return result.job.logs
+def logs_of(result: CliRun) -> str:
+    """What the CLI streamed: the job's logs (stdout) and its own progress lines (stderr)."""
+    return result.out + result.err
 
 
 def post(url: str, body: bytes, content_type: str = "image/png") -> tuple[int, dict[str, Any]]:
@@ -71,7 +107,7 @@ def encode(pixels: np.ndarray, image_format: str) -> bytes:
 
 
 def test_image_train_reads_generated_pngs_learns_and_exports(
-    image_trained: RunResult, storage_path: Path
+    image_trained: CliRun, storage_path: Path
 ) -> None:
     logs = logs_of(image_trained)
     assert image_trained.ok, logs[-3000:]
@@ -107,7 +143,7 @@ def test_image_train_reads_generated_pngs_learns_and_exports(
 
 
 def test_image_train_resumes_a_run_and_keeps_the_data(
-    local_dir: Path, image_trained: RunResult, storage_path: Path
+    local_dir: Path, image_trained: CliRun, storage_path: Path
 ) -> None:
     assert image_trained.ok
     more = EPOCHS + 1
@@ -117,7 +153,8 @@ def test_image_train_resumes_a_run_and_keeps_the_data(
         local_dir=local_dir,
         timeout_s=JOB_TIMEOUT_S,
     )
-    logs = logs_of(result)
+    assert result.job is not None
+    logs = result.job.logs
     assert result.ok, logs[-3000:]
     assert f"found checkpoint epoch {EPOCHS}" in logs and f"resumed from checkpoint epoch {EPOCHS}" in logs
     assert "wrote " not in logs  # the generated data set is reused, not rewritten
@@ -134,13 +171,21 @@ def test_image_train_refuses_bad_settings_before_submitting(
 
 
 def test_image_serve_classifies_pngs_and_jpegs_and_refuses_bad_requests(
-    local_dir: Path, image_trained: RunResult, storage_path: Path
+    local_dir: Path, image_trained: CliRun, storage_path: Path
 ) -> None:
     assert image_trained.ok
-    result = run_local("image-serve", local_dir=local_dir)
-    assert result.ok and result.serve_url is not None
-    url = result.serve_url
+    # Through the CLI, as the README says: it prints the URL (route prefix included) and an example
+    # whose image exists once image-train has run.
+    served = run_cli(local_dir, readme_image_lines()[1])
+    assert served.ok, served.err[-3000:]
+    out = served.out
+    match = re.search(r"Serve application is RUNNING at (\S+)", out)
+    assert match is not None, out
+    url = match.group(1)
     assert url.endswith("/image")
+    example = re.search(r"--data-binary @\.ray-on-eks/storage/(\S+) " + re.escape(url) + "/predict", out)
+    assert example is not None, out
+    assert (storage_path / example.group(1)).is_file()
 
     status, health = get(f"{url}/healthz")
     assert (

@@ -82,11 +82,14 @@ def ensure_digits_png(root: Location, *, seed: int, image_size: int) -> int:
     written = 0
     counts: dict[str, int] = {}
     for split_name, images in digits_png_images(seed=seed, image_size=image_size).items():
-        for index, (label, pixels) in enumerate(images):
+        per_class: dict[int, int] = {}
+        for label, pixels in images:
+            # Numbered within the class: test/7/00000.png is always the first held-out 7.
+            number = per_class[label] = per_class.get(label, -1) + 1
             buffer = io.BytesIO()
             Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
             storage.write_bytes(
-                storage.join(root, split_name, str(label), f"{index:05d}.png"), buffer.getvalue()
+                storage.join(root, split_name, str(label), f"{number:05d}.png"), buffer.getvalue()
             )
             written += 1
         counts[split_name] = len(images)

@@ -107,7 +107,8 @@ def test_generated_digits_keep_dt_pytorchs_split_and_are_written_once(tmp_path: 
     assert ensure_digits_png(root, seed=0, image_size=32) == 1797
     assert json.loads((root / MARKER_FILE).read_text())["images"] == {"train": 1437, "test": 360}
     assert class_labels(root) == [str(d) for d in range(10)]
-    first = root / "test" / str(split.y_test[0]) / "00000.png"
+    first = root / "test" / str(split.y_test[0]) / "00000.png"  # numbered within its class
+    assert len(list((root / "test" / "7").glob("*.png"))) == int((split.y_test == 7).sum())
     assert decode_image(first.read_bytes(), image_size=32, mode="L").tolist() == images["test"][0][1].tolist()
     assert ensure_digits_png(root, seed=0, image_size=32) == 0  # complete: kept
     with pytest.raises(ImageDataError, match="image_size"):
