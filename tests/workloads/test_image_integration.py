@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.workloads.images import encode
 from workloads.cli import main, run_local
 from workloads.image_train.data import MARKER_FILE, digits_png_images
 from workloads.image_train.model import decode_image, load_model, predict, read_meta
@@ -96,14 +97,6 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def encode(pixels: np.ndarray, image_format: str) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=image_format)
-    return buffer.getvalue()
 
 
 def test_image_train_reads_generated_pngs_learns_and_exports(

@@ -20,23 +20,19 @@ a newer model (``model.json`` changes).
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
-from ray.serve.exceptions import RayServeException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from workloads import storage
 from workloads.catalog import WORKLOADS
 from workloads.http_limits import BadRequestError, BodyTooLargeError, read_body_limited, route_path
+from workloads.serving import Batcher, ModelWatcher
 from workloads.settings import EnvReader
-from workloads.storage import Location, is_uri, join
+from workloads.storage import Location
 
 _APP = WORKLOADS["image-serve"].serve_app
 assert _APP is not None
@@ -50,7 +46,6 @@ MAX_ONGOING_REQUESTS = 32
 under load instead of letting the batcher see the queue; see the serve app and bench/RESULTS.md)."""
 MAX_BATCH_IMAGES = 32
 BATCH_WAIT_TIMEOUT_S = 0.0
-REMOTE_RELOAD_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,47 +86,19 @@ class ImageClassifier:
     """Loads the image model from MODEL_PATH and answers HTTP requests."""
 
     def __init__(self) -> None:
+        from workloads.image_train.model import ModelNotFoundError, load_model
+
         self._model_path = ImageServeSettings.from_env().model_path
-        self._remote = is_uri(self._model_path)
-        self._lock = threading.Lock()
-        self._loaded: tuple[int, Any, Any] | None = None  # (stamp of model.json, model, meta)
-        self._load_error: str | None = None
-        self._checked_at = 0.0
-        self._batcher: tuple[asyncio.AbstractEventLoop, Any] | None = None
-        self._refresh()
-
-    def _refresh(self, *, force: bool = True) -> None:
-        """(Re)load the model when ``model.json`` changed (a remote path at most every second)."""
-        from workloads.image_train.model import META_FILE, ModelNotFoundError, load_model
-
-        now = time.monotonic()
-        if (
-            self._remote
-            and not force
-            and self._loaded is not None
-            and now - self._checked_at < REMOTE_RELOAD_CHECK_S
-        ):
-            return
-        self._checked_at = now
-        try:
-            stamp = storage.stamp(join(self._model_path, META_FILE))
-        except OSError:
-            stamp = None
-        stamp = -1 if stamp is None else stamp
-        if self._loaded is not None and self._loaded[0] == stamp:
-            return
-        with self._lock:
-            if self._loaded is not None and self._loaded[0] == stamp:
-                return
-            try:
-                model, meta = load_model(self._model_path)
-            except (ModelNotFoundError, OSError, ValueError, RuntimeError, TypeError) as error:
-                if self._loaded is None:
-                    self._load_error = str(error)
-                return
-            self._loaded = (stamp, model, meta)
-            self._load_error = None
-            print(f"loaded image model epoch {meta.epoch} from {self._model_path}", flush=True)
+        self._watcher = ModelWatcher(
+            self._model_path,
+            load_model,
+            errors=(ModelNotFoundError, OSError, ValueError, RuntimeError, TypeError),
+            name="image model",
+        )
+        self._batcher = Batcher(
+            self._forward, max_batch_size=MAX_BATCH_IMAGES, wait_timeout_s=BATCH_WAIT_TIMEOUT_S
+        )
+        self._watcher.refresh()
 
     async def _forward(self, batch: list[Any]) -> list[tuple[int, float, Any]]:
         """One forward for every queued image: ``[(index, confidence, meta), ...]`` in order."""
@@ -139,31 +106,11 @@ class ImageClassifier:
 
         from workloads.image_train.model import predict
 
-        loaded = self._loaded
+        loaded = self._watcher.loaded
         assert loaded is not None  # _predict answers 503 before queueing without a model
-        _, model, meta = loaded
+        model, meta = loaded
         indices, confidences = predict(model, meta, np.stack(batch))
         return [(int(i), float(c), meta) for i, c in zip(indices, confidences, strict=True)]
-
-    async def _classify(self, pixels: Any) -> tuple[int, float, Any]:
-        """One image's ``(index, confidence, meta)``, batched with concurrent requests in a replica."""
-        try:
-            serve.get_replica_context()
-        except RayServeException:  # called directly (unit tests): the same forward, unbatched
-            return (await self._forward([pixels]))[0]
-        loop = asyncio.get_running_loop()
-        if self._batcher is None or self._batcher[0] is not loop:
-            forward = self._forward
-
-            async def forward_batch(batch: list[Any]) -> list[tuple[int, float, Any]]:
-                return await forward(batch)
-
-            wrapped = serve.batch(max_batch_size=MAX_BATCH_IMAGES, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)(
-                forward_batch
-            )
-            self._batcher = (loop, wrapped)
-        result: tuple[int, float, Any] = await self._batcher[1](pixels)
-        return result
 
     def _model_info(self, meta: Any) -> dict[str, Any]:
         return {
@@ -181,10 +128,11 @@ class ImageClassifier:
         if path == HEALTH_PATH:
             if request.method != "GET":
                 return JSONResponse({"error": f"{HEALTH_PATH} accepts GET"}, status_code=405)
-            self._refresh()
-            if self._loaded is None:
-                return JSONResponse({"status": "unavailable", "error": self._load_error}, status_code=503)
-            return JSONResponse({"status": "ok", "model": self._model_info(self._loaded[2])})
+            self._watcher.refresh()
+            loaded = self._watcher.loaded
+            if loaded is None:
+                return JSONResponse({"status": "unavailable", "error": self._watcher.error}, status_code=503)
+            return JSONResponse({"status": "ok", "model": self._model_info(loaded[1])})
         if path == PREDICT_PATH:
             if request.method != "POST":
                 return JSONResponse(
@@ -196,10 +144,11 @@ class ImageClassifier:
         )
 
     async def _predict(self, request: Request) -> JSONResponse:
-        self._refresh(force=False)
-        if self._loaded is None:
-            return JSONResponse({"error": f"model not available: {self._load_error}"}, status_code=503)
-        meta = self._loaded[2]
+        self._watcher.refresh(force=False)
+        loaded = self._watcher.loaded
+        if loaded is None:
+            return JSONResponse({"error": f"model not available: {self._watcher.error}"}, status_code=503)
+        meta = loaded[1]
         try:
             try:
                 body = await read_body_limited(request, MAX_BODY_BYTES)
@@ -208,7 +157,7 @@ class ImageClassifier:
             pixels = decode_request_image(body, image_size=meta.image_size, mode=meta.mode)
         except BadRequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
-        index, confidence, used = await self._classify(pixels)
+        index, confidence, used = await self._batcher(pixels)
         return JSONResponse(
             {
                 "label": used.labels[index],

@@ -21,25 +21,22 @@ models, a remote call at most every :data:`REMOTE_RELOAD_CHECK_S`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
-from ray.serve.exceptions import RayServeException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from workloads import http_limits, storage
+from workloads import http_limits
 from workloads.http_limits import BadRequestError, BodyTooLargeError, route_path
 from workloads.serve.config import DEPLOYMENT_NAME, HEALTH_PATH, PREDICT_PATH
+from workloads.serving import Batcher, ModelWatcher
 from workloads.settings import EnvReader
-from workloads.storage import Location, is_uri, join
+from workloads.storage import Location
 
 MAX_INSTANCES = 1024
 MAX_ONGOING_REQUESTS = 64
@@ -52,8 +49,6 @@ MAX_FORWARD_ROWS = MAX_INSTANCES
 BATCH_WAIT_TIMEOUT_S = 0.0
 """No waiting for more requests: a batch is whatever queued while the previous forward ran, so a
 lone request pays nothing for batching and a loaded replica batches naturally."""
-REMOTE_RELOAD_CHECK_S = 1.0
-"""How often an ``s3://`` MODEL_PATH is asked whether ``model.json`` changed (a remote call)."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest ``/predict`` body read: 1024 rows of 64 numbers fit with room to spare (~1.6 MB with
 17 significant digits each); anything larger gets 413 before it is read or parsed."""
@@ -121,48 +116,16 @@ class Classifier:
     """Loads the model from MODEL_PATH and answers HTTP requests."""
 
     def __init__(self) -> None:
+        from workloads.dt_pytorch.model import ModelNotFoundError, load_model
+
         self._model_path = ServeSettings.from_env().model_path
-        self._remote = is_uri(self._model_path)
-        self._lock = threading.Lock()
-        self._loaded: tuple[int, Any, Any] | None = None  # (mtime_ns of model.json, model, meta)
-        self._load_error: str | None = None
-        self._checked_at = 0.0
-        self._batcher: tuple[asyncio.AbstractEventLoop, Any] | None = None
-        self._refresh()
-
-    def _refresh(self, *, force: bool = True) -> None:
-        """(Re)load the model when ``model.json`` changed since the last load.
-
-        Without ``force``, a remote ``MODEL_PATH`` is checked at most every
-        :data:`REMOTE_RELOAD_CHECK_S` (a local one costs a ``stat``, done every time).
-        """
-        from workloads.dt_pytorch.model import META_FILE, ModelNotFoundError, load_model
-
-        now = time.monotonic()
-        recent = now - self._checked_at < REMOTE_RELOAD_CHECK_S
-        if self._remote and not force and self._loaded is not None and recent:
-            return
-        self._checked_at = now
-        try:
-            stamp = storage.stamp(join(self._model_path, META_FILE))
-        except OSError:
-            stamp = None
-        stamp = -1 if stamp is None else stamp
-        loaded = self._loaded
-        if loaded is not None and loaded[0] == stamp:
-            return
-        with self._lock:
-            if self._loaded is not None and self._loaded[0] == stamp:
-                return
-            try:
-                model, meta = load_model(self._model_path)
-            except (ModelNotFoundError, OSError, ValueError, RuntimeError) as error:
-                if self._loaded is None:
-                    self._load_error = str(error)
-                return
-            self._loaded = (stamp, model, meta)
-            self._load_error = None
-            print(f"loaded model epoch {meta.epoch} from {self._model_path}", flush=True)
+        self._watcher = ModelWatcher(
+            self._model_path, load_model, errors=(ModelNotFoundError, OSError, ValueError, RuntimeError)
+        )
+        self._batcher = Batcher(
+            self._forward, max_batch_size=MAX_BATCH_REQUESTS, wait_timeout_s=BATCH_WAIT_TIMEOUT_S
+        )
+        self._watcher.refresh()
 
     async def _forward(self, batch: list[Any]) -> list[tuple[Any, Any]]:
         """One forward for every queued request's rows: ``[(predictions, meta), ...]`` in order.
@@ -174,9 +137,9 @@ class Classifier:
 
         from workloads.dt_pytorch.model import predict
 
-        loaded = self._loaded
+        loaded = self._watcher.loaded
         assert loaded is not None  # _predict answers 503 before queueing without a model
-        _, model, meta = loaded
+        model, meta = loaded
         rows = np.concatenate(batch) if len(batch) > 1 else batch[0]
         predictions = np.concatenate(
             [
@@ -186,31 +149,6 @@ class Classifier:
         )
         bounds = np.cumsum([len(part) for part in batch])[:-1]
         return [(part, meta) for part in np.split(predictions, bounds)]
-
-    async def _predict_rows(self, rows: Any) -> tuple[Any, Any]:
-        """``(predictions, meta)`` for one request's rows, batched with concurrent requests.
-
-        In a replica this goes through ``@serve.batch``. Its queue belongs to the event loop it was
-        first used on and it reads the replica context, so it is made per loop, and a direct
-        caller outside Serve (the unit tests) gets the same forward unbatched.
-        """
-        try:
-            serve.get_replica_context()
-        except RayServeException:
-            return (await self._forward([rows]))[0]
-        loop = asyncio.get_running_loop()
-        if self._batcher is None or self._batcher[0] is not loop:
-            forward = self._forward
-
-            async def forward_batch(batch: list[Any]) -> list[tuple[Any, Any]]:
-                return await forward(batch)
-
-            wrapped = serve.batch(
-                max_batch_size=MAX_BATCH_REQUESTS, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S
-            )(forward_batch)
-            self._batcher = (loop, wrapped)
-        result: tuple[Any, Any] = await self._batcher[1](rows)
-        return result
 
     def _model_info(self, meta: Any) -> dict[str, Any]:
         return {
@@ -226,10 +164,11 @@ class Classifier:
         if path == HEALTH_PATH:
             if request.method != "GET":
                 return JSONResponse({"error": f"{HEALTH_PATH} accepts GET"}, status_code=405)
-            self._refresh()
-            if self._loaded is None:
-                return JSONResponse({"status": "unavailable", "error": self._load_error}, status_code=503)
-            return JSONResponse({"status": "ok", "model": self._model_info(self._loaded[2])})
+            self._watcher.refresh()
+            loaded = self._watcher.loaded
+            if loaded is None:
+                return JSONResponse({"status": "unavailable", "error": self._watcher.error}, status_code=503)
+            return JSONResponse({"status": "ok", "model": self._model_info(loaded[1])})
         if path == PREDICT_PATH:
             if request.method != "POST":
                 return JSONResponse({"error": f"{PREDICT_PATH} accepts POST"}, status_code=405)
@@ -241,10 +180,11 @@ class Classifier:
     async def _predict(self, request: Request) -> JSONResponse:
         import numpy as np
 
-        self._refresh(force=False)
-        if self._loaded is None:
-            return JSONResponse({"error": f"model not available: {self._load_error}"}, status_code=503)
-        meta = self._loaded[2]
+        self._watcher.refresh(force=False)
+        loaded = self._watcher.loaded
+        if loaded is None:
+            return JSONResponse({"error": f"model not available: {self._watcher.error}"}, status_code=503)
+        meta = loaded[1]
         try:
             try:
                 body = await read_body_limited(request)
@@ -259,7 +199,7 @@ class Classifier:
             rows = parse_instances(payload, input_dim=meta.input_dim)
         except BadRequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
-        predictions, used = await self._predict_rows(np.asarray(rows, dtype=np.float32))
+        predictions, used = await self._batcher(np.asarray(rows, dtype=np.float32))
         return JSONResponse({"predictions": predictions.tolist(), "model": self._model_info(used)})
 
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +13,10 @@ import pytest
 import torch
 from starlette.requests import Request
 
+from tests.workloads.images import encode, png_header
 from workloads.catalog import WORKLOADS
 from workloads.image_serve.app import MAX_BODY_BYTES, ImageClassifier, ImageServeSettings
 from workloads.image_train.model import ImageModelMeta, build_model, write_model_dir
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width`` x ``height`` 8-bit gray pixels, with no pixel data:
-    what a decompression bomb looks like to a decoder that trusts the header."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
 
 
 def ask(
@@ -53,14 +40,6 @@ def ask(
 
     response = asyncio.run(app(Request(scope, receive)))
     return response.status_code, json.loads(response.body)
-
-
-def encode(pixels: np.ndarray, image_format: str = "PNG") -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=image_format)
-    return buffer.getvalue()
 
 
 def publish(directory: Path, *, epoch: int) -> None:

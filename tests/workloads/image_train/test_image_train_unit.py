@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.workloads.images import encode, png_header
 from workloads.image_train.data import (
     MARKER_FILE,
     ImageDataError,
@@ -38,25 +36,6 @@ from workloads.image_train.model import (
 )
 from workloads.image_train.train import TrainSettings, device_settings
 from workloads.settings import SettingsError, check_env
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width`` x ``height`` 8-bit gray pixels, with no pixel data:
-    what a decompression bomb looks like to a decoder that trusts the header."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-
-
-def png(pixels: np.ndarray, image_format: str = "PNG") -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=image_format)
-    return buffer.getvalue()
 
 
 def test_settings_defaults_derive_from_storage_path() -> None:
@@ -128,12 +107,12 @@ def test_class_folders_are_checked(tmp_path: Path) -> None:
 
 def test_decode_accepts_png_and_jpeg_and_refuses_the_rest() -> None:
     gray = (np.arange(64 * 48, dtype=np.uint32) % 251).astype(np.uint8).reshape(48, 64)
-    assert decode_image(png(gray), image_size=32, mode="L").shape == (32, 32)
+    assert decode_image(encode(gray), image_size=32, mode="L").shape == (32, 32)
     rgb = np.stack([gray] * 3, axis=-1)
-    assert decode_image(png(rgb, "JPEG"), image_size=32, mode="RGB").shape == (32, 32, 3)
-    assert decode_image(png(rgb, "JPEG"), image_size=32, mode="L").shape == (32, 32)
+    assert decode_image(encode(rgb, "JPEG"), image_size=32, mode="RGB").shape == (32, 32, 3)
+    assert decode_image(encode(rgb, "JPEG"), image_size=32, mode="L").shape == (32, 32)
     with pytest.raises(ImageError, match="not a PNG or JPEG"):
-        decode_image(png(gray, "GIF"), image_size=32, mode="L")
+        decode_image(encode(gray, "GIF"), image_size=32, mode="L")
     with pytest.raises(ImageError, match="cannot decode"):
         decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, image_size=32, mode="L")
     side = int(MAX_IMAGE_PIXELS**0.5) + 1
