@@ -73,10 +73,11 @@ def test_paths_match_the_cluster_layout() -> None:
     assert WORKLOADS_MOUNT_PATH == "/opt/ray-on-eks/workloads"
 
 
-def test_the_four_workloads_are_catalogued() -> None:
-    assert set(WORKLOADS) == {"quickstart", "dt-pytorch", "serve", "batch-inference"}
-    assert WORKLOADS["serve"].kind == "service"
-    assert {w.kind for name, w in WORKLOADS.items() if name != "serve"} == {"job"}
+def test_the_workloads_are_catalogued() -> None:
+    services = {"serve", "llm-serve"}
+    assert set(WORKLOADS) == {"quickstart", "dt-pytorch", "batch-inference", "llm-finetune", *services}
+    assert {WORKLOADS[name].kind for name in services} == {"service"}
+    assert {w.kind for name, w in WORKLOADS.items() if name not in services} == {"job"}
     for name, workload in WORKLOADS.items():
         assert workload.name == name
         assert workload.entrypoint() == f"python -m {workload.module}"
@@ -185,7 +186,7 @@ def test_pip_pins_match_requirements() -> None:
 
 def test_storage_flag_matches_what_the_workload_needs() -> None:
     assert not WORKLOADS["quickstart"].needs_storage
-    for name in ("dt-pytorch", "serve", "batch-inference"):
+    for name in ("dt-pytorch", "serve", "batch-inference", "llm-finetune", "llm-serve"):
         assert WORKLOADS[name].needs_storage
 
 

@@ -36,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from workloads import storage
+from workloads.http_limits import BadRequestError, BodyTooLargeError
+from workloads.http_limits import read_body_limited as _read_body_limited
 from workloads.serve.config import DEPLOYMENT_NAME, HEALTH_PATH, PREDICT_PATH
 from workloads.settings import EnvReader
 from workloads.storage import Location, is_uri, join
@@ -58,40 +60,10 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 17 significant digits each); anything larger gets 413 before it is read or parsed."""
 
 
-class BodyTooLargeError(ValueError):
-    """The request body exceeds :data:`MAX_BODY_BYTES`."""
-
-
 async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused with :class:`BodyTooLargeError` as soon as it exceeds ``limit``.
-
-    A declared ``Content-Length`` over the limit is refused before a byte is read; a body sent
-    without one (chunked) is read in chunks and refused as soon as the limit is passed.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise BadRequestError(f"invalid Content-Length header {declared!r}") from None
-        if length > limit:
-            raise BodyTooLargeError(f"body of {length} bytes exceeds the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(f"body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class BadRequestError(ValueError):
-    """A client error, answered with ``status`` and the message."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+    """The request body, refused with :class:`BodyTooLargeError` over ``limit`` (before reading it
+    when ``Content-Length`` declares more); see :func:`workloads.http_limits.read_body_limited`."""
+    return await _read_body_limited(request, limit)
 
 
 @dataclass(frozen=True, kw_only=True)
