@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,10 @@ def export_checkpoint(checkpoint: Path, target: Location, *, run_name: str) -> E
     config = AutoConfig.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_config(config)
     state = {"model": model.state_dict()}
-    dcp.load(state, checkpoint_id=str(checkpoint), no_dist=True)
+    with warnings.catch_warnings():
+        # DCP warns about single-process loading even when asked for it with no_dist=True.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        dcp.load(state, checkpoint_id=str(checkpoint), no_dist=True)
     model.load_state_dict(state["model"])
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     held_out_loss = meta.held_out_loss

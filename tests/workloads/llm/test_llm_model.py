@@ -80,6 +80,7 @@ def test_perplexity_is_exp_loss_and_finite() -> None:
     assert perplexity(1e9) < float("inf")
 
 
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
 def test_a_sharded_checkpoint_exports_to_a_loadable_hugging_face_directory(
     tokenizer: Any, tmp_path: Path
 ) -> None:
