@@ -91,7 +91,9 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
         name="DATA_DIR",
         description=(
             "Local directory with the fashion-mnist IDX .gz files. Derived: STORAGE_PATH/datasets/fashion-mnist "
-            "(a per-node cache under the temp directory when STORAGE_PATH is an s3:// URI)."
+            "(a per-node cache under the temp directory when STORAGE_PATH is an s3:// URI). "
+            "llm-finetune: when set, the *.txt files under it are the training text instead of the "
+            "standard-library docstrings."
         ),
         default=None,
     ),
@@ -137,9 +139,11 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
     EnvVar(
         name="MODEL_PATH",
         description=(
-            "Directory of the exported model (model.pt + model.json) that training writes and the serve "
-            "apps / batch-inference load. Derived: STORAGE_PATH/models/latest (dt-pytorch, "
-            "serve, batch-inference), STORAGE_PATH/models/image-latest (image-train, image-serve)."
+            "Directory of the exported model that training writes and the services load. Derived: per "
+            "workload, STORAGE_PATH/models/latest (dt-pytorch model.pt + model.json; serve, "
+            "batch-inference), STORAGE_PATH/models/image-latest (image-train, image-serve), "
+            "STORAGE_PATH/models/llm-latest (llm-finetune: Hugging Face save_pretrained directory + "
+            "model.json; llm-serve)."
         ),
         default=None,
     ),
@@ -197,6 +201,30 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
         ),
         default=None,
         secret=True,
+    ),
+    # --- llm-finetune / llm-serve ---
+    EnvVar(
+        name="MODEL_NAME",
+        description=(
+            "llm-finetune: the causal language model to fine-tune: 'tiny-random' (a built-in tiny "
+            "Llama, randomly initialised, with a byte-level BPE tokenizer trained on the text; no "
+            "download), a Hugging Face hub id (e.g. 'Qwen/Qwen2.5-0.5B') or an absolute path to a "
+            "save_pretrained directory (e.g. under STORAGE_PATH)."
+        ),
+        default="tiny-random",
+    ),
+    EnvVar(
+        name="SEQ_LEN",
+        description="llm-finetune: tokens per training sequence (block), integer >= 8.",
+        default="64",
+    ),
+    EnvVar(
+        name="MAX_STEPS_PER_EPOCH",
+        description=(
+            "llm-finetune: cap on the optimizer steps each worker takes per epoch (a slice of the "
+            "text per epoch for large data sets); 0 = the whole training split, integer >= 0."
+        ),
+        default="0",
     ),
 )
 
@@ -287,6 +315,11 @@ _IMAGE_FILES = (
     "workloads/image_train/model.py",
 )
 _IMAGE_PIP = (*_TORCH_PIP, "torchvision==0.29.1")
+_LLM_PIP = ("torch==2.14.1", "transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0")
+_LLM_MODEL_FILES = (
+    "workloads/llm_finetune/__init__.py",
+    "workloads/llm_finetune/model.py",
+)
 
 WORKLOADS: Mapping[str, Workload] = MappingProxyType(
     {
@@ -337,9 +370,9 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                 files=(
                     *_PACKAGE_FILES,
                     *_MODEL_FILES,
+                    "workloads/http_limits.py",
                     "workloads/serve/__init__.py",
                     "workloads/serve/app.py",
-                    "workloads/http_limits.py",
                     "workloads/serving.py",
                     "workloads/serve/config.py",
                 ),
@@ -433,6 +466,75 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                 description=(
                     "Ray Data batch inference with the trained model over the held-out set; writes "
                     "parquet predictions to OUTPUT_PATH and prints the accuracy."
+                ),
+            ),
+            Workload(
+                name="llm-finetune",
+                kind="job",
+                module="workloads.llm_finetune.train",
+                files=(
+                    *_PACKAGE_FILES,
+                    *_LLM_MODEL_FILES,
+                    "workloads/llm_finetune/data.py",
+                    "workloads/llm_finetune/train.py",
+                ),
+                env_defaults=MappingProxyType(
+                    {
+                        **_defaults(
+                            "MODEL_NAME",
+                            "SEQ_LEN",
+                            "MAX_STEPS_PER_EPOCH",
+                            "NUM_WORKERS",
+                            "CPUS_PER_WORKER",
+                            "USE_GPU",
+                            "LEARNING_RATE",
+                            "SEED",
+                            "MAX_FAILURES",
+                            "PAUSE_AFTER_EPOCH",
+                            "PAUSE_SECONDS",
+                        ),
+                        "EPOCHS": "4",
+                        "BATCH_SIZE": "8",
+                        "RUN_NAME": "llm-finetune",
+                    }
+                ),
+                pip=_LLM_PIP,
+                needs_storage=True,
+                description=(
+                    "Ray Train TorchTrainer + FSDP2 fine-tuning of a Hugging Face causal LM (a tiny Llama "
+                    "on standard-library docstrings by default); sharded DCP checkpoints under "
+                    "CHECKPOINT_DIR, resumes from the newest one, exports a Hugging Face directory to "
+                    "MODEL_PATH (default STORAGE_PATH/models/llm-latest)."
+                ),
+            ),
+            Workload(
+                name="llm-serve",
+                kind="service",
+                module="workloads.llm_serve.app",
+                files=(
+                    *_PACKAGE_FILES,
+                    *_LLM_MODEL_FILES,
+                    "workloads/http_limits.py",
+                    "workloads/llm_serve/__init__.py",
+                    "workloads/llm_serve/app.py",
+                ),
+                env_defaults=MappingProxyType({}),
+                pip=_LLM_PIP,
+                needs_storage=True,
+                serve_app=ServeApp(
+                    app_name="llm",
+                    import_path="workloads.llm_serve.app:app",
+                    deployment_name="LanguageModel",
+                    route_prefix="/llm",
+                    examples=(
+                        "curl -s {url}/v1/models",
+                        "curl -s -X POST {url}/v1/completions -H 'Content-Type: application/json' "
+                        """-d '{{"model": "llm-latest", "prompt": "Return the", "max_tokens": 16}}'""",
+                    ),
+                ),
+                description=(
+                    "Ray Serve OpenAI-compatible POST /v1/completions and GET /v1/models with the newest "
+                    "llm-finetune export from MODEL_PATH, GET /healthz."
                 ),
             ),
         )

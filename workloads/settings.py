@@ -8,6 +8,7 @@ Workloads build their settings with :class:`EnvReader`, which only accepts names
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from typing import NoReturn
 from workloads.catalog import DATASETS, contract_default
 from workloads.storage import Location, join
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+"""A Hugging Face repository id: ``name`` or ``owner/name`` (no ``..``, no further slashes)."""
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -28,17 +31,22 @@ class SettingsError(ValueError):
 class EnvReader:
     """Reads contract variables from ``environ`` (default: ``os.environ``)."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, str] | None = None
+    ) -> None:
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
+        self._defaults: Mapping[str, str] = defaults or {}
+        """A workload's own defaults (its catalog ``env_defaults``), ahead of the contract's."""
 
     def raw(self, name: str) -> str | None:
-        """The value of ``name`` (contract default when unset or empty); ``None`` if neither."""
+        """The value of ``name`` (the workload's, else the contract's default when unset or empty);
+        ``None`` if none of them."""
         try:
             default = contract_default(name)
         except KeyError:
             raise SettingsError(f"{name} is not part of the workload env contract") from None
         value = self._environ.get(name, "").strip()
-        return value if value else default
+        return value if value else self._defaults.get(name, default)
 
     def string(self, name: str) -> str:
         """A required string."""
@@ -121,6 +129,16 @@ class EnvReader:
             raise SettingsError(f"{name} must be an absolute path or s3://bucket/prefix, got {value!r}")
         return path
 
+    def model_name(self, name: str) -> str:
+        """A model reference: ``tiny-random``, a hub id (``org/name`` or ``name``) or an absolute path."""
+        value = self.string(name)
+        if value.startswith("/") or _HUB_ID.fullmatch(value):
+            return value
+        raise SettingsError(
+            f"{name} must be tiny-random, a Hugging Face hub id such as org/model, or an absolute path, "
+            f"got {value!r}"
+        )
+
     def storage_path(self) -> Location:
         """``STORAGE_PATH`` (required by every workload with ``needs_storage``)."""
         return self.location("STORAGE_PATH")
@@ -166,7 +184,11 @@ _CHECKS: dict[str, Callable[[EnvReader, str], object]] = {
     # --- image-train / image-serve ---
     "IMAGE_DATA": lambda env, name: env.location(name),
     "IMAGE_SIZE": lambda env, name: env.integer(name, minimum=16),
+    # --- llm-finetune / llm-serve ---
+    "MODEL_NAME": lambda env, name: env.model_name(name),
     "HF_TOKEN": lambda env, name: env.raw(name),
+    "SEQ_LEN": lambda env, name: env.integer(name, minimum=8),
+    "MAX_STEPS_PER_EPOCH": lambda env, name: env.integer(name, minimum=0),
 }
 """How each contract variable is parsed (the same :class:`EnvReader` calls the workloads make)."""
 

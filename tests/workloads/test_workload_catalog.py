@@ -73,13 +73,20 @@ def test_paths_match_the_cluster_layout() -> None:
     assert WORKLOADS_MOUNT_PATH == "/opt/ray-on-eks/workloads"
 
 
-SERVICES = {"serve", "image-serve"}
+SERVICES = {"serve", "image-serve", "llm-serve"}
 
 
 def test_the_workloads_are_catalogued() -> None:
-    assert {"quickstart", "dt-pytorch", "serve", "batch-inference", "image-train", "image-serve"} <= set(
-        WORKLOADS
-    )
+    assert {
+        "quickstart",
+        "dt-pytorch",
+        "serve",
+        "batch-inference",
+        "image-train",
+        "image-serve",
+        "llm-finetune",
+        "llm-serve",
+    } == set(WORKLOADS)
     assert {name for name, w in WORKLOADS.items() if w.kind == "service"} >= SERVICES
     for name in SERVICES:
         assert WORKLOADS[name].kind == "service" and WORKLOADS[name].serve_app is not None
@@ -192,7 +199,15 @@ def test_pip_pins_match_requirements() -> None:
 
 def test_storage_flag_matches_what_the_workload_needs() -> None:
     assert not WORKLOADS["quickstart"].needs_storage
-    for name in ("dt-pytorch", "serve", "batch-inference", "image-train", "image-serve"):
+    for name in (
+        "dt-pytorch",
+        "serve",
+        "batch-inference",
+        "image-train",
+        "image-serve",
+        "llm-finetune",
+        "llm-serve",
+    ):
         assert WORKLOADS[name].needs_storage
 
 
