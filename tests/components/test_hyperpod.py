@@ -152,7 +152,7 @@ def test_aws_native_region_must_match(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_shape_the_cluster_cannot_run_fails_before_any_resource(
     change: dict[str, Any], fragments: list[str]
 ) -> None:
-    # 2 Ray clusters (the RayCluster and the ephemeral train-digits job) share the worker shape.
+    # 2 Ray clusters (the RayCluster and the ephemeral finetune-llm job) share the worker shape.
     run = run_program("hyperpod", {"workerGroups": [{**GPU_GROUP, **change}]})
     _fails_before_any_resource(run, *[f"ray-on-eks:{fragments[0]}", *fragments[1:]])
 
