@@ -341,7 +341,12 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                 name="dt-pytorch",
                 kind="job",
                 module="workloads.dt_pytorch.train",
-                files=(*_PACKAGE_FILES, *_MODEL_FILES, "workloads/dt_pytorch/train.py"),
+                files=(
+                    *_PACKAGE_FILES,
+                    *_MODEL_FILES,
+                    "workloads/train_common.py",
+                    "workloads/dt_pytorch/train.py",
+                ),
                 env_defaults=_defaults(
                     "NUM_WORKERS",
                     "CPUS_PER_WORKER",
@@ -393,7 +398,13 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                 name="image-train",
                 kind="job",
                 module="workloads.image_train.train",
-                files=(*_PACKAGE_FILES, *_MODEL_FILES, *_IMAGE_FILES, "workloads/image_train/train.py"),
+                files=(
+                    *_PACKAGE_FILES,
+                    *_MODEL_FILES,
+                    *_IMAGE_FILES,
+                    "workloads/train_common.py",
+                    "workloads/image_train/train.py",
+                ),
                 env_defaults=MappingProxyType(
                     {
                         **_defaults(
@@ -476,6 +487,7 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                     *_PACKAGE_FILES,
                     *_LLM_MODEL_FILES,
                     "workloads/llm_finetune/data.py",
+                    "workloads/train_common.py",
                     "workloads/llm_finetune/train.py",
                 ),
                 env_defaults=MappingProxyType(
@@ -515,6 +527,8 @@ WORKLOADS: Mapping[str, Workload] = MappingProxyType(
                     *_PACKAGE_FILES,
                     *_LLM_MODEL_FILES,
                     "workloads/http_limits.py",
+                    "workloads/serving.py",
+                    "workloads/model_store.py",
                     "workloads/llm_serve/__init__.py",
                     "workloads/llm_serve/app.py",
                 ),

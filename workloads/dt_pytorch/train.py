@@ -29,7 +29,6 @@ Run: ``python -m workloads.dt_pytorch.train`` (inside a Ray job; connects to the
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -41,6 +40,14 @@ from typing import Any
 
 from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
 from workloads.storage import Location, join
+from workloads.train_common import (
+    announce_resume,
+    final_checkpoint,
+    fit,
+    quiet_training_reports,
+    run_config,
+    say,
+)
 
 HIDDEN_DIM = 128
 
@@ -163,7 +170,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
 
     settings: TrainSettings = config["settings"]
-    _quiet_training_reports()
+    quiet_training_reports()
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -285,29 +292,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             time.sleep(settings.pause_seconds)
 
 
-def _quiet_training_reports() -> None:
-    """Drop Ray Train's per-report INFO line ("Reporting training result N: TrainingReport(...)").
-
-    ray 2.60 logs it from ``ray/train/v2/_internal/execution/context.py`` through
-    ``logging.getLogger(__file__)``, a logger named by the file's path, so neither
-    ``LoggingConfig(log_level=...)`` (which filters ``ray.train*`` names) nor the ``ray.train``
-    logger's level reaches it; the root logger prints it, with every metric, for every rank.
-    """
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # another Ray version: nothing to quiet
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
 def _say(message: str) -> None:
-    """One line in the job logs from a Ray Train worker.
-
-    Ray Train v2 patches ``print`` on its workers into the root logger *and* tees it to the worker's
-    stdout, which Ray has replaced (``ray/train/v2/_internal/logging/patch_print.py``), so every
-    printed line reached the job logs twice. The root logger's console handler prints it once.
-    """
-    logging.getLogger("workloads.dt_pytorch").info(message)
+    """One line in the job logs from a Ray Train worker (see :func:`workloads.train_common.say`)."""
+    say("workloads.dt_pytorch", message)
 
 
 def _checkpoint_epoch(checkpoint: Any) -> int:
@@ -324,7 +311,7 @@ def _checkpoint_epoch(checkpoint: Any) -> int:
 def run(settings: TrainSettings) -> int:
     """Drive the TorchTrainer; returns the process exit status."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from workloads.dt_pytorch.data import DatasetError, ensure_fashion_mnist
@@ -344,14 +331,7 @@ def run(settings: TrainSettings) -> int:
             print(f"error: {error}", file=sys.stderr, flush=True)
             return 1
 
-    found = newest_checkpoint(settings.run_dir)
-    if found is not None:
-        epoch, path = found
-        print(
-            f"found checkpoint epoch {epoch} at {path}; training resumes from it "
-            f"(pass --env RUN_NAME=<new name> to start afresh)",
-            flush=True,
-        )
+    announce_resume(newest_checkpoint(settings.run_dir))
 
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -361,27 +341,18 @@ def run(settings: TrainSettings) -> int:
             use_gpu=settings.use_gpu,
             resources_per_worker={"CPU": settings.cpus_per_worker},
         ),
-        run_config=RunConfig(
-            name=settings.run_name,
-            storage_path=str(settings.checkpoint_dir),
-            failure_config=FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=3),
-            # Ray Train's own INFO lines ("Reporting training result N: TrainingReport(...)",
-            # "Checkpoint successfully created at ...") drown the per-epoch lines; warnings stay.
-            logging_config=LoggingConfig(log_level="WARNING"),
+        run_config=run_config(
+            run_name=settings.run_name,
+            checkpoint_dir=settings.checkpoint_dir,
+            max_failures=settings.max_failures,
         ),
     )
-    try:
-        trainer.fit()
-    except Exception as error:  # Ray Train wraps worker failures; report them in one line.
-        print(f"error: training failed: {error}", file=sys.stderr, flush=True)
+    if not fit(trainer):
         return 1
-
-    found = newest_checkpoint(settings.run_dir)
-    if found is None:
-        print(f"error: training finished without a checkpoint in {settings.run_dir}", file=sys.stderr)
+    newest = final_checkpoint(newest_checkpoint(settings.run_dir), settings.run_dir)
+    if newest is None:
         return 1
-    meta = export_model(found[1], settings.model_path)
+    meta = export_model(newest, settings.model_path)
     print(f"final held-out accuracy {meta.held_out_accuracy:.4f} at epoch {meta.epoch}", flush=True)
     print(f"model exported to {settings.model_path}", flush=True)
     return 0

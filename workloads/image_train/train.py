@@ -27,7 +27,6 @@ Run: ``python -m workloads.image_train.train`` (inside a Ray job; connects to th
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -39,6 +38,14 @@ from typing import Any
 
 from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
 from workloads.storage import Location, join
+from workloads.train_common import (
+    announce_resume,
+    final_checkpoint,
+    fit,
+    quiet_training_reports,
+    run_config,
+    say,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +147,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
+    quiet_training_reports()
     _say(f"worker rank {rank}/{world_size} pid {os.getpid()} device {device}")
 
     torch.manual_seed(settings.seed)
@@ -252,8 +260,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def _say(message: str) -> None:
-    """One line in the job logs from a Ray Train worker (see dt-pytorch's ``_say``: print twice)."""
-    logging.getLogger("workloads.image_train").info(message)
+    """One line in the job logs from a Ray Train worker (see :func:`workloads.train_common.say`)."""
+    say("workloads.image_train", message)
 
 
 def _checkpoint_epoch(checkpoint: Any) -> int:
@@ -270,15 +278,8 @@ def _checkpoint_epoch(checkpoint: Any) -> int:
 def run(settings: TrainSettings) -> int:
     """Prepare the data, drive the TorchTrainer, export the model; returns the exit status."""
     import ray
-    from ray.train import (
-        CheckpointConfig,
-        DataConfig,
-        FailureConfig,
-        LoggingConfig,
-        RunConfig,
-        ScalingConfig,
-    )
-    from ray.train.torch import TorchTrainer
+    from ray.train import DataConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from workloads import storage
     from workloads.image_train.data import (
@@ -324,13 +325,7 @@ def run(settings: TrainSettings) -> int:
         f"checkpoints in {settings.run_dir}",
         flush=True,
     )
-    found = newest_checkpoint(settings.run_dir)
-    if found is not None:
-        print(
-            f"found checkpoint epoch {found[0]} at {found[1]}; training resumes from it "
-            f"(pass --env RUN_NAME=<new name> to start afresh)",
-            flush=True,
-        )
+    announce_resume(newest_checkpoint(settings.run_dir))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"settings": settings, "labels": labels, "channels": 1 if mode == "L" else 3},
@@ -339,26 +334,21 @@ def run(settings: TrainSettings) -> int:
             use_gpu=settings.use_gpu,
             resources_per_worker={"CPU": settings.cpus_per_worker},
         ),
+        torch_config=TorchConfig(backend=device_settings(use_gpu=settings.use_gpu).backend),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(
-            name=settings.run_name,
-            storage_path=str(settings.checkpoint_dir),
-            failure_config=FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=3),
-            logging_config=LoggingConfig(log_level="WARNING"),
+        run_config=run_config(
+            run_name=settings.run_name,
+            checkpoint_dir=settings.checkpoint_dir,
+            max_failures=settings.max_failures,
         ),
     )
-    try:
-        trainer.fit()
-    except Exception as error:  # Ray Train wraps worker failures; report them in one line.
-        print(f"error: training failed: {error}", file=sys.stderr, flush=True)
+    if not fit(trainer):
         return 1
-    found = newest_checkpoint(settings.run_dir)
-    if found is None:
-        print(f"error: training finished without a checkpoint in {settings.run_dir}", file=sys.stderr)
+    newest = final_checkpoint(newest_checkpoint(settings.run_dir), settings.run_dir)
+    if newest is None:
         return 1
-    meta = export_model(found[1], settings.model_path)
+    meta = export_model(newest, settings.model_path)
     print(f"final held-out accuracy {meta.held_out_accuracy:.4f} at epoch {meta.epoch}", flush=True)
     print(f"model exported to {settings.model_path}", flush=True)
     return 0

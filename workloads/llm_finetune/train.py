@@ -32,7 +32,6 @@ Run: ``python -m workloads.llm_finetune.train`` (inside a Ray job; connects to t
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -44,6 +43,14 @@ from typing import Any
 from workloads.catalog import get_workload
 from workloads.settings import EnvReader, SettingsError, exit_on_settings_error
 from workloads.storage import Location, is_uri
+from workloads.train_common import (
+    announce_resume,
+    final_checkpoint,
+    fit,
+    quiet_training_reports,
+    run_config,
+    say,
+)
 
 TINY_VOCAB_SIZE = 2048
 """Vocabulary of the tokenizer trained for the built-in tiny model."""
@@ -190,7 +197,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     settings: LlmTrainSettings = config["settings"]
     data: PreparedData = config["data"]
-    _quiet_training_reports()
+    quiet_training_reports()
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     precision = precision_settings(settings.use_gpu)
@@ -337,24 +344,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             time.sleep(settings.pause_seconds)
 
 
-def _quiet_training_reports() -> None:
-    """Drop Ray Train's per-report INFO line (see ``workloads.dt_pytorch.train``)."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # another Ray version: nothing to quiet
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
 def _say(message: str) -> None:
-    """One line in the job logs from a Ray Train worker (``print`` would appear twice there)."""
-    logging.getLogger("workloads.llm_finetune").info(message)
+    """One line in the job logs from a Ray Train worker (see :func:`workloads.train_common.say`)."""
+    say("workloads.llm_finetune", message)
 
 
 def run(settings: LlmTrainSettings) -> int:
     """Prepare the data, drive the TorchTrainer, export; returns the process exit status."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from workloads.llm_finetune.data import DataError
@@ -363,12 +361,7 @@ def run(settings: LlmTrainSettings) -> int:
     ray.init()
     print(f"cluster resources: {ray.cluster_resources()}", flush=True)
     found = newest_checkpoint(settings.run_dir)
-    if found is not None:
-        print(
-            f"found checkpoint epoch {found[0]} at {found[1]}; training resumes from it "
-            f"(pass --env RUN_NAME=<new name> to start afresh)",
-            flush=True,
-        )
+    announce_resume(found)
     try:
         data = prepare_data(settings, resume_from=None if found is None else found[1])
     except (DataError, OSError) as error:
@@ -390,25 +383,18 @@ def run(settings: LlmTrainSettings) -> int:
             use_gpu=settings.use_gpu,
             resources_per_worker={"CPU": settings.cpus_per_worker},
         ),
-        run_config=RunConfig(
-            name=settings.run_name,
-            storage_path=str(settings.checkpoint_dir),
-            failure_config=FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=3),
-            logging_config=LoggingConfig(log_level="WARNING"),
+        run_config=run_config(
+            run_name=settings.run_name,
+            checkpoint_dir=settings.checkpoint_dir,
+            max_failures=settings.max_failures,
         ),
     )
-    try:
-        trainer.fit()
-    except Exception as error:  # Ray Train wraps worker failures; report them in one line.
-        print(f"error: training failed: {error}", file=sys.stderr, flush=True)
+    if not fit(trainer):
         return 1
-
-    found = newest_checkpoint(settings.run_dir)
-    if found is None:
-        print(f"error: training finished without a checkpoint in {settings.run_dir}", file=sys.stderr)
+    newest = final_checkpoint(newest_checkpoint(settings.run_dir), settings.run_dir)
+    if newest is None:
         return 1
-    meta = export_checkpoint(found[1], settings.model_path, run_name=settings.run_name)
+    meta = export_checkpoint(Path(newest), settings.model_path, run_name=settings.run_name)
     print(
         f"final held-out loss {meta.held_out_loss:.4f} perplexity {meta.held_out_perplexity:.2f} "
         f"at epoch {meta.epoch}",

@@ -40,9 +40,10 @@ from starlette.responses import JSONResponse
 
 from workloads import storage
 from workloads.catalog import WORKLOADS
-from workloads.http_limits import BadRequestError, BodyTooLargeError, read_body_limited
+from workloads.http_limits import BadRequestError, BodyTooLargeError, read_body_limited, route_path
+from workloads.serving import ModelWatcher
 from workloads.settings import EnvReader
-from workloads.storage import Location, is_uri, join
+from workloads.storage import Location
 
 _APP = WORKLOADS["llm-serve"].serve_app
 assert _APP is not None
@@ -62,7 +63,6 @@ MAX_STOP_SEQUENCES = 4
 MAX_STOP_CHARS = 64
 MAX_SEED = 2**63 - 1
 MAX_ONGOING_REQUESTS = 16
-REMOTE_RELOAD_CHECK_S = 1.0
 OWNER = "ray-on-eks"
 
 
@@ -310,64 +310,41 @@ class LlmServeSettings:
         return cls(model_path=env.location("MODEL_PATH", derived=env.storage_subdir("models", "llm-latest")))
 
 
+def _load_export(path: Location) -> tuple[tuple[Any, Any, int], Any]:
+    """``((model, tokenizer, loaded at), meta)`` of the export in ``path``, for :class:`ModelWatcher`."""
+    from workloads.llm_finetune.model import load_export
+
+    model, tokenizer, meta = load_export(path)
+    return (model, tokenizer, int(time.time())), meta
+
+
 @serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=MAX_ONGOING_REQUESTS)
 class LanguageModel:
     """Loads the export from MODEL_PATH and answers the OpenAI-style HTTP API."""
 
     def __init__(self) -> None:
+        from workloads.llm_finetune.model import ModelNotFoundError
+
         settings = LlmServeSettings.from_env()
         self._model_path = settings.model_path
         self._model_id = settings.model_id
-        self._remote = is_uri(self._model_path)
-        self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
-        self._loaded: tuple[int, Any, Any, Any, int] | None = (
-            None  # (stamp, model, tokenizer, meta, loaded at)
+        self._watcher = ModelWatcher(
+            self._model_path,
+            _load_export,
+            errors=(ModelNotFoundError, OSError, ValueError, RuntimeError),
+            name="language model",
         )
-        self._load_error: str | None = None
-        self._checked_at = 0.0
-        self._refresh()
-
-    def _refresh(self, *, force: bool = True) -> None:
-        """(Re)load the model when ``model.json`` changed since the last load."""
-        from workloads.llm_finetune.model import EXPORT_META_FILE, ModelNotFoundError, load_export
-
-        now = time.monotonic()
-        if (
-            self._remote
-            and not force
-            and self._loaded is not None
-            and now - self._checked_at < REMOTE_RELOAD_CHECK_S
-        ):
-            return
-        self._checked_at = now
-        try:
-            stamp = storage.stamp(join(self._model_path, EXPORT_META_FILE))
-        except OSError:
-            stamp = None
-        stamp = -1 if stamp is None else stamp
-        if self._loaded is not None and self._loaded[0] == stamp:
-            return
-        with self._lock:
-            if self._loaded is not None and self._loaded[0] == stamp:
-                return
-            try:
-                model, tokenizer, meta = load_export(self._model_path)
-            except (ModelNotFoundError, OSError, ValueError, RuntimeError) as error:
-                if self._loaded is None:
-                    self._load_error = str(error)
-                return
-            self._loaded = (stamp, model, tokenizer, meta, int(time.time()))
-            self._load_error = None
-            print(f"loaded language model epoch {meta.epoch} from {self._model_path}", flush=True)
+        self._watcher.refresh()
 
     def _model_info(self) -> dict[str, Any]:
-        assert self._loaded is not None
-        meta = self._loaded[3]
+        loaded = self._watcher.loaded
+        assert loaded is not None
+        (_, _, loaded_at), meta = loaded
         return {
             "id": self._model_id,
             "object": "model",
-            "created": self._loaded[4],
+            "created": loaded_at,
             "owned_by": OWNER,
             "base_model": meta.model_name,
             "epoch": meta.epoch,
@@ -378,18 +355,14 @@ class LanguageModel:
     def _unavailable(self) -> ApiError:
         return ApiError(
             503,
-            f"model not available: {self._load_error}",
+            f"model not available: {self._watcher.error}",
             error_type="server_error",
             code="model_not_loaded",
         )
 
     async def __call__(self, request: Request) -> JSONResponse:
         """Route the three endpoints; every answer is JSON."""
-        root = str(request.scope.get("root_path", "")).rstrip("/")
-        path = request.url.path
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        path = "/" + path.strip("/")
+        path = route_path(request)
         routes = {HEALTH_PATH: "GET", MODELS_PATH: "GET", COMPLETIONS_PATH: "POST"}
         try:
             if path not in routes:
@@ -401,12 +374,14 @@ class LanguageModel:
             if request.method != routes[path]:
                 raise ApiError(405, f"{path} accepts {routes[path]}", code="method_not_allowed")
             if path == HEALTH_PATH:
-                self._refresh()
-                if self._loaded is None:
-                    return JSONResponse({"status": "unavailable", "error": self._load_error}, status_code=503)
+                self._watcher.refresh()
+                if self._watcher.loaded is None:
+                    return JSONResponse(
+                        {"status": "unavailable", "error": self._watcher.error}, status_code=503
+                    )
                 return JSONResponse({"status": "ok", "model": self._model_info()})
-            self._refresh(force=False)
-            if self._loaded is None:
+            self._watcher.refresh(force=False)
+            if self._watcher.loaded is None:
                 raise self._unavailable()
             if path == MODELS_PATH:
                 return JSONResponse({"object": "list", "data": [self._model_info()]})
@@ -428,9 +403,9 @@ class LanguageModel:
         except RecursionError:
             raise ApiError(400, "body is nested too deeply to be a request", code="invalid_json") from None
         parsed = parse_completion_request(payload, model_id=self._model_id)
-        loaded = self._loaded
+        loaded = self._watcher.loaded
         assert loaded is not None
-        _, model, tokenizer, _, _ = loaded
+        (model, tokenizer, _), _ = loaded
 
         def run() -> Generated:
             with self._generate_lock:
