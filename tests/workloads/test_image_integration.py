@@ -42,7 +42,8 @@ ACCURACY_RE = re.compile(r"final held-out accuracy ([0-9.]+) at epoch (\d+)")
 def readme_image_lines() -> list[list[str]]:
     """The README's image-workload CLI block, as argv lists after ``python -m workloads``."""
     section = README.split("## Workloads and the job CLI", 1)[1]
-    block = section.split("The image workloads, as", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    block = section.split("The image and language-model workloads, as", 1)[1].split("```bash\n", 1)[1]
+    block = block.split("```", 1)[0]
     lines = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
     assert all(line[:3] == ["python", "-m", "workloads"] for line in lines), lines
     return [line[3:] for line in lines]
@@ -68,7 +69,16 @@ def run_cli(local_dir: Path, argv: list[str]) -> CliRun:
 
 
 def test_the_readme_block_is_what_these_tests_run() -> None:
-    assert readme_image_lines() == [["run", "image-train"], ["run", "image-serve"]]
+    from tests.workloads.test_llm_integration import EPOCHS as LLM_EPOCHS
+
+    assert readme_image_lines() == [
+        ["run", "image-train"],
+        ["run", "image-serve"],
+        # test_llm_integration.py runs these two through run_local("llm-finetune", {"EPOCHS": ...}) and
+        # run_local("llm-serve"), the function `run` calls.
+        ["run", "llm-finetune", "--env", f"EPOCHS={LLM_EPOCHS}"],
+        ["run", "llm-serve"],
+    ]
 
 
 @pytest.fixture(scope="module")
