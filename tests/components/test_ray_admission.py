@@ -21,6 +21,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from components.builders.ray import (
     ClusterShape,
@@ -262,3 +263,52 @@ def test_own_code_jobs_and_services_pass_kuberay_validation() -> None:
     run = run_ok("dev", {"rayJobs": jobs, "rayServices": services})
     assert _violations(run) == []
     assert len(run.custom_resources("RayJob")) == 2 and len(run.custom_resources("RayService")) == 1
+
+
+def test_every_catalog_workload_renders_documents_kuberay_admits() -> None:
+    """Each catalog job (shared) and service (its own RayService) on the dev stack, plus llm-finetune on
+    an ephemeral cluster with its token from a Secret: KubeRay v1.7.0's validation and the CRD schema."""
+    from tests.kuberay_schemas import validation_errors
+    from workloads.catalog import WORKLOADS
+
+    jobs: list[dict[str, Any]] = [
+        {"name": f"job-{w.name}", "workload": w.name} for w in WORKLOADS.values() if w.kind == "job"
+    ]
+    jobs.append(
+        {
+            "name": "job-llm-gpu",
+            "workload": "llm-finetune",
+            "cluster": "ephemeral",
+            "env": {"USE_GPU": "true", "MODEL_NAME": "meta-llama/Llama-3.2-1B"},
+            "secretEnv": {"HF_TOKEN": {"name": "hf-token", "key": "token"}},
+        }
+    )
+    services = [
+        {"name": f"svc-{w.name}", "workload": w.name} for w in WORKLOADS.values() if w.kind == "service"
+    ]
+    run = run_ok("dev", {"rayJobs": jobs, "rayServices": services})
+    assert _violations(run) == []
+    rendered = {
+        r.inputs["metadata"]["name"]: r.inputs for kind in RAY_KINDS for r in run.custom_resources(kind)
+    }
+    for name, inputs in rendered.items():
+        doc = {key: inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
+        assert validation_errors(doc) == [], name
+    assert {f"svc-{w.name}" for w in WORKLOADS.values() if w.kind == "service"} <= set(rendered)
+    # Each service's Serve document routes under its own prefix (one Serve instance locally).
+    prefixes = {}
+    for w in WORKLOADS.values():
+        if w.serve_app is not None:
+            serve_config = yaml.safe_load(rendered[f"svc-{w.name}"]["spec"]["serveConfigV2"])
+            (application,) = serve_config["applications"]
+            prefixes[w.name] = application["route_prefix"]
+            assert application["import_path"] == w.serve_app.import_path
+    assert len(set(prefixes.values())) == len(prefixes)
+    # The token reaches the GPU job's Ray pods only as a reference to the Secret.
+    cluster = rendered["job-llm-gpu"]["spec"]["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]
+    for template in templates:
+        env = [e for c in template["spec"]["containers"] for e in c.get("env", []) if e["name"] == "HF_TOKEN"]
+        assert env == [
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
+        ]
