@@ -262,7 +262,7 @@ def test_token_auth_off_drops_the_secret_output() -> None:
 def test_changing_a_script_renames_the_config_map(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import components.ray_cluster as module
 
-    before = run_program("dev")
+    before = run_shared("dev")  # the repository's own scripts (nothing is patched yet)
     copy = tmp_path / "repo"
     for path in {p for w in ("quickstart", "dt-pytorch", "serve") for p in get_workload(w).files}:
         (copy / path).parent.mkdir(parents=True, exist_ok=True)
