@@ -103,7 +103,10 @@ def vendor_crds(source: Path, version: str = KUBERAY_VERSION) -> None:
     folder = crd_dir(version)
     folder.mkdir(parents=True, exist_ok=True)
     for kind in CRD_KINDS:
-        (document,) = [d for d in yaml.safe_load_all((source / f"ray.io_{kind}.yaml").read_text()) if d]
+        text = (source / f"ray.io_{kind}.yaml").read_text()
+        # libyaml's safe loader when PyYAML has it (the PyPI wheels do): same documents, 5x faster.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        (document,) = [d for d in yaml.load_all(text, Loader=loader) if d]
         (folder / f"ray.io_{kind}.json").write_text(json.dumps(document, separators=(",", ":")) + "\n")
 
 

@@ -11,8 +11,10 @@ plus the project defaults declared in ``Pulumi.yaml``, with structured values pa
 from __future__ import annotations
 
 import contextvars
+import copy
 import hashlib
 import json
+import os
 import runpy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -645,3 +647,51 @@ def run_ok(
             f"Pulumi.{stack}.yaml with {dict(overrides or {})}: the program failed: {run.error!r}"
         )
     return run
+
+
+# Successful runs by everything that decides them (see _shared_key); filled by run_shared.
+_SHARED_RUNS: dict[str, ProgramRun] = {}
+
+
+def _shared_key(
+    stack: str, overrides: Mapping[str, Any] | None, ecr: Mapping[str, Mapping[str, str]] | None
+) -> str:
+    """What a mocked run depends on besides the repository's files: the stack, its overrides, the ECR
+    the mock describes, the mock's module-level account tables and the program it runs (tests
+    ``monkeypatch`` them) and the environment (e.g. ``KUBECONFIG``)."""
+    return json.dumps(
+        {
+            "program": [str(MAIN), _run_main.__module__, _run_main.__qualname__],
+            "stack": stack,
+            "overrides": overrides or {},
+            "ecr": ecr or {},
+            "tables": [
+                HYPERPOD_CLUSTERS,
+                INSTANCE_TYPES,
+                ADDON_VERSIONS,
+                CLUSTER_SUBNETS,
+                SUPPORTED_KUBERNETES,
+            ],
+            # pytest names the running test in PYTEST_CURRENT_TEST: not an input of the program.
+            "environ": {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"},
+        },
+        sort_keys=True,
+        default=repr,
+    )
+
+
+def run_shared(
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    ecr: Mapping[str, Mapping[str, str]] | None = None,
+) -> ProgramRun:
+    """:func:`run_ok`, run once per test session for each distinct input; each caller gets its own deep copy.
+
+    For tests that only read what the program registered. A test that observes the run itself (warnings
+    logged through a patched ``pulumi.log``, a patched component or builder function) must call
+    :func:`run_ok` or :func:`run_program`: a memoized run does not execute the program again.
+    """
+    key = _shared_key(stack, overrides, ecr)
+    if key not in _SHARED_RUNS:
+        _SHARED_RUNS[key] = run_ok(stack, overrides, ecr=ecr)
+    return copy.deepcopy(_SHARED_RUNS[key])

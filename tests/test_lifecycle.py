@@ -246,7 +246,26 @@ def _up(
     return run
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+# The unit suite (``-m "not integration"``) cycles a subset that still covers every stack, both
+# retainData values, both FSx modes and both bucket kinds; the rest of the matrix (each cycle is two
+# whole program runs) is ``integration``, so ``python -m pytest`` (README, CI) runs all of it.
+UNIT_VARIANTS = {
+    "dev-retaintrue-fsxdynamic-s3created",
+    "dev-retainfalse-fsxstatic-s3existing",
+    "hyperpod-retaintrue-fsxstatic-s3existing",
+    "sandbox-retainfalse-fsxdynamic-s3created",
+    "kind-retaintrue-fsxnone-s3none",
+    "kind-retainfalse-fsxnone-s3none",
+}
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(v, id=str(v), marks=() if str(v) in UNIT_VARIANTS else pytest.mark.integration)
+        for v in VARIANTS
+    ],
+)
 def test_up_destroy_up(variant: Variant) -> None:
     region = load_stack_config(variant.stack).get("aws:region", "us-west-2")
     first = _up(variant, region)
@@ -327,6 +346,15 @@ def test_up_destroy_up(variant: Variant) -> None:
             problems.append(f"{new.urn} lands on kept {identity(new)} of {old_match.urn}")
 
     assert not problems, f"{variant}: up -> destroy -> up:\n" + "\n".join(problems)
+
+
+def test_the_unit_subset_covers_every_stack_and_setting() -> None:
+    unit = [v for v in VARIANTS if str(v) in UNIT_VARIANTS]
+    assert len(unit) == len(UNIT_VARIANTS), "a name in UNIT_VARIANTS matches no variant"
+    assert {v.stack for v in unit} == {v.stack for v in VARIANTS}
+    assert {v.retain for v in unit} == {True, False}
+    assert {v.fsx for v in unit} == {v.fsx for v in VARIANTS}
+    assert {v.s3 for v in unit} == {v.s3 for v in VARIANTS}
 
 
 def test_the_model_catches_a_kept_claim_on_an_auto_named_volume() -> None:

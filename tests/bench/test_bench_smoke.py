@@ -1,8 +1,11 @@
 """Smoke test of the benchmark scripts: each runs with its smallest settings and writes its JSON.
 
 Only the SHAPE of the result files is checked (fields, one row per variant, a verdict per target),
-never the numbers: timings on a shared machine are not assertions. The benchmarks that start a
-local Ray head are marked ``integration``.
+never the numbers: timings on a shared machine are not assertions. Every test here runs a whole
+benchmark script end to end (a fresh process, most of them many program runs or a local Ray head),
+so all are marked ``integration``: ``python -m pytest`` (the README's and CI's command) runs them,
+``-m "not integration"`` leaves them out. The verdict arithmetic of each benchmark is unit-tested
+in ``test_bench_verdicts.py`` and ``test_serving_verdict.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def check_summary(summary: dict[str, Any]) -> None:
     assert summary["min"] <= summary["median"] <= summary["max"]
 
 
+@pytest.mark.integration
 def test_program_eval(tmp_path):
     document = run_benchmark("program_eval", tmp_path, "--profile")
     check_common(document, "program_eval")
@@ -84,6 +88,7 @@ def test_program_eval(tmp_path):
     assert "run_program" in results["profile"]["cprofile_top"]
 
 
+@pytest.mark.integration
 def test_scaling(tmp_path):
     document = run_benchmark("scaling", tmp_path, as_file=True)  # also covers `python bench/<name>.py`
     check_common(document, "scaling")
@@ -96,6 +101,7 @@ def test_scaling(tmp_path):
         assert "per_item_s" in result and "growth_ratio" in result and "superlinear" in result
 
 
+@pytest.mark.integration
 def test_test_suite(tmp_path):
     document = run_benchmark("test_suite", tmp_path)
     check_common(document, "test_suite")
@@ -107,6 +113,7 @@ def test_test_suite(tmp_path):
     assert document["results"]["unit"]["counts"].get("passed", 0) > 0
 
 
+@pytest.mark.integration
 def test_report_renders_every_result(tmp_path):
     run_benchmark("scaling", tmp_path)
     output = tmp_path / "RESULTS.md"
@@ -148,6 +155,7 @@ def test_training(tmp_path):
     assert "scaling_efficiency" in workers
 
 
+@pytest.mark.integration
 def test_deploy_path(tmp_path):
     document = run_benchmark("deploy_path", tmp_path)
     check_common(document, "deploy_path")

@@ -26,6 +26,7 @@ from tests.pulumi_harness import (
     Registered,
     run_ok,
     run_program,
+    run_shared,
 )
 
 COMPONENT = "ray-on-eks:storage:FsxLustreStorage"
@@ -347,7 +348,7 @@ def test_pod_identity_agent_is_installed_once_when_asked() -> None:
     assert len(agents) == 1
     assert agents[0].inputs["addonVersion"] == pulumi_harness.ADDON_VERSIONS["eks-pod-identity-agent"]
     assert agents[0].urn in run.one(ADDON, "fsx-csi-driver").dependencies
-    default = run_program("dev")
+    default = run_shared("dev")
     assert not [a for a in default.of_type(ADDON) if a.inputs["addonName"] == "eks-pod-identity-agent"]
 
 

@@ -31,6 +31,7 @@ from tests.pulumi_harness import (
     hyperpod_description,
     run_ok,
     run_program,
+    run_shared,
 )
 
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
@@ -68,7 +69,7 @@ def _fsx_network(run: ProgramRun) -> tuple[str, list[str], set[str]]:
 
 
 def test_eks_cluster_and_fsx_network_come_from_the_hyperpod_description() -> None:
-    run = run_ok("hyperpod")
+    run = run_shared("hyperpod")
     assert "ray-on-eks:clusterName" not in run.config  # nothing but the ARN was configured
     kubeconfig = json.loads(run.one("pulumi:providers:kubernetes").inputs["kubeconfig"])
     assert kubeconfig["current-context"] == HYPERPOD_EKS_CLUSTER

@@ -12,7 +12,7 @@ import pytest
 from components.kubernetes_target import SHARED_CLAIM_ANNOTATIONS
 from tests.kuberay_schemas import validation_errors
 from tests.kuberay_validation import validate
-from tests.pulumi_harness import ProgramRun, Registered, run_ok
+from tests.pulumi_harness import ProgramRun, Registered, run_ok, run_shared
 
 # Every AWS package the program uses: pulumi-aws, pulumi-aws-native (HyperPod lookup) and pulumi-eks.
 AWS_PACKAGES = ("aws:", "aws-native:", "eks:", "pulumi:providers:aws", "pulumi:providers:eks")
@@ -53,7 +53,7 @@ def test_every_kubernetes_resource_goes_through_the_one_provider(kubernetes_stac
 
 def test_ambient_kubeconfig_when_nothing_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
-    provider = run_ok("kind").one(PROVIDER)
+    provider = run_shared("kind").one(PROVIDER)  # memoized by environment too
     assert "kubeconfig" not in provider.inputs and "context" not in provider.inputs
     assert provider.inputs["enableServerSideApply"] in (True, "true")
 

@@ -27,6 +27,7 @@ from tests.pulumi_harness import (
     load_stack_config,
     run_ok,
     run_program,
+    run_shared,
     stack_files,
     stack_name,
 )
@@ -339,8 +340,8 @@ def _namespace(run: ProgramRun) -> Registered:
 
 def test_prometheus_volume_survives_destroy_unless_data_may_go() -> None:
     # dev has prometheusStorageGib: deleting the namespace would delete the volume claim.
-    assert _namespace(run_program("dev")).retain_on_delete is True
-    assert _namespace(run_program("dev", {"retainData": False})).retain_on_delete is False
+    assert _namespace(run_shared("dev")).retain_on_delete is True
+    assert _namespace(run_shared("dev", {"retainData": False})).retain_on_delete is False
     no_volume = run_program("dev", {"monitoring": {"enabled": True}})
     assert no_volume.error is None, no_volume.error
     assert _namespace(no_volume).retain_on_delete is False  # nothing to keep in an emptyDir

@@ -17,7 +17,7 @@ from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedV
 from components.versions import KUBECTL_IMAGE, RAY_VERSION
 from tests import pulumi_harness
 from tests.kuberay_schemas import validation_errors
-from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program
+from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program, run_shared
 from workloads.catalog import WORKLOADS, WORKLOADS_MOUNT_PATH, get_workload
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
@@ -215,7 +215,7 @@ def test_hyperpod_gets_the_stuck_pod_cleanup_and_eks_does_not(stack_run: Program
 
 
 def test_hyperpod_pins_every_group_including_the_head() -> None:
-    run = run_ok("hyperpod")
+    run = run_shared("hyperpod")
     for resource in [*run.custom_resources("RayCluster"), *run.custom_resources("RayJob")]:
         spec = resource.inputs["spec"]
         cluster_spec = spec.get("rayClusterSpec", spec)
@@ -262,7 +262,7 @@ def test_token_auth_off_drops_the_secret_output() -> None:
 def test_changing_a_script_renames_the_config_map(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import components.ray_cluster as module
 
-    before = run_program("dev")
+    before = run_shared("dev")  # the repository's own scripts (nothing is patched yet)
     copy = tmp_path / "repo"
     for path in {p for w in WORKLOADS.values() for p in w.files}:
         (copy / path).parent.mkdir(parents=True, exist_ok=True)

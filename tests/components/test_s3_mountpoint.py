@@ -15,7 +15,7 @@ from components.contract import RAY_SERVICE_ACCOUNT
 from components.s3_mountpoint import S3MountpointArgs, validate_args
 from components.workload_identity import ClusterIdentity
 from tests import pulumi_harness
-from tests.pulumi_harness import ACCOUNT, ProgramRun, RealisticMocks, run_ok, run_program
+from tests.pulumi_harness import ACCOUNT, ProgramRun, RealisticMocks, run_ok, run_program, run_shared
 
 COMPONENT = "ray-on-eks:storage:S3Mountpoint"
 BUCKET = "aws:s3/bucket:Bucket"
@@ -56,7 +56,7 @@ def _statement_resources(policy_json: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def dev() -> ProgramRun:
-    return run_ok("dev")
+    return run_shared("dev")
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +344,7 @@ def test_volume_follows_its_claims_retention(dev: ProgramRun, delete_run: Progra
 
 def test_a_bucket_kept_by_destroy_is_adopted_by_the_next_up() -> None:
     name = f"ray-on-eks-dev-s3-{ACCOUNT}"
-    fresh = run_ok("dev")
+    fresh = run_shared("dev")
     assert fresh.one(BUCKET, "s3-bucket").import_id == ""  # nothing to adopt: created
     run = run_program("dev", mocks=RealisticMocks(region="us-west-2", existing_buckets=(name,)))
     assert run.error is None, run.error

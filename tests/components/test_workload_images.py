@@ -15,7 +15,7 @@ from components.config import ConfigError
 from components.versions import RAY_VERSION, ray_image
 from policy import checks
 from tests.kuberay_validation import validate
-from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, run_ok, run_program
+from tests.pulumi_harness import SECRET_SIG, SECRET_VALUE, ProgramRun, run_ok, run_program, run_shared
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -131,7 +131,7 @@ def test_no_repository_and_no_component_children_when_off() -> None:
 
 
 def test_build_creates_one_image_per_flavour_tagged_by_content_hash() -> None:
-    run = run_ok("dev", BUILD)
+    run = run_shared("dev", BUILD)
     images = {r.name: r for r in run.of_type(IMAGE)}
     assert set(images) == {"images-cpu", "images-gpu"}  # dev has CPU and GPU worker groups
     for flavour in ("cpu", "gpu"):
@@ -265,7 +265,7 @@ def test_pre_pull_setting(setting: str, count: int) -> None:
 def test_workload_images_pass_every_policy_check(overrides: dict[str, Any]) -> None:
     # The guardrails pack is mandatory: digest-pinned images must satisfy images-pinned and
     # ray-version-matches-image (the content tag starts with the Ray version).
-    run = run_ok("dev", overrides)
+    run = run_shared("dev", overrides)
     problems = [
         f"{r.name}: {problem}"
         for r in run.resources
@@ -299,7 +299,7 @@ def test_a_tag_instead_of_a_digest_is_rejected_in_one_line() -> None:
 def test_ray_documents_with_workload_images_pass_kuberay_admission(
     stack: str, overrides: dict[str, Any]
 ) -> None:
-    run = run_ok(stack, overrides)
+    run = run_shared(stack, overrides)
     documents = [r for kind in ("RayCluster", "RayJob", "RayService") for r in run.custom_resources(kind)]
     assert documents
     for resource in documents:

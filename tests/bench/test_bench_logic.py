@@ -1,0 +1,182 @@
+"""The logic of the benchmarks whose whole-script smoke runs are ``integration`` (test_bench_smoke.py).
+
+What decides each verdict is arithmetic over measured samples, checked here on made-up numbers (no
+timing is asserted): program_eval's and deploy_path's ratio targets, scaling's growth ratio,
+test_suite's reading of the pytest summary line and the report's rendering of a result file. The
+deploy critical path is computed on the real ``sandbox`` graph (the program under mocks, shared with
+the other stack tests), with the same assertions as the smoke run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import _common as common
+from bench import deploy_path, program_eval, report, scaling, test_suite
+from tests.pulumi_harness import ProgramRun
+
+# --- the target every benchmark reports: value <= limit ----------------------------------------------
+
+
+def test_target_is_met_at_or_below_the_limit_and_missed_above() -> None:
+    assert common.target("t", 1.5, program_eval.TARGET_RATIO)["met"] is True
+    assert common.target("t", 1.49, 1.5)["verdict"] == "met"
+    missed = common.target("t", 1.51, 1.5)
+    assert missed["met"] is False and missed["verdict"] == "MISSED"
+
+
+def test_target_without_a_value_is_unmeasured() -> None:
+    outcome = common.target("t", None, 2.0, unmeasured="below noise")
+    assert outcome["met"] is None and outcome["verdict"] == "below noise"
+
+
+def test_ratio_and_summary() -> None:
+    assert common.ratio(3.0, 2.0) == pytest.approx(1.5)
+    assert (
+        common.ratio(None, 2.0) is None and common.ratio(1.0, 0) is None and common.ratio(1.0, None) is None
+    )
+    summary = common.summarize([3.0, 1.0, 2.0])
+    assert summary == {"n": 3, "median": 2.0, "min": 1.0, "max": 3.0, "samples": [3.0, 1.0, 2.0]}
+    assert common.summarize([])["median"] is None
+    assert common.fmt_s(summary) == "2.000 (1.000-3.000)" and common.fmt_s({}) == "n/a"
+    assert common.fmt_x(None) == "n/a" and common.fmt_x(1.234) == "1.23x"
+
+
+# --- scaling: linear vs superlinear growth -----------------------------------------------------------
+
+
+def test_slope_is_the_least_squares_slope() -> None:
+    assert scaling.slope([(1.0, 2.0), (10.0, 11.0), (100.0, 101.0)]) == pytest.approx(1.0)
+    assert scaling.slope([(1.0, 1.0)]) is None
+    assert scaling.slope([(5.0, 1.0), (5.0, 2.0)]) is None  # no spread in x
+
+
+def test_linear_growth_is_a_ratio_near_one() -> None:
+    medians = {1: 1.0, 10: 1.09, 100: 1.99}  # 10 ms per item throughout
+    ratio = scaling.growth_ratio(scaling.SIZES, medians, noise_s=0.05)
+    assert ratio == pytest.approx(1.0)
+    assert ratio is not None and ratio <= scaling.SUPERLINEAR_RATIO
+    assert scaling._verdict(ratio, False) == "linear"
+
+
+def test_quadratic_growth_is_flagged_superlinear() -> None:
+    medians = {size: 1.0 + 0.001 * size * size for size in scaling.SIZES}
+    ratio = scaling.growth_ratio(scaling.SIZES, medians, noise_s=0.05)
+    assert ratio is not None and ratio > scaling.SUPERLINEAR_RATIO
+    assert scaling._verdict(ratio, True) == "SUPERLINEAR"
+    target = common.target("rayJobs", ratio, scaling.SUPERLINEAR_RATIO)
+    assert target["met"] is False and target["verdict"] == "MISSED"
+
+
+def test_growth_within_the_noise_has_no_ratio() -> None:
+    medians = {1: 1.0, 10: 1.01, 100: 1.02}
+    assert scaling.growth_ratio(scaling.SIZES, medians, noise_s=0.05) is None
+    assert scaling._verdict(None, False) == "below noise"
+    # An interval that did not grow gives no ratio either (no division by a zero per-item cost).
+    assert scaling.growth_ratio(scaling.SIZES, {1: 1.0, 10: 1.0, 100: 2.0}, noise_s=0.05) is None
+
+
+def test_scaling_inputs_have_the_requested_sizes_and_unique_names() -> None:
+    jobs = scaling.ray_jobs(3)["rayJobs"]
+    groups = scaling.worker_groups(3)["workerGroups"]
+    assert len(jobs) == len(groups) == 3
+    assert len({job["name"] for job in jobs}) == len({group["name"] for group in groups}) == 3
+
+
+# --- test_suite: the pytest summary line -------------------------------------------------------------
+
+
+def test_summary_counts_read_the_last_pytest_line() -> None:
+    output = "....F.s\n\nFAILED tests/x.py::t\n= 1 failed, 5 passed, 1 skipped, 22 deselected, 2 errors in 3.2s =\n"
+    assert test_suite.summary_counts(output) == {
+        "failed": 1,
+        "passed": 5,
+        "skipped": 1,
+        "deselected": 22,
+        "error": 2,
+    }
+    assert test_suite.summary_counts("12 tests collected in 0.5s\n") == {"collected": 12}
+    assert test_suite.summary_counts("no summary here\n") == {}
+
+
+# --- report: every number from a result file ----------------------------------------------------------
+
+
+def _document(name: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schema_version": common.SCHEMA_VERSION,
+        "benchmark": name,
+        "title": f"Title of {name}",
+        "description": "What it measures.",
+        "command": f"python -m bench.{name} --repeat 1",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "duration_s": 12.0,
+        "settings": {"repeat": 1, "quick": True},
+        "machine": {"nproc": 2, "cpu_model": "cpu", "memory_gib": 8, "loadavg_1m_5m_15m": [0.1, 0.2, 0.3]},
+        "versions": {"python": "3.11", "ray": None},
+        "targets": targets,
+        "table": {"columns": ["a", "b|c"], "rows": [["1", "x|y"]]},
+        "extra_tables": [],
+        "notes": ["a note"],
+        "results": {},
+    }
+
+
+def test_report_renders_each_result_file_and_names_the_missing(tmp_path: Path) -> None:
+    missed = common.target("wall ratio", 1.8, 1.5)
+    unmeasured = common.target("growth", None, 2.0, unmeasured="below noise")
+    (tmp_path / "scaling.json").write_text(json.dumps(_document("scaling", [missed, unmeasured])))
+    text = report.render(tmp_path)
+    assert "## Title of scaling" in text
+    assert "python -m bench.scaling --repeat 1" in text
+    assert "**--quick: not meaningful**" in text
+    assert "| 1 | x\\|y |" in text  # cells are escaped for the markdown table
+    assert "| scaling | wall ratio | 1.80x | <= 1.5x | **MISSED** |" in text
+    assert "| scaling | growth | n/a | <= 2.0x | below noise |" in text
+    assert "Not measured yet" in text and "program_eval" in text.split("Not measured yet")[1]
+    assert "- a note" in text
+
+
+# --- deploy_path: the real sandbox graph ---------------------------------------------------------------
+
+
+def test_critical_path_of_a_small_graph() -> None:
+    class Node:
+        def __init__(self, name: str, type_: str) -> None:
+            self.name, self.type = name, type_
+
+    custom = {
+        "vpc": Node("vpc", "awsx:ec2:Vpc"),
+        "eks": Node("eks", "eks:index:Cluster"),
+        "role": Node("role", "aws:iam/role:Role"),
+        "ray": Node("ray", "kubernetes:ray.io/v1:RayCluster"),
+    }
+    waits: dict[str, set[str]] = {"vpc": set(), "eks": {"vpc"}, "role": set(), "ray": {"eks", "role"}}
+    length, path, serial = deploy_path.critical_path(custom, waits)
+    assert path == ["vpc", "eks", "ray"]
+    assert length == pytest.approx(150.0 + 720.0 + 300.0)
+    assert serial == pytest.approx(length + 5.0)
+    assert deploy_path.length_to(custom, waits, "eks") == pytest.approx(870.0)
+    slower = deploy_path.with_edges(custom, waits, (("role", "eks"),))
+    assert deploy_path.critical_path(custom, slower)[1] == ["vpc", "eks", "role", "ray"]
+
+
+def test_sandbox_critical_path_starts_at_the_cluster_and_skips_monitoring(
+    stack_runs: dict[str, ProgramRun],
+) -> None:
+    custom, waits = deploy_path.graph(stack_runs[deploy_path.STACK])
+    length, path, serial = deploy_path.critical_path(custom, waits)
+    previous, _, _ = deploy_path.critical_path(
+        custom, deploy_path.with_edges(custom, waits, deploy_path.PREVIOUS_EDGES)
+    )
+    names = [custom[urn].name for urn in path]
+    # The path starts with the VPC and the cluster and ends at a Ray resource.
+    assert names[:2] == ["cluster-vpc", "cluster-eks"]
+    assert names[-1].startswith("ray-")
+    assert length <= previous <= serial
+    # The operator release no longer waits for the monitoring chart.
+    assert "monitoring-kube-prometheus-stack" not in names
