@@ -47,6 +47,10 @@ class ImageError(ValueError):
     """Bytes that are not a PNG or JPEG image the model can take."""
 
 
+class UnsupportedFormatError(ImageError):
+    """Bytes that are neither a PNG nor a JPEG (by their signature)."""
+
+
 class ImageTooLargeError(ImageError):
     """An image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels."""
 
@@ -93,11 +97,11 @@ def build_model(*, num_classes: int, channels: int) -> nn.Module:
 
 
 def image_format(data: bytes) -> str:
-    """``PNG`` or ``JPEG`` from the magic bytes; raises :class:`ImageError` for anything else."""
+    """``PNG`` or ``JPEG`` from the magic bytes; raises :class:`UnsupportedFormatError` otherwise."""
     for signature, name in _SIGNATURES.items():
         if data.startswith(signature):
             return name
-    raise ImageError("body is not a PNG or JPEG image (checked by its first bytes)")
+    raise UnsupportedFormatError("body is not a PNG or JPEG image (checked by its first bytes)")
 
 
 def decode_image(data: bytes, *, image_size: int, mode: str) -> np.ndarray:
