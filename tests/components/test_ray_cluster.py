@@ -310,6 +310,41 @@ BAD = [
         "rayServices[0].upgradeStrategy",
         "NewCluster",
     ),
+    (
+        "secretEnv on the shared cluster",
+        {
+            "rayJobs": [
+                {
+                    "name": "x",
+                    "workload": "llm-finetune",
+                    "secretEnv": {"HF_TOKEN": {"name": "hf", "key": "t"}},
+                }
+            ]
+        },
+        "rayJobs[0]",
+        "needs cluster: ephemeral",
+    ),
+    (
+        "secretEnv outside the contract",
+        {
+            "rayJobs": [
+                {
+                    "name": "x",
+                    "workload": "llm-finetune",
+                    "cluster": "ephemeral",
+                    "secretEnv": {"TOKEN": {"name": "hf", "key": "t"}},
+                }
+            ]
+        },
+        "rayJobs[0].secretEnv",
+        "HF_TOKEN",
+    ),
+    (
+        "credential as a literal",
+        {"rayJobs": [{"name": "x", "workload": "llm-finetune", "env": {"HF_TOKEN": "hf_abc"}}]},
+        "rayJobs[0].env",
+        "never a literal in stack config",
+    ),
     ("long cluster name", {"rayClusterName": "r" * 51}, "rayClusterName", "at most 50"),
     (
         "bad worker group bounds",
@@ -334,6 +369,7 @@ def test_bad_ray_config_is_rejected_before_anything_is_created(
     assert run.error is not None
     assert f"ray-on-eks:{key}" in str(run.error)
     assert fragment in str(run.error)
+    assert "hf_abc" not in str(run.error)  # a refused credential is never echoed
     assert run.resources == []
 
 
