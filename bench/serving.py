@@ -5,7 +5,7 @@ against ~850 req/s from plain uvicorn). This benchmark measures throughput and p
 both at concurrency 1, 16 and 64, on loopback, in two regimes:
 
 * ``overhead`` -- the digits model as trained (64-128-128-10 MLP): a forward costs microseconds, so
-  the numbers are the serving path (HTTP proxy, handle, replica, JSON) and nothing else;
+  the numbers are the serving path (ingress, replica, JSON) and nothing else;
 * ``compute`` -- the same model code with a hidden width chosen so that ONE row's forward costs at
   least ``--min-forward-ms`` (5 ms): the forward dominates, and batching is what can win.
 
@@ -15,8 +15,14 @@ pinned to the same CPUs. Baseline and Serve runs are interleaved (order alternat
 repetition); medians and min-max are reported with the load average. The load generator is bounded
 (a fixed number of requests or a duration, whichever ends first; a per-request timeout) and counts
 errors and timeouts. Next to each measurement it records the CPU each process spent per answered
-request (proxy, replica, controller, the rest of Ray, the baseline, the client): which hop costs what.
-``--profile`` adds a py-spy record of the proxy and the replica during a concurrency-64 Serve run.
+request (HAProxy, proxy actor, replica, controller, the rest of Ray, the baseline, the client): which
+hop costs what. ``--profile`` adds a py-spy record of the proxy actor and the replica during a
+concurrency-64 Serve run.
+
+Ingress (``--ingress``): ``haproxy`` (default) is what a RayService of this stack runs
+(``rayServices[].highThroughputIngress``, workloads/serve_ingress.py): HAProxy on the Serve port and
+the replica serving HTTP itself. ``proxy`` is Ray's default path (Python proxy actor -> router ->
+replica actor call), kept to measure what the switch gained.
 
 Run (from the repo root, through /work/notes/with-ray on the shared machine):
 ``python -m bench.serving --repeat 3``
@@ -55,13 +61,24 @@ CONCURRENCY = (1, 16, 64)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 DESCRIPTION = (
-    "Throughput and p50/p99 latency of the serve app on Ray Serve (HTTP proxy -> replica, @serve.batch) "
+    "Throughput and p50/p99 latency of the serve app on Ray Serve (HAProxy -> replica's own HTTP server, "
+    "the stack's default ingress; @serve.batch) "
     "against a plain uvicorn + Starlette server of the same model (one forward per request, same JSON API), "
     "at 1, 16 and 64 concurrent loopback clients, interleaved. Regime 'overhead': the digits model as "
     "trained (a forward costs ~0.03 ms, so this measures the serving path). Regime 'compute': the same "
     "model code with a hidden width whose single-row forward costs >= 5 ms. Both servers on the same CPUs, "
     "1 torch thread each; the CPU table says which process spent what per answered request."
 )
+
+INGRESSES = ("haproxy", "proxy")
+
+
+def ingress_env(ingress: str) -> dict[str, str]:
+    """Environment of the local head for ``ingress`` (both variables set either way: explicit)."""
+    from workloads.serve_ingress import HIGH_THROUGHPUT_ENV
+
+    return {name: ("1" if ingress == "haproxy" else "0") for name in HIGH_THROUGHPUT_ENV}
+
 
 # Targets (issue 15): Serve's throughput at least 1.0x / 0.5x the baseline's, p50 at most 2x.
 COMPUTE_THROUGHPUT_MIN = 1.0
@@ -248,8 +265,13 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+HOPS = ("haproxy", "proxy", "replica", "controller", "ray_other")
+
+
 def classify(cmdline: str) -> str:
-    """The hop a Ray process serves: proxy, replica, controller or the rest of Ray."""
+    """The hop a Ray process serves: HAProxy, proxy actor, replica, controller or the rest of Ray."""
+    if "haproxy" in cmdline.split(" ", 1)[0]:
+        return "haproxy"
     if "ProxyActor" in cmdline:
         return "proxy"
     if "ServeReplica" in cmdline:
@@ -518,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", default="", help="CPUs for both servers, e.g. 0,1 (default: all)")
     parser.add_argument("--profile", action="store_true", help="py-spy record proxy + replica at c64")
     parser.add_argument(
+        "--ingress",
+        choices=INGRESSES,
+        default="haproxy",
+        help="haproxy: HAProxy + direct ingress (the stack's RayServices); proxy: Ray's Python proxy actor",
+    )
+    parser.add_argument(
         "--local-dir", type=Path, default=None, help="the Ray head's state dir (default: temp)"
     )
     args = parser.parse_args(argv)
@@ -537,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     from workloads.jobs import Target
 
     os.environ.update({k: v for k, v in client_env().items() if k == "RAY_USAGE_STATS_ENABLED"})
+    # The local head takes RAY_SERVE_* settings from this environment before its own defaults.
+    os.environ.update(ingress_env(args.ingress))
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     local_dir = args.local_dir or work / "ray"
     common.progress(NAME, f"writing models under {work}")
@@ -719,7 +749,7 @@ def write_result(
                         [regime, concurrency, server]
                         + [
                             f"{cpu[g] / len(samples):.2f}" if g in cpu else "-"
-                            for g in ("proxy", "replica", "controller", "ray_other", "baseline", "client")
+                            for g in (*HOPS, "baseline", "client")
                         ]
                     )
             medians.setdefault(regime, {})[concurrency] = entry
@@ -730,7 +760,8 @@ def write_result(
     notes = [
         f"models: {json.dumps(dict(models))}",
         f"both servers pinned to CPUs {cpus} (the Ray head and all its actors inherit the affinity); "
-        f"baseline torch threads {args.threads}; Serve replicas {args.replicas}",
+        f"baseline torch threads {args.threads}; Serve replicas {args.replicas}; Serve ingress "
+        f"{args.ingress} ({'HAProxy + direct ingress, the stack default' if args.ingress == 'haproxy' else 'Python proxy actor'})",
         f"load: at most {args.requests} requests or {args.duration_s} s per measurement, per-request "
         f"timeout {args.timeout_s} s, one digit row per request; client {_client_name(cells)}",
         "CPU ms per request: CPU time each process group spent during the measurement divided by the "
@@ -756,6 +787,7 @@ def write_result(
             "threads": args.threads,
             "replicas": args.replicas,
             "cpus": cpus,
+            "ingress": args.ingress,
         },
         targets=targets,
         table={
@@ -778,6 +810,7 @@ def write_result(
                     "regime",
                     "clients",
                     "server",
+                    "haproxy",
                     "proxy",
                     "replica",
                     "controller",
@@ -814,9 +847,7 @@ def hop_notes(cells: Mapping[str, Mapping[Any, Mapping[str, list[dict[str, Any]]
                 continue
             serve_total = sum(v for g, v in serve.items() if g != "client")
             base_total = sum(v for g, v in base.items() if g != "client")
-            hops = ", ".join(
-                f"{g} {serve[g]:.2f}" for g in ("proxy", "replica", "controller", "ray_other") if g in serve
-            )
+            hops = ", ".join(f"{g} {serve[g]:.2f}" for g in HOPS if g in serve)
             notes.append(
                 f"{regime} c{concurrency}: Serve spends {serve_total:.2f} CPU-ms per request ({hops}) against "
                 f"{base_total:.2f} in the baseline process: a CPU ceiling of ~{1000 * cpus / serve_total:.0f} "

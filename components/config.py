@@ -1033,6 +1033,13 @@ class RayServiceConfig(_Model):
         default="NewCluster",
         description="NewCluster: blue/green on a new RayCluster; None: update in place.",
     )
+    high_throughput_ingress: bool = Field(
+        default=True,
+        description=(
+            "Ray Serve's HAProxy + direct ingress (RAY_SERVE_ENABLE_HA_PROXY, RAY_SERVE_THROUGHPUT_OPTIMIZED "
+            "on every Ray container; Serve logs go to files, not stderr); false: the Python proxy actor."
+        ),
+    )
     env: dict[str, str] = Field(
         default_factory=dict,
         description="Env overrides: env-contract names for a catalog workload, any names for own code.",

@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from workloads.serve_ingress import local_head_env
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_DIR = REPO_ROOT / ".ray-on-eks"
 STATE_FILE_NAME = "local-cluster.json"
@@ -302,7 +304,7 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
         "node-manager-port",
         "object-manager-port",
     )
-    *numbers, serve_port = free_ports(len(flags) + 1)
+    *numbers, serve_port, haproxy_stats_port, haproxy_metrics_port = free_ports(len(flags) + 3)
     ports = dict(zip(flags, numbers, strict=True))
     token = (spec.token or secrets.token_hex(32)) if spec.token_auth else None
     command = [
@@ -334,6 +336,12 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # ... and do not make Ray workers the kernel OOM killer's first victims (Ray's default is
     # oom_score_adj=1000): on a dev box the process using the memory should be the one to go.
     env["RAY_worker_oom_score_adjustment"] = "0"
+    # Serve through HAProxy + direct ingress, as a RayService does (workloads/serve_ingress.py);
+    # RAY_SERVE_* settings already in the caller's environment win (=0 for the Python proxy actor).
+    for name, value in local_head_env(
+        stats_port=haproxy_stats_port, metrics_port=haproxy_metrics_port
+    ).items():
+        env.setdefault(name, value)
     env.pop("RAY_ADDRESS", None)
     # Job entrypoints say `python`: make that this interpreter (the one with Ray installed).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

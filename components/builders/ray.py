@@ -35,6 +35,7 @@ from components.config import (
 )
 from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION
 from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, get_workload, workload_env
+from workloads.serve_ingress import HIGH_THROUGHPUT_ENV
 
 API_VERSION = "ray.io/v1"
 # The rayproject/ray images run as user "ray" (uid 1000, primary group "users", gid 100).
@@ -467,8 +468,22 @@ def shm_volume(size_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return volume, {"name": SHM_VOLUME, "mountPath": "/dev/shm"}
 
 
-def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = False) -> dict[str, Any]:
-    """``headGroupSpec``: coordinator only (num-cpus 0 by default), dashboard on ClusterIP."""
+def serve_env(serve_ingress_env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Container env entries of the Serve ingress settings (workloads/serve_ingress.py says why)."""
+    return [{"name": name, "value": value} for name, value in sorted(serve_ingress_env.items())]
+
+
+def build_head_group(
+    shape: ClusterShape,
+    pods: PodContext,
+    *,
+    serve: bool = False,
+    serve_ingress_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``headGroupSpec``: coordinator only (num-cpus 0 by default), dashboard on ClusterIP.
+
+    ``serve_ingress_env``: with ``serve``, what every Ray container of a serving cluster gets (HAProxy
+    runs on every node, the head included, and answers on the Serve port)."""
     volumes, mounts = _volumes(pods)
     ports = [
         _port("gcs-server", contract.RAY_GCS_PORT),
@@ -479,6 +494,8 @@ def build_head_group(shape: ClusterShape, pods: PodContext, *, serve: bool = Fal
     if serve:
         ports.append(_port("serve", contract.RAY_SERVE_PORT))
     env = ray_env(pods) + [{"name": name, "value": value} for name, value in pods.head_env.items()]
+    if serve:
+        env += serve_env(serve_ingress_env or {})
     container: dict[str, Any] = {
         "name": "ray-head",
         "image": head_image(shape),
@@ -527,7 +544,12 @@ def worker_node_selector(shape: ClusterShape, group: WorkerGroupConfig) -> dict[
 
 
 def build_worker_group(
-    shape: ClusterShape, group: WorkerGroupConfig, pods: PodContext, *, serve: bool = False
+    shape: ClusterShape,
+    group: WorkerGroupConfig,
+    pods: PodContext,
+    *,
+    serve: bool = False,
+    serve_ingress_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One ``workerGroupSpecs`` entry: sized, GPU/EFA devices, tolerations and node selector."""
     volumes, mounts = _volumes(pods)
@@ -540,6 +562,8 @@ def build_worker_group(
     if serve:
         ports.append(_port("serve", contract.RAY_SERVE_PORT))
     env = ray_env(pods)
+    if serve:
+        env += serve_env(serve_ingress_env or {})
     devices: dict[str, int | str] = {
         GPU_RESOURCE: group.gpus,
         EFA_RESOURCE: group.efa_devices,
@@ -591,15 +615,17 @@ def build_ray_cluster_spec(
     pods: PodContext,
     *,
     serve: bool = False,
+    serve_ingress_env: Mapping[str, str] | None = None,
     gcs_fault_tolerance: bool = True,
     upgrade_strategy: str | None = None,
 ) -> dict[str, Any]:
     """A RayCluster ``spec`` (also a RayJob's ``rayClusterSpec`` and a RayService's ``rayClusterConfig``)."""
     spec: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
-        "headGroupSpec": build_head_group(shape, pods, serve=serve),
+        "headGroupSpec": build_head_group(shape, pods, serve=serve, serve_ingress_env=serve_ingress_env),
         "workerGroupSpecs": [
-            build_worker_group(shape, group, pods, serve=serve) for group in shape.worker_groups
+            build_worker_group(shape, group, pods, serve=serve, serve_ingress_env=serve_ingress_env)
+            for group in shape.worker_groups
         ],
     }
     if shape.token_auth:
@@ -822,7 +848,12 @@ def build_ray_service(
         "spec": {
             "serveConfigV2": yaml.safe_dump(dict(serve_config), sort_keys=False),
             "upgradeStrategy": {"type": service.upgrade_strategy},
-            "rayClusterConfig": build_ray_cluster_spec(shape, pods, serve=True),
+            "rayClusterConfig": build_ray_cluster_spec(
+                shape,
+                pods,
+                serve=True,
+                serve_ingress_env=HIGH_THROUGHPUT_ENV if service.high_throughput_ingress else {},
+            ),
         },
     }
 

