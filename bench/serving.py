@@ -538,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--replicas", type=int, default=1, help="Serve replicas")
     parser.add_argument("--cpus", default="", help="CPUs for both servers, e.g. 0,1 (default: all)")
-    parser.add_argument("--profile", action="store_true", help="py-spy record proxy + replica at c64")
+    parser.add_argument("--profile", action="store_true", help="py-spy record proxy + replica under load")
+    parser.add_argument(
+        "--profile-clients", type=int, default=64, help="concurrent clients while --profile records"
+    )
     parser.add_argument(
         "--ingress",
         choices=INGRESSES,
@@ -677,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
 def profile_serve(
     *, head_pid: int, serve_url: str, bodies: Sequence[bytes], args: Any, work: Path, regime: str
 ) -> dict[str, Any]:
-    """py-spy record the proxy and the replica while 64 clients load Serve."""
+    """py-spy record the proxy and the replica while ``--profile-clients`` clients load Serve."""
     pids = serve_pids(head_pid)
     chosen = {name: pids[name][0] for name in ("proxy", "replica") if pids.get(name)}
     out_dir = work / f"profile-{regime}"
@@ -687,7 +690,7 @@ def profile_serve(
     load = run_load(
         f"{serve_url}/predict",
         bodies,
-        concurrency=64,
+        concurrency=args.profile_clients,
         requests=10**9,
         duration_s=seconds + 1,
         timeout_s=args.timeout_s,
@@ -775,7 +778,8 @@ def write_result(
             if frames:
                 hot = "; ".join(f"{frame} {share}%" for frame, share in frames[:6])
                 notes.append(
-                    f"py-spy {regime} c64 {hop} ({profile[hop]['samples']} samples), self time: {hot}"
+                    f"py-spy {regime} c{args.profile_clients} {hop} ({profile[hop]['samples']} samples), "
+                    f"self time: {hot}"
                 )
     run.write(
         settings={

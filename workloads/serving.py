@@ -105,6 +105,8 @@ class Batcher(Generic[T, R]):
         self._max_batch_size = max_batch_size
         self._wait_timeout_s = wait_timeout_s
         self._per_loop: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        # Calls under way on this replica (queued in the batch queue or in a direct call).
+        self._in_flight = 0
 
     async def __call__(self, item: T) -> R:
         from ray import serve
@@ -114,6 +116,23 @@ class Batcher(Generic[T, R]):
             serve.get_replica_context()
         except RayServeException:  # not in a replica: the same function, on a batch of one
             return (await self._function([item]))[0]
+        self._in_flight += 1
+        try:
+            # One turn of the event loop lets the requests that are already readable reach this point
+            # too. A request still alone after it has nothing to batch with (the wait timeout is 0):
+            # it skips the batch queue's task and futures. (Deciding without that turn would send
+            # every request of a busy replica alone: the forward never yields, so the next request's
+            # handler would only start after it.)
+            await asyncio.sleep(0)
+            if self._in_flight == 1:
+                return (await self._function([item]))[0]
+            return await self._batched(item)
+        finally:
+            self._in_flight -= 1
+
+    async def _batched(self, item: T) -> R:
+        from ray import serve
+
         loop = asyncio.get_running_loop()
         if self._per_loop is None or self._per_loop[0] is not loop:
             function = self._function
