@@ -5,6 +5,11 @@ two alternating ``--repeat`` times; the median wall time is reported with the py
 (passed / failed / skipped counts), so a fast-but-broken suite cannot pass for a fast one.
 ``tests/bench`` is left out: its smoke test runs the benchmark scripts, this one included.
 
+Target (issue 15): the unit suite within ``UNIT_LIMIT_S`` (60 s) on 2 cores. To say where the unit
+suite's time goes, its run sets ``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py): every mocked run
+of ``__main__.py`` and every copy of a memoized run is logged with its seconds and test, and the
+result counts them, sums them and names the test files that spend the most in them.
+
 ``--quick`` (smoke test) only times ``tests/components/test_versions.py`` and collects, without
 running, the integration tests; its numbers say nothing about the suites.
 
@@ -13,11 +18,16 @@ Run: ``python -m bench.test_suite [--repeat 3] [--suites unit integration]``
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +48,8 @@ QUICK_SUITES: dict[str, tuple[str, ...]] = {
 }
 _SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed|tests? collected)")
 NO_TESTS_COLLECTED = 5  # pytest's exit status when nothing matched the marker
+UNIT_LIMIT_S = 60.0
+HARNESS_LOG_ENV = "RAY_ON_EKS_HARNESS_LOG"  # tests/pulumi_harness.py (not imported: it imports pulumi)
 
 
 def summary_counts(output: str) -> dict[str, int]:
@@ -60,18 +72,99 @@ def summary_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def run_suite(arguments: tuple[str, ...]) -> dict[str, Any]:
-    """One fresh pytest process: wall time, exit status, summary counts and last line."""
+def harness_profile(lines: list[str], wall_s: float, *, top: int = 6) -> dict[str, Any]:
+    """What the harness log says: mocked program runs (those that evaluated the whole program and
+    those that stopped at a config error), runs repeating an input already evaluated, copies of
+    memoized runs, their seconds and share of the suite's wall time, and the test files spending
+    the most in them."""
+    events = [json.loads(line) for line in lines if line.strip()]
+    by_file: Counter[str] = Counter()
+    runs_by_file: Counter[str] = Counter()
+    full: list[float] = []
+    failed: list[float] = []
+    repeated: list[float] = []
+    copies: list[float] = []
+    seen: set[str] = set()
+    for event in events:
+        test_file = event.get("test", "").split("::")[0] or "(outside a test)"
+        by_file[test_file] += event["seconds"]
+        if event["event"] == "copy":
+            copies.append(event["seconds"])
+            continue
+        runs_by_file[test_file] += 1
+        if not event.get("ok", True):
+            failed.append(event["seconds"])
+            continue
+        full.append(event["seconds"])
+        key = event.get("input")
+        if key is not None and key in seen:
+            repeated.append(event["seconds"])
+        elif key is not None:
+            seen.add(key)
+    total = sum(by_file.values())
+    return {
+        "full_runs": len(full),
+        "full_run_s": round(sum(full), 3),
+        "full_run_median_s": round(statistics.median(full), 3) if full else None,
+        "failed_runs": len(failed),
+        "failed_run_s": round(sum(failed), 3),
+        "repeated_runs": len(repeated),
+        "repeated_run_s": round(sum(repeated), 3),
+        "copies": len(copies),
+        "copy_s": round(sum(copies), 3),
+        "share_of_wall": round(total / wall_s, 3) if wall_s > 0 else None,
+        "top_files": [
+            {"file": name, "seconds": round(spent, 2), "runs": runs_by_file[name]}
+            for name, spent in by_file.most_common(top)
+        ],
+    }
+
+
+def profile_note(profile: dict[str, Any], wall_s: float) -> str:
+    """One sentence from :func:`harness_profile` for the notes."""
+    files = "; ".join(f"{f['file']} {f['seconds']:.1f} s ({f['runs']} runs)" for f in profile["top_files"])
+    share = profile["share_of_wall"]
+    return (
+        f"unit suite profile: {profile['full_runs']} mocked runs of the whole __main__.py took "
+        f"{profile['full_run_s']:.1f} s (median {profile['full_run_median_s']} s each; "
+        f"{profile['repeated_runs']} of them, {profile['repeated_run_s']:.1f} s, repeat an input already "
+        f"run), {profile['failed_runs']} runs stopped by a config error {profile['failed_run_s']:.1f} s, "
+        f"{profile['copies']} copies of memoized runs {profile['copy_s']:.1f} s: "
+        f"{100 * (share or 0):.0f}% of the {wall_s:.0f} s wall. Most time in them: {files or 'none'}"
+    )
+
+
+def run_suite(arguments: tuple[str, ...], *, harness_log: bool = False) -> dict[str, Any]:
+    """One fresh pytest process: wall time, exit status, summary counts and last line (and, with
+    ``harness_log``, the harness profile of its mocked program runs)."""
+    env = dict(os.environ)
+    log_path = None
+    if harness_log:
+        handle, log_path = tempfile.mkstemp(prefix="harness-", suffix=".jsonl")
+        os.close(handle)
+        env[HARNESS_LOG_ENV] = log_path
     start = time.perf_counter()
-    done = subprocess.run([*PYTEST, *arguments], cwd=common.REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [*PYTEST, *arguments], cwd=common.REPO, capture_output=True, text=True, check=False, env=env
+    )
     wall = time.perf_counter() - start
     tail = [line for line in done.stdout.strip().splitlines() if line.strip()][-1:] or [""]
-    return {
+    result: dict[str, Any] = {
         "wall_s": wall,
         "returncode": done.returncode,
         "counts": summary_counts(done.stdout),
         "summary": tail[0].strip("= "),
     }
+    if log_path is not None:
+        with open(log_path, encoding="utf-8") as log:
+            result["harness"] = harness_profile(log.read().splitlines(), wall)
+        os.unlink(log_path)
+    return result
+
+
+def unit_target(wall_s: float | None) -> dict[str, Any]:
+    """The issue's limit on the unit suite's median wall time."""
+    return common.target("unit suite wall time (-m 'not integration')", wall_s, UNIT_LIMIT_S, unit=" s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     for index in range(repeat):
         for suite, arguments in suites.items():
             common.progress(NAME, f"run {index + 1}/{repeat}: {suite}")
-            samples[suite].append(run_suite(arguments))
+            samples[suite].append(run_suite(arguments, harness_log=suite == "unit"))
 
     rows: list[list[str]] = []
     results: dict[str, Any] = {}
     notes: list[str] = []
+    targets: list[dict[str, Any]] = []
     for suite, arguments in suites.items():
         wall = common.summarize([sample["wall_s"] for sample in samples[suite]])
         last = samples[suite][-1]
@@ -123,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not ok:
             notes.append(f"{suite}: pytest exited with {results[suite]['returncodes']}; see the summary.")
+        if suite == "unit":
+            targets.append(unit_target(wall.get("median") if not args.quick else None))
+            if "harness" in last:
+                results[suite]["harness"] = last["harness"]
+                notes.append(profile_note(last["harness"], last["wall_s"]))
     if args.quick:
         notes.append("--quick: one small test file and an integration collect-only; not the suites' times.")
     skipped = sorted(set(SUITES) - set(suites))
@@ -134,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             "pytest": " ".join(["python", *PYTEST[1:]]),
             "suites": {k: list(v) for k, v in suites.items()},
         },
-        targets=[],
+        targets=targets,
         table={
             "columns": ["suite", "selection", "wall s median (min-max)", "pytest summary", "status"],
             "rows": rows,

@@ -104,6 +104,41 @@ def test_summary_counts_read_the_last_pytest_line() -> None:
     assert test_suite.summary_counts("no summary here\n") == {}
 
 
+def test_unit_suite_target_is_the_issues_60_seconds() -> None:
+    assert test_suite.unit_target(59.9)["verdict"] == "met"
+    assert test_suite.unit_target(60.1)["verdict"] == "MISSED"
+    assert test_suite.unit_target(None)["verdict"] == "not measured"
+
+
+def test_harness_profile_sums_runs_and_copies_by_test_file() -> None:
+    import json
+
+    def line(event: str, seconds: float, test: str, **more: Any) -> str:
+        return json.dumps({"event": event, "stack": "dev", "seconds": seconds, "test": test, **more})
+
+    lines = [
+        line("run", 2.0, "tests/a.py::t1", ok=True, input="x"),
+        line("run", 1.0, "tests/a.py::t2", ok=True, input="y"),
+        line("copy", 0.5, "tests/b.py::t1"),
+        line("run", 3.0, "tests/b.py::t2", ok=True, input="x"),
+        line("run", 0.25, "tests/b.py::t3", ok=False, input="z"),
+        "",
+    ]
+    profile = test_suite.harness_profile(lines, wall_s=13.5)
+    assert (profile["full_runs"], profile["full_run_s"], profile["full_run_median_s"]) == (3, 6.0, 2.0)
+    assert (profile["failed_runs"], profile["failed_run_s"]) == (1, 0.25)
+    assert (profile["repeated_runs"], profile["repeated_run_s"]) == (1, 3.0)
+    assert (profile["copies"], profile["copy_s"]) == (1, 0.5)
+    assert profile["share_of_wall"] == 0.5
+    assert profile["top_files"] == [
+        {"file": "tests/b.py", "seconds": 3.75, "runs": 2},
+        {"file": "tests/a.py", "seconds": 3.0, "runs": 2},
+    ]
+    note = test_suite.profile_note(profile, 13.5)
+    assert "3 mocked runs of the whole __main__.py took 6.0 s" in note
+    assert "1 of them, 3.0 s, repeat an input" in note and "50% of the 14 s wall" in note
+
+
 # --- report: every number from a result file ----------------------------------------------------------
 
 
