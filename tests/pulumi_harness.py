@@ -650,9 +650,10 @@ def run_program(
         stack,
         time.perf_counter() - started,
         ok=run.error is None,
-        # Same input as another run (stack, overrides, account): a candidate for run_shared.
+        # Same input as another run (what run_shared keys on, plus the mock's class): a candidate
+        # for run_shared.
         input=hashlib.sha256(
-            json.dumps([config, ecr or {}, type(mocks).__name__], sort_keys=True, default=repr).encode()
+            (_shared_key(stack, overrides, ecr) + type(mocks).__qualname__).encode()
         ).hexdigest()[:16],
     )
     run.resources = monitor.registered
