@@ -37,7 +37,8 @@ if __package__ in (None, ""):  # `python bench/test_suite.py`
 from bench import _common as common
 
 NAME = "test_suite"
-PYTEST = (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ignore=tests/bench")
+# -rfE: pytest's short summary names each failed / erroring test (kept in the result).
+PYTEST = (sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--ignore=tests/bench")
 SUITES: dict[str, tuple[str, ...]] = {
     "unit": ("-m", "not integration"),
     "integration": ("-m", "integration"),
@@ -134,6 +135,12 @@ def profile_note(profile: dict[str, Any], wall_s: float) -> str:
     )
 
 
+def failed_tests(output: str, *, limit: int = 20) -> list[str]:
+    """The ``FAILED ...`` / ``ERROR ...`` lines of pytest's short summary (``-rfE``), at most ``limit``."""
+    lines = [line.strip() for line in output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return [line[:300] for line in lines[:limit]]
+
+
 def run_suite(arguments: tuple[str, ...], *, harness_log: bool = False) -> dict[str, Any]:
     """One fresh pytest process: wall time, exit status, summary counts and last line (and, with
     ``harness_log``, the harness profile of its mocked program runs)."""
@@ -154,6 +161,7 @@ def run_suite(arguments: tuple[str, ...], *, harness_log: bool = False) -> dict[
         "returncode": done.returncode,
         "counts": summary_counts(done.stdout),
         "summary": tail[0].strip("= "),
+        "failures": failed_tests(done.stdout),
     }
     if log_path is not None:
         with open(log_path, encoding="utf-8") as log:
@@ -216,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
         if not ok:
-            notes.append(f"{suite}: pytest exited with {results[suite]['returncodes']}; see the summary.")
+            failures = sorted({f for sample in samples[suite] for f in sample.get("failures", [])})
+            results[suite]["failures"] = failures
+            notes.append(
+                f"{suite}: pytest exited with {results[suite]['returncodes']}; "
+                + ("; ".join(failures) if failures else "see the summary.")
+            )
         if suite == "unit":
             targets.append(unit_target(wall.get("median") if not args.quick else None))
             if "harness" in last:

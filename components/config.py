@@ -1037,7 +1037,8 @@ class RayServiceConfig(_Model):
         default=True,
         description=(
             "Ray Serve's HAProxy + direct ingress (RAY_SERVE_ENABLE_HA_PROXY, RAY_SERVE_THROUGHPUT_OPTIMIZED "
-            "on every Ray container; Serve logs go to files, not stderr); false: the Python proxy actor."
+            "on every Ray container; Serve logs go to files, not stderr; catalog apps also replay a request "
+            "a dying replica dropped); false: the Python proxy actor."
         ),
     )
     env: dict[str, str] = Field(

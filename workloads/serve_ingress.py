@@ -17,6 +17,16 @@ an ingress built for this (Ray docs, "Enable High Throughput on Ray Serve with K
   gRPC between deployments, the garbage collector frozen after start-up, request logs buffered (1000
   lines) and Serve logs to files only, not stderr (``ray/serve/_private/constants.py``).
 
+Replica loss: HAProxy learns that a replica died from failed connections and health checks, so a request
+it had already sent to a replica that is then killed, or sends to it in the few milliseconds before it is
+marked down, gets no answer. Ray's default ``RAY_SERVE_HAPROXY_RETRY_ON=conn-failure`` replays only a
+request that never reached a replica; :data:`REPLAY_ON_REPLICA_LOSS_ENV` adds ``empty-response`` (the
+replica closed the connection without answering), so HAProxy replays it on another replica (Ray's
+template sets ``option redispatch``). A replay runs the request twice when the replica had already
+acted on it, so it is set only for the catalog's serving apps, which are pure inference
+(tests/workloads/test_serve_reliability_integration.py kills a replica under load: without it,
+requests that started after the kill failed). Your own Serve code keeps Ray's default.
+
 HAProxy also binds a stats port (8404) and a metrics port (9101) on every serving node; a local head
 moves them to free ports (:func:`local_head_env`) so that two local heads, or a local head and a real
 HAProxy, can share one machine. The HAProxy process inherits its Serve actor's environment, so
@@ -33,14 +43,28 @@ HIGH_THROUGHPUT_ENV: Mapping[str, str] = MappingProxyType(
 )
 """Set on the Ray containers of a RayService (``rayServices[].highThroughputIngress``) and a local head."""
 
+REPLAY_ON_REPLICA_LOSS_ENV: Mapping[str, str] = MappingProxyType(
+    {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response"}
+)
+"""Added for idempotent (catalog) serving apps: replay a request its replica dropped on another one."""
+
 HAPROXY_STATS_PORT_ENV = "RAY_SERVE_HAPROXY_STATS_PORT"
 HAPROXY_METRICS_PORT_ENV = "RAY_SERVE_HAPROXY_METRICS_PORT"
 
 
+def ray_service_env(*, high_throughput: bool, idempotent: bool) -> dict[str, str]:
+    """The ingress environment of a RayService's Ray containers (``rayServices[].highThroughputIngress``;
+    ``idempotent``: a catalog app, safe to replay)."""
+    if not high_throughput:
+        return {}
+    return {**HIGH_THROUGHPUT_ENV, **(REPLAY_ON_REPLICA_LOSS_ENV if idempotent else {})}
+
+
 def local_head_env(*, stats_port: int, metrics_port: int) -> dict[str, str]:
-    """:data:`HIGH_THROUGHPUT_ENV` for a head on a shared machine: HAProxy's own ports moved to free ones."""
+    """The ingress environment of a local head, with HAProxy's own ports moved to free ones. A local head
+    is a development box: it replays dropped requests for every app it serves, own code included."""
     return {
-        **HIGH_THROUGHPUT_ENV,
+        **ray_service_env(high_throughput=True, idempotent=True),
         HAPROXY_STATS_PORT_ENV: str(stats_port),
         HAPROXY_METRICS_PORT_ENV: str(metrics_port),
     }

@@ -35,7 +35,7 @@ from components.config import (
 )
 from components.versions import KUBECTL_IMAGE, RAY_IMAGE_REPOSITORY, RAY_VERSION
 from workloads.catalog import CODE_ROOT, WORKLOADS_MOUNT_PATH, Workload, get_workload, workload_env
-from workloads.serve_ingress import HIGH_THROUGHPUT_ENV
+from workloads.serve_ingress import ray_service_env
 
 API_VERSION = "ray.io/v1"
 # The rayproject/ray images run as user "ray" (uid 1000, primary group "users", gid 100).
@@ -852,7 +852,10 @@ def build_ray_service(
                 shape,
                 pods,
                 serve=True,
-                serve_ingress_env=HIGH_THROUGHPUT_ENV if service.high_throughput_ingress else {},
+                # Catalog apps are pure inference: HAProxy may replay a request a dying replica dropped.
+                serve_ingress_env=ray_service_env(
+                    high_throughput=service.high_throughput_ingress, idempotent=service.code is None
+                ),
             ),
         },
     }

@@ -104,6 +104,15 @@ def test_summary_counts_read_the_last_pytest_line() -> None:
     assert test_suite.summary_counts("no summary here\n") == {}
 
 
+def test_failed_tests_are_read_from_the_short_summary() -> None:
+    output = "..F\n=== short test summary info ===\nFAILED tests/a.py::t - AssertionError: x\nERROR tests/b.py::u\n= 1 failed =\n"
+    assert test_suite.failed_tests(output) == [
+        "FAILED tests/a.py::t - AssertionError: x",
+        "ERROR tests/b.py::u",
+    ]
+    assert test_suite.failed_tests("....\n= 4 passed =\n") == []
+
+
 def test_unit_suite_target_is_the_issues_60_seconds() -> None:
     assert test_suite.unit_target(59.9)["verdict"] == "met"
     assert test_suite.unit_target(60.1)["verdict"] == "MISSED"

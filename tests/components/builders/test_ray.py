@@ -540,6 +540,58 @@ def test_ray_service_serves_from_mounted_code_with_the_same_cluster_builder() ->
     assert "serve" in head_ports
 
 
+def _container_env(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """The env of the head's and every worker group's Ray container (in that order)."""
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    return [
+        {e["name"]: e.get("value") for e in group["template"]["spec"]["containers"][0]["env"]}
+        for group in groups
+    ]
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        (
+            RayServiceConfig(name="digits"),
+            {
+                "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+            },
+        ),
+        (
+            RayServiceConfig(name="own", code="examples/hello_serve", import_path="app:deployment"),
+            {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+        ),
+        (RayServiceConfig(name="digits", high_throughput_ingress=False), {}),
+    ],
+    ids=["catalog", "own-code", "off"],
+)
+def test_ray_service_containers_carry_the_serve_ingress_env(
+    service: RayServiceConfig, expected: dict[str, str]
+) -> None:
+    """HAProxy + direct ingress on every Ray container of a RayService (HAProxy runs on every node);
+    only the catalog's pure-inference apps let HAProxy replay a request a dying replica dropped."""
+    workload = get_workload("serve")
+    doc = build_ray_service(
+        service=service,
+        workload=workload,
+        namespace="ray",
+        shape=_shape(),
+        pods=PODS,
+        serve_config=build_serve_config(env=run_env(workload, {}, PODS.storage_path), num_replicas=1),
+    )
+    envs = _container_env(doc["spec"]["rayClusterConfig"])
+    assert len(envs) >= 2  # the head and at least one worker group
+    for env in envs:
+        assert {k: v for k, v in env.items() if k.startswith("RAY_SERVE_")} == expected
+    # A RayCluster (no Serve) never gets them.
+    plain = build_ray_cluster(name="ray", namespace="ray", shape=_shape(), pods=PODS)
+    for env in _container_env(plain["spec"]):
+        assert not any(name.startswith("RAY_SERVE_") for name in env)
+
+
 # ---- schema validation of the variants ---------------------------------------------------------
 
 
