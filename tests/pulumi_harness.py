@@ -645,17 +645,18 @@ def run_program(
 
     started = time.perf_counter()
     contextvars.copy_context().run(body)
-    _log(
-        "run",
-        stack,
-        time.perf_counter() - started,
-        ok=run.error is None,
-        # Same input as another run (what run_shared keys on, plus the mock's class): a candidate
-        # for run_shared.
-        input=hashlib.sha256(
-            (_shared_key(stack, overrides, ecr) + type(mocks).__qualname__).encode()
-        ).hexdigest()[:16],
-    )
+    if os.environ.get(HARNESS_LOG_ENV):  # the input key costs a JSON dump of the environment
+        _log(
+            "run",
+            stack,
+            time.perf_counter() - started,
+            ok=run.error is None,
+            # Same input as another run (what run_shared keys on, plus the mock's class): a
+            # candidate for run_shared.
+            input=hashlib.sha256(
+                (_shared_key(stack, overrides, ecr) + type(mocks).__qualname__).encode()
+            ).hexdigest()[:16],
+        )
     run.resources = monitor.registered
     run.component_outputs = monitor.component_outputs
     run.invokes = mocks.invokes[first_invoke:]

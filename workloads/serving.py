@@ -92,7 +92,11 @@ class ModelWatcher:
 
 
 class Batcher(Generic[T, R]):
-    """``await batcher(item)``: ``function`` over the items that queued together in a replica."""
+    """``await batcher(item)``: ``function`` over the items that queued together in a replica.
+
+    ``function`` runs one call at a time (as under ``@serve.batch`` alone): a lone request that skips
+    the batch queue and the queue's own batches take the same lock.
+    """
 
     def __init__(
         self,
@@ -104,7 +108,7 @@ class Batcher(Generic[T, R]):
         self._function = function
         self._max_batch_size = max_batch_size
         self._wait_timeout_s = wait_timeout_s
-        self._per_loop: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._per_loop: tuple[asyncio.AbstractEventLoop, Any, asyncio.Lock] | None = None
         # Calls under way on this replica (queued in the batch queue or in a direct call).
         self._in_flight = 0
 
@@ -116,33 +120,38 @@ class Batcher(Generic[T, R]):
             serve.get_replica_context()
         except RayServeException:  # not in a replica: the same function, on a batch of one
             return (await self._function([item]))[0]
+        _, batched, lock = self._for_running_loop()
         self._in_flight += 1
         try:
             # One turn of the event loop lets the requests that are already readable reach this point
-            # too. A request still alone after it has nothing to batch with (the wait timeout is 0):
-            # it skips the batch queue's task and futures. (Deciding without that turn would send
-            # every request of a busy replica alone: the forward never yields, so the next request's
-            # handler would only start after it.)
+            # too. A request still alone after it has nothing to batch with: it skips the batch queue's
+            # task and futures. (Deciding without that turn would send every request of a busy
+            # replica alone: the forward never yields, so the next request's handler would only start
+            # after it.) With a wait timeout, every request waits in the queue as configured.
             await asyncio.sleep(0)
-            if self._in_flight == 1:
-                return (await self._function([item]))[0]
-            return await self._batched(item)
+            if self._in_flight == 1 and self._wait_timeout_s == 0:
+                async with lock:
+                    return (await self._function([item]))[0]
+            result: R = await batched(item)
+            return result
         finally:
             self._in_flight -= 1
 
-    async def _batched(self, item: T) -> R:
+    def _for_running_loop(self) -> tuple[asyncio.AbstractEventLoop, Any, asyncio.Lock]:
+        """The ``@serve.batch`` wrapper and the call lock of the running loop (made on first use)."""
         from ray import serve
 
         loop = asyncio.get_running_loop()
         if self._per_loop is None or self._per_loop[0] is not loop:
             function = self._function
+            lock = asyncio.Lock()
 
             async def batch(items: list[T]) -> list[R]:
-                return await function(items)
+                async with lock:
+                    return await function(items)
 
             wrapped = serve.batch(
                 max_batch_size=self._max_batch_size, batch_wait_timeout_s=self._wait_timeout_s
             )(batch)
-            self._per_loop = (loop, wrapped)
-        result: R = await self._per_loop[1](item)
-        return result
+            self._per_loop = (loop, wrapped, lock)
+        return self._per_loop

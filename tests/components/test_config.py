@@ -427,6 +427,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
         "DNS-1035 label of at most 47",
     ),
     (
+        "highThroughputIngress not a boolean",
+        {"rayServices": [{"name": "s", "highThroughputIngress": "sometimes"}]},
+        "ray-on-eks:rayServices[0].highThroughputIngress",
+        'got "sometimes", expected true or false',
+    ),
+    (
         "cluster name starting with a digit",
         {"rayClusterName": "1ray"},
         "ray-on-eks:rayClusterName",

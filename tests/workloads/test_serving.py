@@ -58,7 +58,25 @@ def test_a_lone_request_goes_straight_to_the_function(in_replica: None) -> None:
 
     assert run(one_after_another()) == [2, 4]
     assert calls == [[1], [2]]
-    assert batcher._per_loop is None, "a lone request must not start Serve's batch queue"
+
+
+def _task_recorder(tasks: list[Any]) -> Any:
+    async def forward(items: list[int]) -> list[int]:
+        tasks.append(asyncio.current_task())
+        return [2 * item for item in items]
+
+    return forward
+
+
+def test_a_lone_request_runs_in_its_own_task_not_the_batch_queues(in_replica: None) -> None:
+    tasks: list[Any] = []
+    batcher: Batcher[int, int] = Batcher(_task_recorder(tasks), max_batch_size=8)
+
+    async def alone() -> bool:
+        await batcher(1)
+        return tasks == [asyncio.current_task()]
+
+    assert run(alone()), "a lone request went through Serve's batch queue"
 
 
 def test_requests_that_arrive_together_share_one_call(in_replica: None) -> None:
@@ -72,6 +90,44 @@ def test_requests_that_arrive_together_share_one_call(in_replica: None) -> None:
     assert sorted(item for call in calls for item in call) == list(range(6))
     assert max(len(call) for call in calls) > 1, f"no batching happened: {calls}"
     assert batcher._in_flight == 0
+
+
+def test_the_function_never_runs_twice_at_once(in_replica: None) -> None:
+    """A lone request's direct call and a batch of the requests arriving during it share one lock,
+    even when the function yields (as a forward sent to a thread would)."""
+    running, most = [0], [0]
+    calls: list[list[int]] = []
+
+    async def slow(items: list[int]) -> list[int]:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        calls.append(list(items))
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+        return [2 * item for item in items]
+
+    batcher: Batcher[int, int] = Batcher(slow, max_batch_size=8)
+
+    async def first_alone_then_more() -> list[int]:
+        first = asyncio.ensure_future(batcher(0))
+        await asyncio.sleep(0.001)  # the first is in its direct call now
+        rest = await asyncio.gather(*(batcher(i) for i in range(1, 5)))
+        return [await first, *rest]
+
+    assert run(first_alone_then_more()) == [0, 2, 4, 6, 8]
+    assert calls[0] == [0]
+    assert most[0] == 1, calls
+
+
+def test_a_wait_timeout_sends_even_a_lone_request_through_the_queue(in_replica: None) -> None:
+    tasks: list[Any] = []
+    batcher: Batcher[int, int] = Batcher(_task_recorder(tasks), max_batch_size=8, wait_timeout_s=0.01)
+
+    async def alone() -> bool:
+        assert await batcher(3) == 6
+        return len(tasks) == 1 and tasks[0] is not asyncio.current_task()
+
+    assert run(alone()), "with a wait timeout the request must wait in Serve's batch queue"
 
 
 def test_outside_a_replica_each_item_is_its_own_batch() -> None:
