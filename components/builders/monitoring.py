@@ -619,12 +619,26 @@ def _generate_all() -> dict[str, str]:
         ) from exc
 
 
+# Generated dashboards by (installed Ray version, generator table): the factory's output depends on
+# nothing else (the deployer's overrides are hidden), and generating them costs ~0.25 s each time —
+# once per `pulumi up`, but once per mocked program run in the tests.
+_GENERATED: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+
+
 def generate_ray_dashboard_json(*, light_import: bool = True) -> dict[str, str]:
     """Ray's dashboards as the pinned Ray writes them into its session dir: key -> JSON text.
 
     With ``light_import`` (and Ray not imported yet) the factory is loaded without importing all of
-    Ray; if that ever fails the ordinary import is used, which is slower but always right.
+    Ray; if that ever fails the ordinary import is used, which is slower but always right. Results
+    are cached per installed Ray version and generator table; callers get their own dict.
     """
+    key = (importlib.metadata.version("ray"), tuple(sorted(RAY_DASHBOARD_GENERATORS.items())))
+    if key not in _GENERATED:
+        _GENERATED[key] = _generate(light_import=light_import)
+    return dict(_GENERATED[key])
+
+
+def _generate(*, light_import: bool) -> dict[str, str]:
     if light_import and "ray" not in sys.modules:
         try:
             with _light_ray_package():

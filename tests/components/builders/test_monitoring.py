@@ -534,8 +534,17 @@ def test_light_import_generates_exactly_what_ray_generates_and_leaves_ray_untouc
         light = m._generate_all()
         assert not hasattr(sys.modules["ray"], "init"), "the light path must not run ray/__init__.py"
     assert sys.modules.get("ray") is before
-    real = m.generate_ray_dashboard_json(light_import=False)  # the ordinary import of ray
+    real = m._generate_all()  # the ordinary import of ray (uncached)
     assert light == real
+
+
+def test_generated_dashboards_are_cached_per_generator_table_and_handed_out_as_copies(
+    ray_dashboards: dict[str, str],
+) -> None:
+    first = m.generate_ray_dashboard_json()
+    first["default"] = "changed by a caller"
+    assert m.generate_ray_dashboard_json() == ray_dashboards
+    assert len(m._GENERATED) >= 1
 
 
 def test_a_changed_factory_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -549,7 +558,7 @@ def test_the_deployers_shell_does_not_change_the_dashboards(
 ) -> None:
     monkeypatch.setenv("RAY_GRAFANA_DEFAULT_DASHBOARD_UID", "my-laptop")
     monkeypatch.setenv("RAY_GRAFANA_DEFAULT_DASHBOARD_GLOBAL_FILTERS", 'SessionName="x"')
-    assert m.generate_ray_dashboard_json() == ray_dashboards
+    assert m._generate(light_import=True) == ray_dashboards  # generated again, not the cache
     assert json.loads(ray_dashboards["default"])["uid"] == "rayDefaultDashboard"
     import os
 
