@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from tests.pulumi_harness import run_program
 
-    run = run_program(STACK)
+    run = run_program(STACK, crd_schemas=True)  # the real program: CRDs in full
     if run.error is not None:
         raise RuntimeError(f"Pulumi.{STACK}.yaml failed under mocks: {run.error!r}")
     custom, waits = graph(run)

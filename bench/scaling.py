@@ -1,6 +1,6 @@
 """Scaling: program evaluation time with 1, 10 and 100 RayJobs and 1, 10 and 100 worker groups.
 
-The real ``__main__.py`` runs under mocks (``tests.pulumi_harness.run_program("dev", overrides)``)
+The real ``__main__.py`` runs under mocks (``tests.pulumi_harness.run_program("dev", overrides, crd_schemas=True)``)
 in THIS process after a warm-up run, so imports are paid once and only the per-item cost remains.
 Sizes and repetitions are interleaved. For each dimension the result file gives the per-item cost
 as the least-squares slope of median time over size, and the ratio
@@ -98,7 +98,7 @@ def measure(overrides: dict[str, Any]) -> tuple[float, int]:
 
     gc.collect()
     start = time.perf_counter()
-    run = run_program(STACK, overrides)
+    run = run_program(STACK, overrides, crd_schemas=True)
     elapsed = time.perf_counter() - start
     if run.error is not None:
         raise RuntimeError(f"__main__.py failed with {sorted(overrides)} overrides: {run.error!r}")

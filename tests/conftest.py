@@ -25,7 +25,9 @@ def stack_runs() -> dict[str, ProgramRun]:
     """``__main__.py`` run once per ``Pulumi.<stack>.yaml`` (each must succeed).
 
     The runs are :func:`run_shared`'s: a test that calls ``run_shared(stack)`` with the same environment
-    gets a copy of the same run instead of running the program again.
+    gets a copy of the same run instead of running the program again. Like every run that does not ask
+    for ``crd_schemas``, they register the KubeRay CRDs with stand-in schemas (the same files in every
+    stack); the tests about the CRDs' content run ``run_shared("dev", crd_schemas=True)``.
     """
     return {stack: run_shared(stack) for stack in STACKS}
 

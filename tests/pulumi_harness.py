@@ -6,12 +6,21 @@ dependencies and options, so tests can assert on what ``pulumi up`` would create
 
 Stack files are read the way the engine reads them: ``Pulumi.<stack>.yaml`` ``config:`` values,
 plus the project defaults declared in ``Pulumi.yaml``, with structured values passed as JSON text.
+
+CRD schemas: the three KubeRay CRDs are ~1 MB of OpenAPI schema, and serializing them through the
+Pulumi SDK costs ~1.6 s of a ~1.9 s mocked run. Unless a run asks for ``crd_schemas=True``, the
+program gets the vendored CRD documents with each version's ``openAPIV3Schema`` body replaced by a
+marked stand-in (names, versions, scope, subresources and everything else unchanged); the one run per
+stack file (``tests/conftest.py`` ``stack_runs``) registers them in full, and the tests about the CRDs
+read those. Nothing else in the program depends on what a CRD schema says.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +39,10 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from components import kuberay_operator
+from components.versions import KUBERAY_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = REPO / "__main__.py"
@@ -50,6 +62,46 @@ SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34")
 # When set, every mocked program run and every memoized-run copy appends one JSON line to this file
 # (bench/test_suite.py reads it to say how much of the unit suite's time is mocked program runs).
 HARNESS_LOG_ENV = "RAY_ON_EKS_HARNESS_LOG"
+
+
+# What a mocked run without crd_schemas gets as each CRD version's openAPIV3Schema.
+CRD_SCHEMA_STAND_IN = {
+    "type": "object",
+    "x-kubernetes-preserve-unknown-fields": True,
+    "description": "tests/pulumi_harness.py: schema body left out of this mocked run (crd_schemas=False)",
+}
+
+
+_LOAD_CRDS = kuberay_operator.load_crds  # the program's own loader (the harness swaps it during runs)
+
+
+@functools.cache
+def _crds_without_schemas(version: str) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = json.loads(json.dumps(_LOAD_CRDS(version)))
+    for doc in docs:
+        for crd_version in doc["spec"]["versions"]:
+            crd_version["schema"]["openAPIV3Schema"] = dict(CRD_SCHEMA_STAND_IN)
+    return docs
+
+
+@contextlib.contextmanager
+def _crd_documents(full: bool) -> Iterator[None]:
+    """While a run lasts, hand the program the CRD documents in full or with stand-in schemas.
+
+    A loader a test patched in itself is left alone.
+    """
+    if full or kuberay_operator.load_crds is not _LOAD_CRDS:
+        yield
+        return
+
+    def without_schemas(version: str = KUBERAY_VERSION) -> list[dict[str, Any]]:
+        return _crds_without_schemas(version)  # cached, as load_crds's documents are
+
+    kuberay_operator.load_crds = without_schemas  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        kuberay_operator.load_crds = _LOAD_CRDS
 
 
 def _log(event: str, stack: str, seconds: float, **more: Any) -> None:
@@ -572,6 +624,8 @@ class ProgramRun:
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Invoke tokens (data-source calls such as aws.eks.get_cluster), in call order.
     invokes: list[str] = field(default_factory=list)
+    # Whether the CRDs were registered with their real schemas (see the module docstring).
+    crd_schemas: bool = False
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ]
@@ -609,20 +663,26 @@ def run_program(
     preview: bool = False,
     mocks: RealisticMocks | None = None,
     ecr: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    crd_schemas: bool = False,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` under mocks, in an isolated context, and record it.
 
     ``mocks``: a :class:`RealisticMocks` (or subclass) describing the account; default: a fresh one
     for the stack's region, with ``ecr`` as its existing ECR repositories (name -> {tag: digest}).
+    ``crd_schemas``: register the KubeRay CRDs with their real schemas (slow; see the module docstring).
     """
     config = load_stack_config(stack, overrides)
     region = json.loads(json.dumps(config.get("aws:region", "us-west-2")))
     mocks = mocks if mocks is not None else RealisticMocks(region=region, ecr=ecr)
     first_invoke = len(mocks.invokes)  # a caller's mocks may have served earlier runs
     monitor = RecordingMonitor(mocks)
-    run = ProgramRun(stack=stack, config=config)
+    run = ProgramRun(stack=stack, config=config, crd_schemas=crd_schemas)
 
     def body() -> None:
+        # A test that ran asyncio.run() before leaves the thread without a current loop, which
+        # set_mocks needs: give it one, as pulumi's own _sync_await does.
+        _ensure_event_loop()
         settings.ROOT.set(None)
         pulumi.runtime.set_all_config(config)
         pulumi.runtime.set_mocks(
@@ -631,7 +691,8 @@ def run_program(
         settings.SETTINGS.rpc_manager.clear()
         settings.SETTINGS.outputs.clear()
         try:
-            _sync_await(run_pulumi_func(_run_main))
+            with _crd_documents(full=crd_schemas):
+                _sync_await(run_pulumi_func(_run_main))
         except BaseException as exc:  # the program's own error is the result under test
             run.error = exc
             return
@@ -651,6 +712,7 @@ def run_program(
             stack,
             time.perf_counter() - started,
             ok=run.error is None,
+            crd_schemas=crd_schemas,
             # Same input as another run (what run_shared keys on, plus the mock's class): a
             # candidate for run_shared.
             input=hashlib.sha256(
@@ -667,9 +729,11 @@ def run_ok(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
     ecr: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    crd_schemas: bool = False,
 ) -> ProgramRun:
     """:func:`run_program` for a configuration that must evaluate without error."""
-    run = run_program(stack, overrides, ecr=ecr)
+    run = run_program(stack, overrides, ecr=ecr, crd_schemas=crd_schemas)
     if run.error is not None:
         raise AssertionError(
             f"Pulumi.{stack}.yaml with {dict(overrides or {})}: the program failed: {run.error!r}"
@@ -712,16 +776,20 @@ def run_shared(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
     ecr: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    crd_schemas: bool = False,
 ) -> ProgramRun:
     """:func:`run_ok`, run once per test session for each distinct input; each caller gets its own deep copy.
 
     For tests that only read what the program registered. A test that observes the run itself (warnings
     logged through a patched ``pulumi.log``, a patched component or builder function) must call
-    :func:`run_ok` or :func:`run_program`: a memoized run does not execute the program again.
+    :func:`run_ok` or :func:`run_program`: a memoized run does not execute the program again. A run
+    made with ``crd_schemas`` also answers callers that do not ask for them (it differs only in the
+    CRD schema bodies), not the other way round.
     """
     key = _shared_key(stack, overrides, ecr)
-    if key not in _SHARED_RUNS:
-        _SHARED_RUNS[key] = run_ok(stack, overrides, ecr=ecr)
+    if key not in _SHARED_RUNS or (crd_schemas and not _SHARED_RUNS[key].crd_schemas):
+        _SHARED_RUNS[key] = run_ok(stack, overrides, ecr=ecr, crd_schemas=crd_schemas)
     started = time.perf_counter()
     result = _copy_run(_SHARED_RUNS[key])
     _log("copy", stack, time.perf_counter() - started)

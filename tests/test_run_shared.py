@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from components.kuberay_operator import load_crds
 from tests import pulumi_harness
 from tests.pulumi_harness import run_shared
 
@@ -43,3 +46,52 @@ def test_a_patched_program_is_part_of_the_input(monkeypatch: pytest.MonkeyPatch)
     assert run_shared("kind").resources
     monkeypatch.setattr(pulumi_harness, "_run_main", lambda: None)  # a program that registers nothing
     assert run_shared("kind").resources == []
+
+
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+
+def _crd_bodies(run: pulumi_harness.ProgramRun) -> list[dict[str, Any]]:
+    return [crd.inputs for crd in run.of_type(CRD)]
+
+
+def test_crd_schemas_are_stood_in_unless_asked_for_and_nothing_else_differs() -> None:
+    light = pulumi_harness.run_ok("kind")
+    full = pulumi_harness.run_ok("kind", crd_schemas=True)
+    assert (light.crd_schemas, full.crd_schemas) == (False, True)
+    by_name = {crd["metadata"]["name"]: crd["spec"] for crd in _crd_bodies(full)}
+    assert by_name == {doc["metadata"]["name"]: doc["spec"] for doc in load_crds()}
+    stand_ins = [
+        version["schema"]["openAPIV3Schema"]
+        for crd in _crd_bodies(light)
+        for version in crd["spec"]["versions"]
+    ]
+    assert stand_ins and all(schema == pulumi_harness.CRD_SCHEMA_STAND_IN for schema in stand_ins)
+    # Apart from the schema bodies, both runs registered the same resources with the same inputs.
+    for crd in _crd_bodies(full):
+        for version in crd["spec"]["versions"]:
+            version["schema"]["openAPIV3Schema"] = pulumi_harness.CRD_SCHEMA_STAND_IN
+    # (Registration order is the SDK's: a smaller CRD is serialized sooner.)
+    assert sorted((r.urn, r.inputs, sorted(r.dependencies)) for r in light.resources) == sorted(
+        (r.urn, r.inputs, sorted(r.dependencies)) for r in full.resources
+    )
+    assert light.exports == full.exports
+    assert load_crds()[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"] != (
+        pulumi_harness.CRD_SCHEMA_STAND_IN
+    ), "the program's own loader is restored after a run"
+
+
+def test_a_shared_run_with_crd_schemas_answers_both_kinds_of_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[bool] = []
+
+    def fake_run_ok(stack: str, overrides: Any = None, ecr: Any = None, crd_schemas: bool = False) -> Any:
+        made.append(crd_schemas)
+        return pulumi_harness.ProgramRun(stack=stack, config={}, crd_schemas=crd_schemas)
+
+    monkeypatch.setattr(pulumi_harness, "_SHARED_RUNS", {})
+    monkeypatch.setattr(pulumi_harness, "run_ok", fake_run_ok)
+    assert not run_shared("kind").crd_schemas
+    assert run_shared("kind", crd_schemas=True).crd_schemas  # the light run is not enough
+    assert run_shared("kind").crd_schemas  # the full run answers a light caller too
+    assert run_shared("kind", crd_schemas=True).crd_schemas
+    assert made == [False, True]
