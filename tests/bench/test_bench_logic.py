@@ -145,7 +145,18 @@ def test_harness_profile_sums_runs_and_copies_by_test_file() -> None:
     ]
     note = test_suite.profile_note(profile, 13.5)
     assert "3 mocked runs of the whole __main__.py took 6.0 s" in note
-    assert "1 of them, 3.0 s, repeat an input" in note and "50% of the 14 s wall" in note
+    assert "1 of them, 3.0 s, repeat an input" in note and "50% of the 14 s wall." in note
+    # Two xdist workers: the logged seconds are shared out over twice the wall time.
+    parallel = test_suite.harness_profile(lines, wall_s=13.5, workers=2)
+    assert parallel["share_of_wall"] == 0.25
+    assert "25% of the 14 s wall x 2 workers" in test_suite.profile_note(parallel, 13.5)
+
+
+def test_the_unit_suite_is_timed_on_both_cores_and_in_one_process() -> None:
+    unit, serial = test_suite.SUITES["unit"], test_suite.SUITES["unit_serial"]
+    assert unit[:2] == serial == ("-m", "not integration")
+    assert unit[2:] == ("-n", str(test_suite.UNIT_WORKERS), "--dist", "loadfile")
+    assert test_suite.WORKERS == {"unit": test_suite.UNIT_WORKERS, "unit_serial": 1, "integration": 1}
 
 
 # --- report: every number from a result file ----------------------------------------------------------
