@@ -6,9 +6,9 @@ suites alternating ``--repeat`` times; the median wall time is reported with the
 ``tests/bench`` is left out: its smoke test runs the benchmark scripts, this one included.
 
 Target (issue 15): the unit suite within ``UNIT_LIMIT_S`` (60 s) on 2 cores: ``unit`` is the README's
-unit command, on both cores with pytest-xdist (``-n 2 --dist loadfile``: a test file stays on one
-worker, so the runs its tests share are made once); ``unit_serial`` is the same selection in one
-process, for information. To say where the unit suite's time goes, the unit runs set
+unit command, on both cores with pytest-xdist (``-n 2 --dist worksteal``: an idle worker takes
+queued tests from the busy one; a mocked run two tests share may then be made in both workers, at
+~0.25 s each); ``unit_serial`` is the same selection in one process, for information. To say where the unit suite's time goes, the unit runs set
 ``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py): every mocked run of ``__main__.py`` and every
 copy of a memoized run is logged with its seconds and test, and the result counts them, sums them and
 names the test files that spend the most in them (the serial run's profile is the one quoted).
@@ -16,7 +16,10 @@ names the test files that spend the most in them (the serial run's profile is th
 ``--quick`` (smoke test) only times ``tests/components/test_versions.py`` and collects, without
 running, the integration tests; its numbers say nothing about the suites.
 
-Run: ``python -m bench.test_suite [--repeat 3] [--suites unit integration]``
+``--suites`` times a subset (the integration suite takes ~15 min a repeat); the suites it leaves out
+are carried over from the previous result file in ``--output-dir``, marked with that run's date.
+
+Run: ``python -m bench.test_suite [--repeat 3] [--suites unit unit_serial integration]``
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ NAME = "test_suite"
 # -rfE: pytest's short summary names each failed / erroring test (kept in the result).
 PYTEST = (sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--ignore=tests/bench")
 UNIT_WORKERS = 2  # the machine's cores (pytest-xdist workers)
-PARALLEL = ("-n", str(UNIT_WORKERS), "--dist", "loadfile")
+PARALLEL = ("-n", str(UNIT_WORKERS), "--dist", "worksteal")
 SUITES: dict[str, tuple[str, ...]] = {
     "unit": ("-m", "not integration", *PARALLEL),
     "unit_serial": ("-m", "not integration"),
@@ -182,6 +185,28 @@ def run_suite(arguments: tuple[str, ...], *, harness_log: bool = False, workers:
     return result
 
 
+def carried_suites(
+    previous: dict[str, Any] | None, timed: list[str]
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """Results and table rows of the suites a previous result file timed and this run does not, each
+    marked with the previous run's start time (``carried_from``)."""
+    if not previous or previous.get("benchmark") != NAME or previous.get("settings", {}).get("quick"):
+        return {}, []
+    when = str(previous.get("started_at", "an earlier run"))
+    results: dict[str, Any] = {}
+    rows: list[list[str]] = []
+    for row in previous.get("table", {}).get("rows", []):
+        suite = row[0]
+        if suite in timed or suite not in SUITES or suite not in previous.get("results", {}):
+            continue
+        carried = dict(previous["results"][suite])
+        carried["carried_from"] = carried.get("carried_from", when)
+        results[suite] = carried
+        status = str(row[-1]).split(" (carried", 1)[0]
+        rows.append([*row[:-1], f"{status} (carried from {carried['carried_from']})"])
+    return results, rows
+
+
 def unit_target(wall_s: float | None) -> dict[str, Any]:
     """The issue's limit on the unit suite's median wall time."""
     return common.target("unit suite wall time (-m 'not integration')", wall_s, UNIT_LIMIT_S, unit=" s")
@@ -255,7 +280,18 @@ def main(argv: list[str] | None = None) -> int:
             break
     if args.quick:
         notes.append("--quick: one small test file and an integration collect-only; not the suites' times.")
-    skipped = sorted(set(SUITES) - set(suites))
+    previous_path = args.output_dir / f"{NAME}.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() and not args.quick else None
+    carried, carried_rows = carried_suites(previous, list(suites))
+    results.update(carried)
+    rows += carried_rows
+    if carried:
+        notes.append(
+            f"Not timed in this run (--suites): {', '.join(carried)}, carried over from the result of "
+            + ", ".join(sorted({str(r["carried_from"]) for r in carried.values()}))
+            + "."
+        )
+    skipped = sorted(set(SUITES) - set(suites) - set(carried))
     if skipped:
         notes.append(f"Not timed in this run: {', '.join(skipped)} (--suites).")
     notes.append("`tests/bench` is excluded (its smoke test runs these benchmark scripts).")

@@ -56,6 +56,7 @@ def _crd_bodies(run: pulumi_harness.ProgramRun) -> list[dict[str, Any]]:
 
 
 def test_crd_schemas_are_stood_in_unless_asked_for_and_nothing_else_differs() -> None:
+    # Fresh runs, not run_shared's: a full run there also answers callers that do not ask for one.
     light = pulumi_harness.run_ok("kind")
     full = pulumi_harness.run_ok("kind", crd_schemas=True)
     assert (light.crd_schemas, full.crd_schemas) == (False, True)

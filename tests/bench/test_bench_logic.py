@@ -155,8 +155,49 @@ def test_harness_profile_sums_runs_and_copies_by_test_file() -> None:
 def test_the_unit_suite_is_timed_on_both_cores_and_in_one_process() -> None:
     unit, serial = test_suite.SUITES["unit"], test_suite.SUITES["unit_serial"]
     assert unit[:2] == serial == ("-m", "not integration")
-    assert unit[2:] == ("-n", str(test_suite.UNIT_WORKERS), "--dist", "loadfile")
+    assert unit[2:] == ("-n", str(test_suite.UNIT_WORKERS), "--dist", "worksteal")
     assert test_suite.WORKERS == {"unit": test_suite.UNIT_WORKERS, "unit_serial": 1, "integration": 1}
+
+
+def test_suites_left_out_are_carried_from_the_previous_result_with_its_date() -> None:
+    previous = {
+        "benchmark": "test_suite",
+        "started_at": "2026-12-01T10:00:00+00:00",
+        "settings": {"quick": False},
+        "table": {
+            "rows": [
+                ["unit", "`pytest`", "70.0 (69.0-71.0)", "1400 passed", "ok"],
+                ["integration", "`pytest -m integration`", "900.0 (900.0-900.0)", "34 passed", "ok"],
+            ]
+        },
+        "results": {"unit": {"wall_s": {"median": 70.0}}, "integration": {"wall_s": {"median": 900.0}}},
+    }
+    results, rows = test_suite.carried_suites(previous, ["unit", "unit_serial"])
+    assert list(results) == ["integration"]
+    assert results["integration"]["carried_from"] == "2026-12-01T10:00:00+00:00"
+    assert rows == [
+        [
+            "integration",
+            "`pytest -m integration`",
+            "900.0 (900.0-900.0)",
+            "34 passed",
+            "ok (carried from 2026-12-01T10:00:00+00:00)",
+        ]
+    ]
+    # Carried twice: still the date of the run that measured it, not of the one that carried it.
+    again = {
+        **previous,
+        "started_at": "2026-12-02T10:00:00+00:00",
+        "table": {"rows": rows},
+        "results": results,
+    }
+    assert (
+        test_suite.carried_suites(again, ["unit"])[1][0][-1] == "ok (carried from 2026-12-01T10:00:00+00:00)"
+    )
+    # Nothing is carried from a --quick result, another benchmark's file or no file at all.
+    assert test_suite.carried_suites({**previous, "settings": {"quick": True}}, ["unit"]) == ({}, [])
+    assert test_suite.carried_suites({**previous, "benchmark": "scaling"}, ["unit"]) == ({}, [])
+    assert test_suite.carried_suites(None, ["unit"]) == ({}, [])
 
 
 # --- report: every number from a result file ----------------------------------------------------------
