@@ -10,9 +10,9 @@ plus the project defaults declared in ``Pulumi.yaml``, with structured values pa
 CRD schemas: the three KubeRay CRDs are ~1 MB of OpenAPI schema, and serializing them through the
 Pulumi SDK costs ~1.6 s of a ~1.9 s mocked run. Unless a run asks for ``crd_schemas=True``, the
 program gets the vendored CRD documents with each version's ``openAPIV3Schema`` body replaced by a
-marked stand-in (names, versions, scope, subresources and everything else unchanged); the one run per
-stack file (``tests/conftest.py`` ``stack_runs``) registers them in full, and the tests about the CRDs
-read those. Nothing else in the program depends on what a CRD schema says.
+marked stand-in (names, versions, scope, subresources and everything else unchanged). The tests about
+the CRDs' content, and the checks on it, make a full run (``run_shared("dev", crd_schemas=True)``: every
+stack applies the same files), as the benchmarks do. Nothing else in the program reads a CRD schema.
 """
 
 from __future__ import annotations
@@ -716,7 +716,7 @@ def run_program(
             # Same input as another run (what run_shared keys on, plus the mock's class): a
             # candidate for run_shared.
             input=hashlib.sha256(
-                (_shared_key(stack, overrides, ecr) + type(mocks).__qualname__).encode()
+                (_shared_key(stack, overrides, ecr) + type(mocks).__qualname__ + str(crd_schemas)).encode()
             ).hexdigest()[:16],
         )
     run.resources = monitor.registered

@@ -539,12 +539,22 @@ def test_light_import_generates_exactly_what_ray_generates_and_leaves_ray_untouc
 
 
 def test_generated_dashboards_are_cached_per_generator_table_and_handed_out_as_copies(
-    ray_dashboards: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, ray_dashboards: dict[str, str]
 ) -> None:
     first = m.generate_ray_dashboard_json()
     first["default"] = "changed by a caller"
-    assert m.generate_ray_dashboard_json() == ray_dashboards
-    assert len(m._GENERATED) >= 1
+    generated: list[bool] = []
+
+    def generate(*, light_import: bool) -> dict[str, str]:
+        generated.append(light_import)
+        return {"default": "{}"}
+
+    monkeypatch.setattr(m, "_generate", generate)
+    assert m.generate_ray_dashboard_json() == ray_dashboards  # the cache, not the caller's change
+    assert generated == []
+    monkeypatch.setitem(m.RAY_DASHBOARD_GENERATORS, "default", "generate_other_dashboard")
+    assert m.generate_ray_dashboard_json() == {"default": "{}"}  # another table: generated anew
+    assert generated == [True]
 
 
 def test_a_changed_factory_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
