@@ -8,10 +8,11 @@ suites alternating ``--repeat`` times; the median wall time is reported with the
 Target (issue 15): the unit suite within ``UNIT_LIMIT_S`` (60 s) on 2 cores: ``unit`` is the README's
 unit command, on both cores with pytest-xdist (``-n 2 --dist worksteal``: an idle worker takes
 queued tests from the busy one; a mocked run two tests share may then be made in both workers, at
-~0.25 s each); ``unit_serial`` is the same selection in one process, for information. To say where the unit suite's time goes, the unit runs set
-``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py): every mocked run of ``__main__.py`` and every
-copy of a memoized run is logged with its seconds and test, and the result counts them, sums them and
-names the test files that spend the most in them (the serial run's profile is the one quoted).
+~0.25 s each); ``unit_serial`` is the same selection in one process, for information. To say where
+the unit suite's time goes, the unit runs set ``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py):
+every mocked run of ``__main__.py`` and every copy of a memoized run is logged with its seconds and
+test, and the result counts them, sums them and names the test files that spend the most in them
+(the serial run's profile is the one quoted).
 
 ``--quick`` (smoke test) only times ``tests/components/test_versions.py`` and collects, without
 running, the integration tests; its numbers say nothing about the suites.

@@ -13,6 +13,7 @@ import yaml
 from components import contract
 from components.builders.ray import config_map_key
 from components.config import HeadConfig, RayJobConfig, RayServiceConfig, WorkerGroupConfig
+from components.kuberay_operator import CRD_TYPE
 from components.ray_cluster import RayClusterStack, RayClusterStackArgs, SharedVolume, claim_name
 from components.versions import KUBECTL_IMAGE, RAY_VERSION
 from tests import pulumi_harness
@@ -21,7 +22,6 @@ from tests.pulumi_harness import REPO, ProgramRun, run_ok, run_program, run_shar
 from workloads.catalog import WORKLOADS, WORKLOADS_MOUNT_PATH, get_workload
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
-CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 
 
 def _doc(resource: pulumi_harness.Registered) -> dict[str, Any]:

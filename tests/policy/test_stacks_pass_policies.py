@@ -26,6 +26,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from components import contract
+from components.kuberay_operator import CRD_TYPE
 from policy import checks
 from policy.policies import POLICIES
 from tests.pulumi_harness import ProgramRun, Registered, run_ok, run_shared
@@ -118,15 +119,12 @@ def test_the_policy_pack_reports_nothing(stack_run: ProgramRun) -> None:
     assert violations == [], f"Pulumi.{stack_run.stack}.yaml:\n" + "\n".join(violations)
 
 
-CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
-
-
 def test_every_check_passes_the_crds_in_full() -> None:
     # stack_runs register the KubeRay CRDs with stand-in schemas (the pack's CrossGuard wrappers are
     # tested on those); here every check reads the real 1 MB of schema, the same files in every stack,
     # e.g. for a pattern string that looks like a key or an `image` property that looks unpinned.
     run = run_shared("dev", crd_schemas=True)
-    crds = run.of_type(CRD)
+    crds = run.of_type(CRD_TYPE)
     assert run.crd_schemas and len(crds) == 3
     problems = [
         f"{crd.name} ({name}): {problem}"
