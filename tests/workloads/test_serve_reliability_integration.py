@@ -4,10 +4,21 @@ On the session's local head (tests/workloads/conftest.py), the serve workload is
 CLI's own path (``jobs.deploy_serve``, the RayService's
 document) with two replicas and a model on disk. Four client threads keep a bounded loopback load on
 ``POST /predict`` while a fifth polls ``/healthz``; one replica process is SIGKILLed. Every answer is
-recorded: the requests that fail must be at most those in flight at the kill, the deployment must be
-back to two RUNNING replicas (a new one replacing the killed one) within ``RECOVERY_BOUND_S``, and
-``/healthz`` must never lie: every 200 carries the loaded model, and no prediction fails outside the
-kill window while it says ok. The measured figures are printed (bench/RESULTS.md quotes them).
+recorded: the deployment must be back to two RUNNING replicas (a new one replacing the killed one)
+within ``RECOVERY_BOUND_S``, ``/healthz`` must never lie (every 200 carries the loaded model), and
+failures stay inside the kill window.
+
+The kill window is not the instant of the kill. The local head serves through HAProxy and direct
+ingress, as a RayService does (workloads/serve_ingress.py): HAProxy keeps reusing its connections to
+a replica (``http-reuse always`` in Ray 2.60's ``serve/_private/haproxy_templates.py``) until a failed
+connection or health check marks it down, or Serve's controller, told of the death, removes it from
+the configuration. ``RAY_SERVE_HAPROXY_RETRY_ON=conn-failure empty-response`` replays most requests
+the dead replica drops, not all: in about one run of five here, one request that started 8-21 ms after
+the kill got no answer ("Remote end closed connection without response"). So a failed request must
+have been in flight at the kill or started within ``KILL_WINDOW_S`` after it, and there are at most
+as many as were in flight plus one per client. A Serve that kept sending to the dead replica until the
+controller replaced it (~15 s here) would fail thousands of the ~15,000 requests, not a handful.
+The measured figures are printed (bench/RESULTS.md quotes them).
 """
 
 from __future__ import annotations
@@ -40,6 +51,9 @@ WARMUP_REQUESTS = 40
 RECOVERY_BOUND_S = 120.0  # generous for a loaded 2-core machine; the measured time is printed
 LOAD_LIMIT_S = 240.0
 AFTER_RECOVERY_S = 3.0
+# HAProxy stops sending to the dead replica once a connection to it fails, milliseconds after the kill
+# under this load; 10 s is generous on a loaded 2-core machine and short of the ~15 s replacement.
+KILL_WINDOW_S = 10.0
 BODY = json.dumps({"instances": [[1, 2, 3, 4]] * 8}).encode()
 
 
@@ -114,7 +128,7 @@ def serving(local_dir: Path, ray_cluster: LocalCluster) -> Any:
         ServeSubmissionClient(target.address, headers=target.headers()).delete_applications()
 
 
-def test_a_killed_replica_fails_at_most_its_in_flight_requests_and_is_replaced(serving: Any) -> None:
+def test_a_killed_replica_fails_only_requests_in_the_kill_window_and_is_replaced(serving: Any) -> None:
     head, target = serving
     predict_url, health_url = f"{head.serve_url}/predict", f"{head.serve_url}/healthz"
     answers: list[Answer] = []
@@ -176,6 +190,8 @@ def test_a_killed_replica_fails_at_most_its_in_flight_requests_and_is_replaced(s
     recovery_s = recovered_at - killed_at
 
     failed = [a for a in answers if not 200 <= a.status < 300]
+    # (seconds from the kill to its start, status, body) of every failed request, printed and asserted.
+    failures = [(round(a.started - killed_at, 3), a.status, a.body) for a in failed]
     after_kill = [a for a in answers if a.ended >= killed_at]
     print(
         f"\nserve replica loss: {len(answers)} predict requests ({CLIENTS} clients) over "
@@ -183,19 +199,20 @@ def test_a_killed_replica_fails_at_most_its_in_flight_requests_and_is_replaced(s
         f"{sorted({a.status for a in failed})}), {in_flight_at_kill} in flight at the kill; back to 2 "
         f"RUNNING replicas {recovery_s:.1f}s after the kill (bound {RECOVERY_BOUND_S:.0f}s); "
         f"{len(after_kill)} requests answered after the kill; {len(health)} /healthz probes, "
-        f"{sum(1 for h in health if h.status != 200)} not 200"
+        f"{sum(1 for h in health if h.status != 200)} not 200; failures {failures}"
     )
-    assert len(failed) <= in_flight_at_kill, [(a.status, a.body) for a in failed]
-    # Only requests in flight at the kill may fail: none that started after the replica was replaced.
-    assert all(a.started <= killed_at for a in failed), [(a.started - killed_at, a.status) for a in failed]
+    # Failures are the requests on the dead replica that HAProxy could not replay: those in flight at
+    # the kill, plus at most one per client sent there before HAProxy marked the replica down.
+    assert len(failed) <= in_flight_at_kill + CLIENTS, failures
+    assert all(a.ended >= killed_at and a.started <= killed_at + KILL_WINDOW_S for a in failed), failures
     assert recovery_s <= RECOVERY_BOUND_S
     assert sum(1 for a in answers if a.started > recovered_at and a.status == 200) > 0
-    # /healthz never lies: a 200 always names the loaded model; a failed probe only overlaps the kill.
+    # /healthz never lies: a 200 always names the loaded model; a failed probe is inside the kill window.
     for probe in health:
         if probe.status == 200:
             assert probe.body.get("status") == "ok" and probe.body["model"]["epoch"] == 7, probe
         else:
-            assert probe.started <= killed_at <= probe.ended, probe
+            assert probe.ended >= killed_at and probe.started <= killed_at + KILL_WINDOW_S, probe
 
 
 def test_fuzzed_bodies_over_http_never_get_a_5xx(serving: Any) -> None:
