@@ -10,18 +10,20 @@ and write the predictions (``id``, ``label``, ``prediction``) as parquet:
 * plain: ``load_model`` once, then ``predict`` batch by batch in this process, one parquet file.
 
 Each measurement is rows / wall seconds from the rows in memory to the parquet on disk (the actor
-pool's start and model loads included: they are part of every batch job). A third measurement
-iterates the same Ray pipeline on the driver and splits it into start-up (to the first output
-batch) and steady rows/s (the rest), to say what dominates. Plain and Ray runs are interleaved;
-medians. Verdict: Ray Data rows/s >= 0.8 x plain, expressed as the equivalent
-``plain rows/s / Ray rows/s <= 1.25`` (the report's targets are upper limits).
+pool's start and model loads included: they are part of every batch job). To say what dominates,
+both loops also run on a quarter of the rows, and each loop's median times at the two sizes are fitted
+to ``seconds = fixed + rows / marginal``: ``fixed`` is the start-up a job pays once (Ray: the actor
+pool's processes, their torch import and model load, the executor's start), ``marginal`` the rows/s
+beyond it. From the two fits follows the break-even: the rows from which Ray Data's end-to-end rows/s
+reaches 0.8 x the plain loop's. Plain and Ray runs are interleaved; medians. Verdict: Ray Data
+rows/s >= 0.8 x plain end to end, expressed as the equivalent ``plain rows/s / Ray rows/s <= 1.25``
+(the report's targets are upper limits).
 
 Run: ``python -m bench.batch_inference [--repeat 5] [--rows 200000] [--batch-sizes 32,1024]``
 """
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import sys
@@ -64,6 +66,37 @@ def verdict(
     }
 
 
+def fit_fixed_and_marginal(
+    small_rows: int, small_s: float, large_rows: int, large_s: float
+) -> tuple[float, float] | None:
+    """``(fixed seconds, marginal rows/s)`` of ``seconds = fixed + rows / marginal`` through two runs.
+
+    ``None`` when the two runs cannot say it (the sizes are not increasing, or the larger run was not
+    slower: noise larger than the work). A negative intercept (noise) is reported as 0 s.
+    """
+    if large_rows <= small_rows or large_s <= small_s:
+        return None
+    marginal = (large_rows - small_rows) / (large_s - small_s)
+    return max(0.0, large_s - large_rows / marginal), marginal
+
+
+def break_even_rows(
+    ray: tuple[float, float], plain: tuple[float, float], *, min_speed: float = MIN_SPEED
+) -> float | None:
+    """The rows from which Ray Data's end-to-end rows/s is at least ``min_speed`` x the plain loop's.
+
+    With ``T(n) = fixed + n / marginal`` for both, Ray's rows/s >= ``min_speed`` x plain's is
+    ``T_ray(n) <= T_plain(n) / min_speed``. Returns 0 when that holds from the first row, and ``None``
+    when it never holds for large jobs (Ray's marginal rows/s below ``min_speed`` x plain's).
+    """
+    (ray_fixed, ray_marginal), (plain_fixed, plain_marginal) = ray, plain
+    per_row = 1 / ray_marginal - 1 / (min_speed * plain_marginal)  # extra seconds per row for Ray
+    head_start = plain_fixed / min_speed - ray_fixed  # seconds Ray may spend before the rows
+    if per_row >= 0:
+        return 0.0 if head_start >= 0 and per_row == 0 else None
+    return max(0.0, head_start / per_row)
+
+
 def make_rows(rows: int) -> tuple[Any, Any]:
     """The digits held-out features (raw 0..16) and labels, tiled to ``rows`` rows."""
     import numpy as np
@@ -100,7 +133,7 @@ def write_model(directory: Path) -> None:
 
 
 def plain_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, out: Path) -> float:
-    """Rows/s of a plain loop: load the model, predict batch by batch, write one parquet file."""
+    """Seconds of a plain loop: load the model, predict batch by batch, write one parquet file."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -112,11 +145,11 @@ def plain_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, 
     parts = [predict(model, meta, features[i : i + batch_size]) for i in range(0, len(labels), batch_size)]
     table = pa.table({"id": np.arange(len(labels)), "label": labels, "prediction": np.concatenate(parts)})
     pq.write_table(table, out / "predictions.parquet")
-    return len(labels) / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
 def ray_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, out: Path) -> float:
-    """Rows/s of the workload's Ray Data pipeline, rows in memory -> parquet on disk."""
+    """Seconds of the workload's Ray Data pipeline, rows in memory -> parquet on disk."""
     from workloads.batch_inference.predict import predictions_dataset, rows_dataset
 
     started = time.perf_counter()
@@ -124,35 +157,19 @@ def ray_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, ou
         rows_dataset(features, labels), model_path=model_dir, batch_size=batch_size
     )
     predictions.write_parquet(str(out))
-    return len(labels) / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
-def ray_steady_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int) -> dict[str, float]:
-    """The same pipeline iterated on the driver: start-up (to the first batch) and steady rows/s.
+def _rows_s(rows: int, seconds: list[float]) -> list[float]:
+    return [rows / value for value in seconds]
 
-    Steady = rows after the first output batch / time from the first to the last batch: what the
-    actors sustain once started, without the pool's start-up and model loads.
-    """
-    from workloads.batch_inference.predict import predictions_dataset, rows_dataset
 
-    started = time.perf_counter()
-    predictions = predictions_dataset(
-        rows_dataset(features, labels), model_path=model_dir, batch_size=batch_size
-    )
-    first_at: float | None = None
-    first_rows = seen = 0
-    for batch in predictions.iter_batches(batch_size=None, batch_format="numpy"):
-        seen += len(batch["prediction"])
-        if first_at is None:
-            first_at, first_rows = time.perf_counter(), seen
-    finished = time.perf_counter()
-    if first_at is None or seen != len(labels):
-        raise RuntimeError(f"the pipeline returned {seen} of {len(labels)} rows")
-    span = finished - first_at
-    return {
-        "startup_s": first_at - started,
-        "steady_rows_s": (seen - first_rows) / span if span > 0 and seen > first_rows else float("nan"),
-    }
+def _fit(
+    small_rows: int, small: list[float], large_rows: int, large: list[float]
+) -> tuple[float, float] | None:
+    if not small or not large:
+        return None
+    return fit_fixed_and_marginal(small_rows, statistics.median(small), large_rows, statistics.median(large))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     repeat = max(1, args.repeat)
     run = common.Run(NAME, "Batch inference (Ray Data vs plain loop)", __doc__.split("\n\n")[0], args)
     features, labels = make_rows(rows)
-    measured: dict[int, dict[str, list[float]]] = {
-        b: {"ray": [], "plain": [], "ray_steady": [], "startup": []} for b in batch_sizes
+    small_rows = max(1, rows // 4)
+    sizes = {"large": rows, "small": small_rows}
+    kinds = {"plain": plain_once, "ray": ray_once}
+    # seconds[batch size][kind][size]
+    seconds: dict[int, dict[str, dict[str, list[float]]]] = {
+        b: {kind: {size: [] for size in sizes} for kind in kinds} for b in batch_sizes
     }
     loads: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
@@ -192,78 +213,117 @@ def main(argv: list[str] | None = None) -> int:
             for index in range(repeat):
                 loads.append(list(common.machine()["loadavg_1m_5m_15m"]))
                 for batch_size in batch_sizes:
-                    for kind, once in (("plain", plain_once), ("ray", ray_once)):
-                        counter += 1
-                        out = root / f"out-{counter}"
-                        out.mkdir()
-                        common.progress(NAME, f"run {index + 1}/{repeat}: {kind} batch {batch_size}")
-                        measured[batch_size][kind].append(
-                            once(features, labels, model_dir=model_dir, batch_size=batch_size, out=out)
-                        )
-                    common.progress(NAME, f"run {index + 1}/{repeat}: ray steady batch {batch_size}")
-                    timing = ray_steady_once(features, labels, model_dir=model_dir, batch_size=batch_size)
-                    measured[batch_size]["startup"].append(timing["startup_s"])
-                    measured[batch_size]["ray_steady"].append(timing["steady_rows_s"])
+                    for size, count in sizes.items():
+                        for kind, once in kinds.items():
+                            counter += 1
+                            out = root / f"out-{counter}"
+                            out.mkdir()
+                            common.progress(
+                                NAME, f"run {index + 1}/{repeat}: {kind} batch {batch_size}, {count} rows"
+                            )
+                            seconds[batch_size][kind][size].append(
+                                once(
+                                    features[:count],
+                                    labels[:count],
+                                    model_dir=model_dir,
+                                    batch_size=batch_size,
+                                    out=out,
+                                )
+                            )
             ray.shutdown()
         finally:
             common.progress(NAME, "stopping the local Ray head")
             head.stop()
 
-    results: dict[str, Any] = {"rows": rows, "loadavg_per_round": loads, "batch_sizes": {}}
+    results: dict[str, Any] = {
+        "rows": rows,
+        "small_rows": small_rows,
+        "loadavg_per_round": loads,
+        "batch_sizes": {},
+    }
     table_rows = []
     targets = []
+    notes_fit = []
     for batch_size in batch_sizes:
-        outcome = verdict(measured[batch_size]["ray"], measured[batch_size]["plain"])
-        results["batch_sizes"][str(batch_size)] = outcome
-        outcome["target"]["name"] += f", batch {batch_size}, end to end"
+        by_kind = seconds[batch_size]
+        outcome = verdict(_rows_s(rows, by_kind["ray"]["large"]), _rows_s(rows, by_kind["plain"]["large"]))
+        outcome["target"]["name"] += f", batch {batch_size}, {rows} rows end to end"
         targets.append(outcome["target"])
-        steady = verdict(
-            [v for v in measured[batch_size]["ray_steady"] if not math.isnan(v)],
-            measured[batch_size]["plain"],
+        fits = {
+            kind: _fit(small_rows, by_kind[kind]["small"], rows, by_kind[kind]["large"]) for kind in kinds
+        }
+        outcome["seconds"] = {
+            kind: {size: common.summarize(v) for size, v in d.items()} for kind, d in by_kind.items()
+        }
+        outcome["fit"] = {
+            kind: None if fit is None else {"fixed_s": fit[0], "marginal_rows_s": fit[1]}
+            for kind, fit in fits.items()
+        }
+        ray_fit, plain_fit = fits["ray"], fits["plain"]
+        outcome["marginal_speed_vs_plain"] = (
+            None if ray_fit is None or plain_fit is None else common.ratio(ray_fit[1], plain_fit[1])
         )
-        steady["target"]["name"] += f", batch {batch_size}, steady (after the first batch)"
-        targets.append(steady["target"])
-        outcome["steady"] = steady
-        outcome["startup_s"] = common.summarize(measured[batch_size]["startup"])
-        for kind in ("plain", "ray"):
+        outcome["break_even_rows"] = (
+            None if ray_fit is None or plain_fit is None else break_even_rows(ray_fit, plain_fit)
+        )
+        results["batch_sizes"][str(batch_size)] = outcome
+        for kind in kinds:
             summary = outcome[f"{kind}_rows_s"]
             table_rows.append(
                 [
                     str(batch_size),
-                    "plain loop" if kind == "plain" else "Ray Data (workload pipeline)",
+                    ("plain loop" if kind == "plain" else "Ray Data (workload pipeline)")
+                    + f", {rows} rows end to end",
                     f"{summary['median']:.0f} ({summary['min']:.0f}-{summary['max']:.0f})",
                     "1.00x" if kind == "plain" else common.fmt_x(outcome["speed_vs_plain"]),
                 ]
             )
-        summary = steady["ray_rows_s"]
-        table_rows.append(
-            [
-                str(batch_size),
-                "Ray Data, steady (after the first batch; start-up "
-                + common.fmt_s(outcome["startup_s"]).split(" ")[0]
-                + " s)",
-                "n/a"
-                if summary["median"] is None
-                else f"{summary['median']:.0f} ({summary['min']:.0f}-{summary['max']:.0f})",
-                common.fmt_x(steady["speed_vs_plain"]),
-            ]
+        for kind in kinds:
+            fit = fits[kind]
+            label = "plain loop" if kind == "plain" else "Ray Data"
+            table_rows.append(
+                [
+                    str(batch_size),
+                    f"{label}, per row beyond start-up (start-up "
+                    + ("n/a" if fit is None else f"{fit[0]:.2f}")
+                    + " s)",
+                    "n/a" if fit is None else f"{fit[1]:.0f}",
+                    "1.00x" if kind == "plain" else common.fmt_x(outcome["marginal_speed_vs_plain"]),
+                ]
+            )
+        even = outcome["break_even_rows"]
+        notes_fit.append(
+            f"batch {batch_size}: "
+            + (
+                "the fit needs both sizes measured and the larger one slower"
+                if ray_fit is None or plain_fit is None
+                else f"Ray Data pays {ray_fit[0]:.2f} s of start-up against the plain loop's {plain_fit[0]:.2f} s, "
+                f"then predicts {outcome['marginal_speed_vs_plain']:.2f}x as many rows/s; "
+                + (
+                    "its marginal rows/s stay below 0.8x plain, so no job size reaches the target"
+                    if even is None
+                    else f"end to end it reaches 0.8x plain from ~{even:,.0f} rows"
+                )
+            )
+            + "."
         )
     notes = [
-        f"{rows} rows (the digits held-out set tiled), 64 features, dt-pytorch MLP; Ray Data on a local head "
+        f"{rows} rows (the digits held-out set tiled), 64 features, dt-pytorch MLP; every loop also runs on "
+        f"{small_rows} rows to fit seconds = start-up + rows / marginal rows/s. Ray Data on a local head "
         "with 2 CPUs (the workload's pool: 2 actors x 0.5 CPU), plain loop in one process with torch's default "
         "threads. Load average (1/5/15 min) before each round: "
         + "; ".join("/".join(f"{x:.1f}" for x in load) for load in loads)
         + ".",
-        "Ray rows/s median per batch size: "
-        + ", ".join(
-            f"{b}: {statistics.median(measured[b]['ray']):.0f} rows/s"
-            for b in batch_sizes
-            if measured[b]["ray"]
-        )
-        + ".",
+        *notes_fit,
     ]
     run.write(
-        settings={"rows": rows, "batch_sizes": batch_sizes, "num_cpus": 2, "actors": 2},
+        settings={
+            "rows": rows,
+            "small_rows": small_rows,
+            "batch_sizes": batch_sizes,
+            "num_cpus": 2,
+            "actors": 2,
+        },
         targets=targets,
         table={"columns": ["batch size", "loop", "rows/s median (min-max)", "vs plain"], "rows": table_rows},
         notes=notes,

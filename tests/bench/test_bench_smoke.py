@@ -209,3 +209,10 @@ def test_batch_inference(tmp_path):
     check_summary(outcome["ray_rows_s"])
     check_summary(outcome["plain_rows_s"])
     assert outcome["meets_min_speed"] == (outcome["speed_vs_plain"] >= 0.8)
+    assert document["settings"]["small_rows"] == document["settings"]["rows"] // 4
+    for kind in ("ray", "plain"):
+        for size in ("small", "large"):
+            check_summary(outcome["seconds"][kind][size])
+        fit = outcome["fit"][kind]
+        if fit is not None:  # None only when noise made the larger run no slower
+            assert fit["fixed_s"] >= 0 and fit["marginal_rows_s"] > 0

@@ -78,3 +78,37 @@ def test_batch_inference_without_measurements_is_unmeasured() -> None:
     outcome = batch_inference.verdict([], [1.0])
     assert outcome["speed_vs_plain"] is None and outcome["meets_min_speed"] is None
     assert outcome["target"]["verdict"] == "not measured"
+
+
+def test_batch_inference_fit_recovers_start_up_and_marginal_rows_s() -> None:
+    # seconds = 2 + rows / 1000
+    fixed, marginal = batch_inference.fit_fixed_and_marginal(1000, 3.0, 5000, 7.0) or (None, None)
+    assert fixed == pytest.approx(2.0) and marginal == pytest.approx(1000.0)
+    # Noise that puts the intercept below zero reads as no start-up, not a negative one.
+    assert batch_inference.fit_fixed_and_marginal(1000, 0.5, 5000, 4.5) == (0.0, pytest.approx(1000.0))
+    # Two runs that cannot say it: the larger not slower, or the sizes not increasing.
+    assert batch_inference.fit_fixed_and_marginal(1000, 3.0, 5000, 3.0) is None
+    assert batch_inference.fit_fixed_and_marginal(5000, 3.0, 5000, 4.0) is None
+
+
+def _end_to_end_speed(rows: float, ray: tuple[float, float], plain: tuple[float, float]) -> float:
+    """Ray rows/s over plain rows/s for a job of ``rows`` under the fitted times."""
+    return (plain[0] + rows / plain[1]) / (ray[0] + rows / ray[1])
+
+
+def test_batch_inference_break_even_is_where_ray_reaches_the_minimum_speed() -> None:
+    ray, plain = (8.0, 60_000.0), (0.1, 15_000.0)  # slow start, 4x the marginal rows/s
+    rows = batch_inference.break_even_rows(ray, plain)
+    assert rows == pytest.approx(118_125.0)
+    assert _end_to_end_speed(rows, ray, plain) == pytest.approx(0.8)
+    assert _end_to_end_speed(rows / 2, ray, plain) < 0.8 < _end_to_end_speed(rows * 2, ray, plain)
+
+
+def test_batch_inference_break_even_edges() -> None:
+    # Ray at least as fast from the first row: every job size meets the target.
+    assert batch_inference.break_even_rows((0.0, 20_000.0), (0.0, 10_000.0)) == 0.0
+    # Ray's marginal rows/s below 0.8x plain: no job is large enough.
+    assert batch_inference.break_even_rows((1.0, 7_000.0), (0.0, 10_000.0)) is None
+    # Exactly 0.8x at the margin: only a start-up no slower than plain's / 0.8 meets it.
+    assert batch_inference.break_even_rows((1.0, 8_000.0), (1.0, 10_000.0)) == 0.0
+    assert batch_inference.break_even_rows((2.0, 8_000.0), (1.0, 10_000.0)) is None
