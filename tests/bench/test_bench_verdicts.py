@@ -99,7 +99,7 @@ def _end_to_end_speed(rows: float, ray: tuple[float, float], plain: tuple[float,
 def test_batch_inference_break_even_is_where_ray_reaches_the_minimum_speed() -> None:
     ray, plain = (8.0, 60_000.0), (0.1, 15_000.0)  # slow start, 4x the marginal rows/s
     rows = batch_inference.break_even_rows(ray, plain)
-    assert rows == pytest.approx(118_125.0)
+    assert rows is not None and rows == pytest.approx(118_125.0)
     assert _end_to_end_speed(rows, ray, plain) == pytest.approx(0.8)
     assert _end_to_end_speed(rows / 2, ray, plain) < 0.8 < _end_to_end_speed(rows * 2, ray, plain)
 

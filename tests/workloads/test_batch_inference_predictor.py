@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from workloads.batch_inference.predict import Predictor
@@ -45,3 +46,29 @@ def test_tensor_batches_and_row_object_batches_predict_alike(tmp_path: Path) -> 
         np.testing.assert_array_equal(result["prediction"], expected)
         np.testing.assert_array_equal(result["id"], ids)
         np.testing.assert_array_equal(result["label"], labels)
+
+
+def test_a_large_batch_runs_the_model_rows_per_forward_at_a_time(tmp_path: Path) -> None:
+    directory = _model_dir(tmp_path)
+    split = load_digits(seed=0)
+    features, labels = split.x_test[:50], split.y_test[:50]
+    ids = np.arange(50)
+    expected = predict(*load_model(directory), features)
+    predictor = Predictor(str(directory), rows_per_forward=16)
+    forwards: list[int] = []
+    predictor._model.register_forward_hook(lambda _module, inputs, _output: forwards.append(len(inputs[0])))
+    result = predictor({"id": ids, "features": features, "label": labels})
+    assert forwards == [16, 16, 16, 2]
+    np.testing.assert_array_equal(result["prediction"], expected)
+    np.testing.assert_array_equal(result["id"], ids)
+    # An empty batch and a batch smaller than rows_per_forward are one forward each.
+    forwards.clear()
+    empty = predictor({"id": ids[:0], "features": features[:0], "label": labels[:0]})
+    small = predictor({"id": ids[:5], "features": features[:5], "label": labels[:5]})
+    assert forwards == [0, 5] and len(empty["prediction"]) == 0
+    np.testing.assert_array_equal(small["prediction"], expected[:5])
+
+
+def test_rows_per_forward_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="rows_per_forward must be >= 1"):
+        Predictor(str(_model_dir(tmp_path)), rows_per_forward=0)
