@@ -71,7 +71,7 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         name="BATCH_SIZE",
-        description="Per-worker training batch size (also the batch-inference batch size), integer >= 1.",
+        description="Per-worker training batch size (batch-inference: rows per model forward), integer >= 1.",
         default="32",
     ),
     EnvVar(
