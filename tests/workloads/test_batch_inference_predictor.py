@@ -29,12 +29,16 @@ def _model_dir(tmp_path: Path) -> Path:
     return tmp_path / "model"
 
 
-def test_tensor_batches_and_row_object_batches_predict_alike(tmp_path: Path) -> None:
+def _held_out(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A model directory, 50 held-out rows (features, labels, ids) and the model's own predictions."""
     directory = _model_dir(tmp_path)
     split = load_digits(seed=0)
     features, labels = split.x_test[:50], split.y_test[:50]
-    ids = np.arange(50)
-    expected = predict(*load_model(directory), features)
+    return directory, features, labels, np.arange(50), predict(*load_model(directory), features)
+
+
+def test_tensor_batches_and_row_object_batches_predict_alike(tmp_path: Path) -> None:
+    directory, features, labels, ids, expected = _held_out(tmp_path)
     predictor = Predictor(str(directory))
     # A tensor column arrives as one 2-D array (rows_dataset's layout).
     tensor = predictor({"id": ids, "features": features, "label": labels})
@@ -49,11 +53,7 @@ def test_tensor_batches_and_row_object_batches_predict_alike(tmp_path: Path) -> 
 
 
 def test_a_large_batch_runs_the_model_rows_per_forward_at_a_time(tmp_path: Path) -> None:
-    directory = _model_dir(tmp_path)
-    split = load_digits(seed=0)
-    features, labels = split.x_test[:50], split.y_test[:50]
-    ids = np.arange(50)
-    expected = predict(*load_model(directory), features)
+    directory, features, labels, ids, expected = _held_out(tmp_path)
     predictor = Predictor(str(directory), rows_per_forward=16)
     forwards: list[int] = []
     predictor._model.register_forward_hook(lambda _module, inputs, _output: forwards.append(len(inputs[0])))
