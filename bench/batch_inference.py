@@ -6,7 +6,7 @@ and write the predictions (``id``, ``label``, ``prediction``) as parquet:
 
 * Ray Data: ``workloads.batch_inference.predict``'s ``rows_dataset`` -> ``predictions_dataset``
   (``map_batches`` over an actor pool of :class:`Predictor`, one model load per actor) ->
-  ``write_parquet``, on a local head with 2 CPUs that this process connects to once;
+  ``write_predictions`` (parquet), on a local head with 2 CPUs that this process connects to once;
 * plain: ``load_model`` once, then ``predict`` batch by batch in this process, one parquet file.
 
 Each measurement is rows / wall seconds from the rows in memory to the parquet on disk (the actor
@@ -150,13 +150,13 @@ def plain_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, 
 
 def ray_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, out: Path) -> float:
     """Seconds of the workload's Ray Data pipeline, rows in memory -> parquet on disk."""
-    from workloads.batch_inference.predict import predictions_dataset, rows_dataset
+    from workloads.batch_inference.predict import predictions_dataset, rows_dataset, write_predictions
 
     started = time.perf_counter()
     predictions = predictions_dataset(
         rows_dataset(features, labels), model_path=model_dir, batch_size=batch_size
     )
-    predictions.write_parquet(str(out))
+    write_predictions(predictions, out)
     return time.perf_counter() - started
 
 
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"{rows} rows (the digits held-out set tiled), 64 features, dt-pytorch MLP; every loop also runs on "
         f"{small_rows} rows to fit seconds = start-up + rows / marginal rows/s. Ray Data on a local head "
-        "with 2 CPUs (the workload's pool: 2 actors x 0.5 CPU), plain loop in one process with torch's default "
+        "with 2 CPUs (the workload's pool: 1 to 2 actors x 0.5 CPU), plain loop in one process with torch's default "
         "threads. Load average (1/5/15 min) before each round: "
         + "; ".join("/".join(f"{x:.1f}" for x in load) for load in loads)
         + ".",
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             "small_rows": small_rows,
             "batch_sizes": batch_sizes,
             "num_cpus": 2,
-            "actors": 2,
+            "max_actors": 2,
         },
         targets=targets,
         table={"columns": ["batch size", "loop", "rows/s median (min-max)", "vs plain"], "rows": table_rows},

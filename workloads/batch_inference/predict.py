@@ -32,6 +32,10 @@ RAY_BATCH_ROWS = 8192
 about 1 ms per batch (slicing the block, converting it to numpy, concatenating the outputs; measured
 with ``Dataset.stats()`` on 2 CPUs) while the digits model's forward of 32 rows takes ~0.15 ms, so the
 predictor takes large batches and runs the model on BATCH_SIZE rows at a time."""
+PARQUET_MIN_ROWS_PER_FILE = 100_000
+"""Rows per written parquet file, at least (Ray Data's ``min_rows_per_file``; the last file may hold
+fewer). Without it every block is a file and a write task of its own (~150 ms CPU per 25,000 rows on
+2 CPUs, measured with ``Dataset.stats()``), and readers of the result get many small files."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,8 +126,15 @@ def rows_dataset(features: np.ndarray, labels: np.ndarray) -> Any:
 
 
 def predictions_dataset(rows: Any, *, model_path: Location, batch_size: int, actors: int = 2) -> Any:
-    """``rows`` mapped through :class:`Predictor` on a pool of ``actors`` (one model load each), the
-    model run on ``batch_size`` rows at a time within batches of at least :data:`RAY_BATCH_ROWS`."""
+    """``rows`` mapped through :class:`Predictor` on a pool of 1 to ``actors`` actors (one model load
+    each), the model run on ``batch_size`` rows at a time within batches of at least
+    :data:`RAY_BATCH_ROWS`.
+
+    The pool starts with one actor and Ray Data adds more, up to ``actors``, while inputs queue
+    (``ActorPoolStrategy(min_size, max_size)``): every actor imports torch and loads the model before
+    its first row, and on 2 CPUs two actors doing that at once took longer than one actor needed for
+    the whole job (200,000 rows: 7.6 s with a fixed pool of 2, 5.0 s starting from 1; bench/RESULTS.md).
+    """
     import ray.data
 
     return rows.map_batches(
@@ -131,9 +142,14 @@ def predictions_dataset(rows: Any, *, model_path: Location, batch_size: int, act
         fn_constructor_kwargs={"model_path": str(model_path), "rows_per_forward": batch_size},
         batch_size=max(batch_size, RAY_BATCH_ROWS),
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
         num_cpus=0.5,
     )
+
+
+def write_predictions(predictions: Any, result_dir: Location) -> None:
+    """Write ``predictions`` as parquet files of at least :data:`PARQUET_MIN_ROWS_PER_FILE` rows."""
+    predictions.write_parquet(str(result_dir), min_rows_per_file=PARQUET_MIN_ROWS_PER_FILE)
 
 
 def run(settings: BatchSettings) -> int:
@@ -165,7 +181,7 @@ def run(settings: BatchSettings) -> int:
         batch_size=settings.batch_size,
     )
     storage.delete_dir(settings.result_dir)
-    predictions.write_parquet(str(settings.result_dir))
+    write_predictions(predictions, settings.result_dir)
 
     written = ray.data.read_parquet(str(settings.result_dir))
     total = written.count()
