@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from workloads.batch_inference.predict import Predictor
+from workloads.batch_inference.predict import Predictor, predictions_dataset
 from workloads.dt_pytorch.data import load_digits
 from workloads.dt_pytorch.model import ModelMeta, build_model, load_model, predict, write_model_dir
 
@@ -69,6 +69,6 @@ def test_a_large_batch_runs_the_model_rows_per_forward_at_a_time(tmp_path: Path)
     np.testing.assert_array_equal(small["prediction"], expected[:5])
 
 
-def test_rows_per_forward_below_one_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="rows_per_forward must be >= 1"):
-        Predictor(str(_model_dir(tmp_path)), rows_per_forward=0)
+def test_the_actor_pool_refuses_fewer_than_one_actor() -> None:
+    with pytest.raises(ValueError, match=r"actors must be an integer >= 1 .*got 0"):
+        predictions_dataset(object(), model_path="unused", batch_size=32, actors=0)

@@ -78,8 +78,6 @@ class Predictor:
     def __init__(self, model_path: str, rows_per_forward: int | None = None) -> None:
         from workloads.dt_pytorch.model import load_model
 
-        if rows_per_forward is not None and rows_per_forward < 1:
-            raise ValueError(f"rows_per_forward must be >= 1 (BATCH_SIZE), got {rows_per_forward}")
         self._model, self._meta = load_model(model_path if "://" in model_path else Path(model_path))
         self._rows_per_forward = rows_per_forward
 
@@ -89,16 +87,7 @@ class Predictor:
         features = batch["features"]
         if features.dtype == object:  # rows of unequal type: one array per row
             features = np.stack([np.asarray(row, dtype=np.float32) for row in features])
-        step = self._rows_per_forward or len(features)
-        if len(features) <= step:
-            predictions = predict(self._model, self._meta, features)
-        else:
-            predictions = np.concatenate(
-                [
-                    predict(self._model, self._meta, features[i : i + step])
-                    for i in range(0, len(features), step)
-                ]
-            )
+        predictions = predict(self._model, self._meta, features, rows_per_forward=self._rows_per_forward)
         return {"id": batch["id"], "label": batch["label"], "prediction": predictions}
 
 
@@ -137,12 +126,14 @@ def predictions_dataset(rows: Any, *, model_path: Location, batch_size: int, act
     """
     import ray.data
 
+    if actors < 1:
+        raise ValueError(f"actors must be an integer >= 1 (the actor pool's largest size), got {actors}")
     return rows.map_batches(
         Predictor,
         fn_constructor_kwargs={"model_path": str(model_path), "rows_per_forward": batch_size},
         batch_size=max(batch_size, RAY_BATCH_ROWS),
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         num_cpus=0.5,
     )
 

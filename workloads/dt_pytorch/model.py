@@ -99,9 +99,22 @@ def export_model(source: Location, target: Location) -> ModelMeta:
     return meta
 
 
-def predict(model: nn.Module, meta: ModelMeta, features: np.ndarray) -> np.ndarray:
-    """Class predictions (int64) for raw ``features`` of shape ``(n, meta.input_dim)``."""
+def predict(
+    model: nn.Module, meta: ModelMeta, features: np.ndarray, *, rows_per_forward: int | None = None
+) -> np.ndarray:
+    """Class predictions (int64) for raw ``features`` of shape ``(n, meta.input_dim)``.
+
+    ``rows_per_forward`` bounds one forward (serve's slice of a large batch, batch-inference's
+    BATCH_SIZE); ``None`` runs all rows at once.
+    """
+    if rows_per_forward is not None and rows_per_forward < 1:
+        raise ValueError(
+            f"rows_per_forward must be an integer >= 1 (e.g. BATCH_SIZE), got {rows_per_forward}"
+        )
     inputs = torch.as_tensor(np.asarray(features, dtype=np.float32) / meta.feature_scale)
+    step = rows_per_forward or len(inputs)
     with torch.no_grad():
-        logits = model(inputs)
-    return logits.argmax(dim=1).numpy().astype(np.int64)
+        if len(inputs) <= step:
+            return model(inputs).argmax(dim=1).numpy().astype(np.int64)
+        parts = [model(inputs[at : at + step]).argmax(dim=1) for at in range(0, len(inputs), step)]
+    return torch.cat(parts).numpy().astype(np.int64)

@@ -141,12 +141,7 @@ class Classifier:
         assert loaded is not None  # _predict answers 503 before queueing without a model
         model, meta = loaded
         rows = np.concatenate(batch) if len(batch) > 1 else batch[0]
-        predictions = np.concatenate(
-            [
-                predict(model, meta, rows[at : at + MAX_FORWARD_ROWS])
-                for at in range(0, len(rows), MAX_FORWARD_ROWS)
-            ]
-        )
+        predictions = predict(model, meta, rows, rows_per_forward=MAX_FORWARD_ROWS)
         bounds = np.cumsum([len(part) for part in batch])[:-1]
         return [(part, meta) for part in np.split(predictions, bounds)]
 

@@ -74,3 +74,25 @@ def test_export_replaces_the_previous_model(tmp_path: Path) -> None:
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="run the dt-pytorch workload first"):
         load_model(tmp_path)
+
+
+def test_predict_runs_rows_per_forward_at_a_time_with_the_same_answers(tmp_path: Path) -> None:
+    model = save(tmp_path)
+    features = np.random.default_rng(0).uniform(0, 2, size=(10, 4)).astype(np.float32)
+    whole = predict(model, meta(), features)
+    forwards: list[int] = []
+    model.register_forward_hook(lambda _module, inputs, _output: forwards.append(len(inputs[0])))
+    np.testing.assert_array_equal(predict(model, meta(), features, rows_per_forward=4), whole)
+    assert forwards == [4, 4, 2]
+    forwards.clear()
+    # At most rows_per_forward rows, or none given: one forward; an empty batch gives no predictions.
+    np.testing.assert_array_equal(predict(model, meta(), features, rows_per_forward=10), whole)
+    np.testing.assert_array_equal(predict(model, meta(), features), whole)
+    assert predict(model, meta(), features[:0], rows_per_forward=4).shape == (0,)
+    assert forwards == [10, 10, 0]
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_predict_refuses_rows_per_forward_below_one(tmp_path: Path, bad: int) -> None:
+    with pytest.raises(ValueError, match=rf"rows_per_forward must be an integer >= 1 .*got {bad}"):
+        predict(save(tmp_path), meta(), np.zeros((2, 4), dtype=np.float32), rows_per_forward=bad)
