@@ -7,7 +7,8 @@ and write the predictions (``id``, ``label``, ``prediction``) as parquet:
 * Ray Data: ``workloads.batch_inference.predict``'s ``rows_dataset`` -> ``predictions_dataset``
   (``map_batches`` over an actor pool of :class:`Predictor`, one model load per actor) ->
   ``write_predictions`` (parquet), on a local head with 2 CPUs that this process connects to once;
-* plain: ``load_model`` once, then ``predict`` batch by batch in this process, one parquet file.
+* plain: ``load_model`` once, then ``predict`` ``batch_size`` rows per forward in this process, one
+  parquet file.
 
 Each measurement is rows / wall seconds from the rows in memory to the parquet on disk (the actor
 pool's start and model loads included: they are part of every batch job). To say what dominates,
@@ -24,6 +25,7 @@ Run: ``python -m bench.batch_inference [--repeat 5] [--rows 200000] [--batch-siz
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import sys
@@ -142,8 +144,8 @@ def plain_once(features: Any, labels: Any, *, model_dir: Path, batch_size: int, 
 
     started = time.perf_counter()
     model, meta = load_model(model_dir)
-    parts = [predict(model, meta, features[i : i + batch_size]) for i in range(0, len(labels), batch_size)]
-    table = pa.table({"id": np.arange(len(labels)), "label": labels, "prediction": np.concatenate(parts)})
+    predictions = predict(model, meta, features, rows_per_forward=batch_size)
+    table = pa.table({"id": np.arange(len(labels)), "label": labels, "prediction": predictions})
     pq.write_table(table, out / "predictions.parquet")
     return time.perf_counter() - started
 
@@ -209,27 +211,26 @@ def main(argv: list[str] | None = None) -> int:
 
             ray.init(address=head._running().gcs_address, logging_level="WARNING", log_to_driver=False)
             ray.data.DataContext.get_current().enable_progress_bars = False
-            counter = 0
             for index in range(repeat):
                 loads.append(list(common.machine()["loadavg_1m_5m_15m"]))
-                for batch_size in batch_sizes:
-                    for size, count in sizes.items():
-                        for kind, once in kinds.items():
-                            counter += 1
-                            out = root / f"out-{counter}"
-                            out.mkdir()
-                            common.progress(
-                                NAME, f"run {index + 1}/{repeat}: {kind} batch {batch_size}, {count} rows"
-                            )
-                            seconds[batch_size][kind][size].append(
-                                once(
-                                    features[:count],
-                                    labels[:count],
-                                    model_dir=model_dir,
-                                    batch_size=batch_size,
-                                    out=out,
-                                )
-                            )
+                # Interleaved: every batch size, job size and loop once per round.
+                for batch_size, (size, count), (kind, once) in itertools.product(
+                    batch_sizes, sizes.items(), kinds.items()
+                ):
+                    out = root / f"out-{index}-{batch_size}-{size}-{kind}"
+                    out.mkdir()
+                    common.progress(
+                        NAME, f"run {index + 1}/{repeat}: {kind} batch {batch_size}, {count} rows"
+                    )
+                    seconds[batch_size][kind][size].append(
+                        once(
+                            features[:count],
+                            labels[:count],
+                            model_dir=model_dir,
+                            batch_size=batch_size,
+                            out=out,
+                        )
+                    )
             ray.shutdown()
         finally:
             common.progress(NAME, "stopping the local Ray head")
