@@ -16,7 +16,10 @@ both loops also run on a quarter of the rows, and each loop's median times at th
 to ``seconds = fixed + rows / marginal``: ``fixed`` is the start-up a job pays once (Ray: the actor
 pool's processes, their torch import and model load, the executor's start), ``marginal`` the rows/s
 beyond it. From the two fits follows the break-even: the rows from which Ray Data's end-to-end rows/s
-reaches 0.8 x the plain loop's. Plain and Ray runs are interleaved; medians. Verdict: Ray Data
+reaches 0.8 x the plain loop's. Where a Ray run's seconds go is read from Ray's own task events
+(the state API, after the runs): until the pool's first actor is requested (input, plan, executor),
+that actor's creation (a worker, its Ray Data and torch imports, the model load), and the rest (the
+predictions and the parquet write). Plain and Ray runs are interleaved; medians. Verdict: Ray Data
 rows/s >= 0.8 x plain end to end, expressed as the equivalent ``plain rows/s / Ray rows/s <= 1.25``
 (the report's targets are upper limits).
 
@@ -99,6 +102,73 @@ def break_even_rows(
     return max(0.0, head_start / per_row)
 
 
+PREDICTOR_ACTOR = "MapBatches(Predictor)"
+"""In the name of the actor creation task of the pool's actors (``MapWorker(MapBatches(Predictor))``)."""
+PHASES = ("to_actor_s", "actor_start_s", "after_actor_s")
+"""A Ray run's seconds: until the first Predictor actor is requested, its creation, and the rest."""
+
+
+def run_phases(start_s: float, end_s: float, tasks: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Split one Ray run (wall clock ``start_s`` .. ``end_s``) at its first Predictor actor's creation.
+
+    ``tasks``: Ray task records (``type``, ``name``, ``events`` of ``{"state", "created_ms"}``, as the
+    state API's ``list_tasks(detail=True)`` returns them). The run's actor is the earliest Predictor
+    actor creation task requested within the window; ``None`` when there is none or it never finished.
+    """
+    candidates = []
+    for task in tasks:
+        if task.get("type") != "ACTOR_CREATION_TASK" or PREDICTOR_ACTOR not in (task.get("name") or ""):
+            continue
+        stamps = {event["state"]: event["created_ms"] / 1000 for event in task.get("events") or []}
+        if not stamps:
+            continue
+        requested = min(stamps.values())
+        if start_s <= requested <= end_s and "FINISHED" in stamps:
+            candidates.append((requested, stamps["FINISHED"]))
+    if not candidates:
+        return None
+    requested, created = min(candidates)
+    return {
+        "to_actor_s": requested - start_s,
+        "actor_start_s": created - requested,
+        "after_actor_s": max(0.0, end_s - created),
+    }
+
+
+def task_records(
+    dashboard_url: str, job_id: str, expected_actors: int, *, wait_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """The job's task records from the state API, once ``expected_actors`` Predictor actors show up.
+
+    Workers report task events about once a second, so the last run's may lag; after ``wait_s`` the
+    records so far are returned (runs without their actor then have no phases).
+    """
+    from ray.util.state import list_tasks
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = [
+            {"type": str(t.type), "name": t.name, "events": list(t.events or [])}
+            for t in list_tasks(
+                address=dashboard_url,
+                filters=[("job_id", "=", job_id)],
+                detail=True,
+                limit=10_000,  # the state API's largest page (RAY_MAX_LIMIT_FROM_API_SERVER)
+                raise_on_missing_output=False,
+            )
+        ]
+        actors = sum(
+            1
+            for r in records
+            if r["type"] == "ACTOR_CREATION_TASK"
+            and PREDICTOR_ACTOR in r["name"]
+            and any(e["state"] == "FINISHED" for e in r["events"])
+        )
+        if actors >= expected_actors or time.monotonic() > deadline:
+            return records
+        time.sleep(1.0)
+
+
 def make_rows(rows: int) -> tuple[Any, Any]:
     """The digits held-out features (raw 0..16) and labels, tiled to ``rows`` rows."""
     import numpy as np
@@ -166,6 +236,15 @@ def _rows_s(rows: int, seconds: list[float]) -> list[float]:
     return [rows / value for value in seconds]
 
 
+def _phase_summary(phases: list[dict[str, float] | None]) -> dict[str, Any]:
+    found = [p for p in phases if p is not None]
+    summary: dict[str, Any] = {
+        phase: common.summarize([p[phase] for p in found]) if found else None for phase in PHASES
+    }
+    summary["runs"] = len(found)
+    return summary
+
+
 def _fit(
     small_rows: int, small: list[float], large_rows: int, large: list[float]
 ) -> tuple[float, float] | None:
@@ -196,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         b: {kind: {size: [] for size in sizes} for kind in kinds} for b in batch_sizes
     }
     loads: list[list[float]] = []
+    # Wall-clock windows of the Ray runs, [batch size][size], to split them by Ray's task events.
+    windows: dict[int, dict[str, list[tuple[float, float]]]] = {
+        b: {size: [] for size in sizes} for b in batch_sizes
+    }
+    records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
         root = Path(scratch)
         model_dir = root / "model"
@@ -222,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                     common.progress(
                         NAME, f"run {index + 1}/{repeat}: {kind} batch {batch_size}, {count} rows"
                     )
+                    started = time.time()
                     seconds[batch_size][kind][size].append(
                         once(
                             features[:count],
@@ -231,8 +316,18 @@ def main(argv: list[str] | None = None) -> int:
                             out=out,
                         )
                     )
-            ray.shutdown()
+                    if kind == "ray":
+                        windows[batch_size][size].append((started, time.time()))
+            common.progress(NAME, "reading Ray's task events")
+            records = task_records(
+                head.dashboard_url,
+                ray.get_runtime_context().get_job_id(),
+                sum(len(w) for by_size in windows.values() for w in by_size.values()),
+            )
         finally:
+            if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+                # Before the head goes: a driver whose GCS vanished aborts the process (no traceback).
+                sys.modules["ray"].shutdown()
             common.progress(NAME, "stopping the local Ray head")
             head.stop()
 
@@ -243,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_sizes": {},
     }
     table_rows = []
+    phase_rows: list[list[str]] = []
     targets = []
     notes_fit = []
     for batch_size in batch_sizes:
@@ -267,6 +363,18 @@ def main(argv: list[str] | None = None) -> int:
         outcome["break_even_rows"] = (
             None if ray_fit is None or plain_fit is None else break_even_rows(ray_fit, plain_fit)
         )
+        outcome["ray_phases"] = {
+            size: _phase_summary([run_phases(a, b, records) for a, b in windows[batch_size][size]])
+            for size in sizes
+        }
+        for size, count in sizes.items():
+            phases = outcome["ray_phases"][size]
+            medians = [
+                "n/a" if phases[phase] is None else f"{phases[phase]['median']:.2f}" for phase in PHASES
+            ]
+            phase_rows.append(
+                [str(batch_size), str(count), *medians, f"{phases['runs']}/{len(windows[batch_size][size])}"]
+            )
         results["batch_sizes"][str(batch_size)] = outcome
         for kind in kinds:
             summary = outcome[f"{kind}_rows_s"]
@@ -327,6 +435,20 @@ def main(argv: list[str] | None = None) -> int:
         },
         targets=targets,
         table={"columns": ["batch size", "loop", "rows/s median (min-max)", "vs plain"], "rows": table_rows},
+        extra_tables=[
+            {
+                "title": "Where a Ray Data run's seconds go (medians, from Ray's task events)",
+                "columns": [
+                    "batch size",
+                    "rows",
+                    "until the first Predictor actor is requested (input, plan, executor) s",
+                    "that actor's creation (worker, Ray Data + torch imports, model load) s",
+                    "after it (predict, write parquet) s",
+                    "runs with events",
+                ],
+                "rows": phase_rows,
+            }
+        ],
         notes=notes,
         results=results,
     )

@@ -216,3 +216,16 @@ def test_batch_inference(tmp_path):
         fit = outcome["fit"][kind]
         if fit is not None:  # None only when noise made the larger run no slower
             assert fit["fixed_s"] >= 0 and fit["marginal_rows_s"] > 0
+    # Every Ray run (one per size at --repeat 1) is split by its Predictor actor's task events.
+    for size in ("small", "large"):
+        phases = outcome["ray_phases"][size]
+        assert phases["runs"] == 1, phases
+        parts = [phases[phase]["median"] for phase in ("to_actor_s", "actor_start_s", "after_actor_s")]
+        assert all(part >= 0 for part in parts) and parts[1] > 0, parts
+        # The parts are the run's wall seconds (wall clock vs perf counter; millisecond event stamps).
+        assert sum(parts) == pytest.approx(outcome["seconds"]["ray"][size]["median"], abs=0.1)
+    extra = document["extra_tables"][0]
+    assert [row[:2] for row in extra["rows"]] == [
+        ["256", str(document["settings"]["rows"])],
+        ["256", str(document["settings"]["small_rows"])],
+    ]

@@ -112,3 +112,44 @@ def test_batch_inference_break_even_edges() -> None:
     # Exactly 0.8x at the margin: only a start-up no slower than plain's / 0.8 meets it.
     assert batch_inference.break_even_rows((1.0, 8_000.0), (1.0, 10_000.0)) == 0.0
     assert batch_inference.break_even_rows((2.0, 8_000.0), (1.0, 10_000.0)) is None
+
+
+def _task(kind: str, name: str, **stamps_s: float) -> dict[str, object]:
+    """A task record as the state API returns it, event times in seconds."""
+    events = [{"state": state, "created_ms": int(at * 1000)} for state, at in stamps_s.items()]
+    return {"type": kind, "name": name, "events": events}
+
+
+def test_batch_inference_run_phases_split_a_run_at_its_first_predictor_actor() -> None:
+    actor = "MapWorker(MapBatches(Predictor)).__init__"
+    tasks = [
+        # The previous run's actor and a Ray Data helper actor: not this run's Predictor.
+        _task("ACTOR_CREATION_TASK", actor, PENDING_ARGS_AVAIL=95.0, RUNNING=96.0, FINISHED=98.0),
+        _task(
+            "ACTOR_CREATION_TASK",
+            "datasets_stats_actor:_StatsActor.__init__",
+            PENDING_ARGS_AVAIL=100.2,
+            FINISHED=101.0,
+        ),
+        # This run's two pool actors: the first requested one is the one that gates the run.
+        _task("ACTOR_CREATION_TASK", actor, PENDING_ARGS_AVAIL=101.5, RUNNING=101.6, FINISHED=104.0),
+        _task("ACTOR_CREATION_TASK", actor, PENDING_ARGS_AVAIL=104.5, RUNNING=104.6, FINISHED=106.0),
+        _task(
+            "ACTOR_TASK", "MapWorker(MapBatches(Predictor)).submit", PENDING_ARGS_AVAIL=104.1, FINISHED=104.2
+        ),
+    ]
+    phases = batch_inference.run_phases(100.0, 106.5, tasks)
+    assert phases == {
+        "to_actor_s": pytest.approx(1.5),
+        "actor_start_s": pytest.approx(2.5),
+        "after_actor_s": pytest.approx(2.5),
+    }
+    assert sum(phases.values()) == pytest.approx(6.5)  # the phases add up to the run
+
+
+def test_batch_inference_run_phases_need_a_finished_actor_in_the_window() -> None:
+    actor = "MapWorker(MapBatches(Predictor)).__init__"
+    unfinished = _task("ACTOR_CREATION_TASK", actor, PENDING_ARGS_AVAIL=101.0, RUNNING=101.5)
+    earlier = _task("ACTOR_CREATION_TASK", actor, PENDING_ARGS_AVAIL=90.0, FINISHED=92.0)
+    assert batch_inference.run_phases(100.0, 105.0, [unfinished, earlier]) is None
+    assert batch_inference.run_phases(100.0, 105.0, []) is None
