@@ -167,8 +167,9 @@ ENV_CONTRACT: tuple[EnvVar, ...] = (
         description=(
             "dt-pytorch: write a checkpoint (and call ray.train.report) every N epochs, plus the last "
             "epoch and PAUSE_AFTER_EPOCH; the epochs in between only log their metrics. Each report "
-            "waits for Ray Train's controller poll (2 s) once the previous one is unread, so short "
-            "epochs run faster with N > 1; a failure then loses up to N - 1 epochs. Integer >= 1."
+            "waits for Ray Train's controller poll (every 0.25 s, set by the job; Ray's default is 2 s) "
+            "once the previous one is unread, and every checkpoint is a write, so short epochs run "
+            "faster with N > 1; a failure then loses up to N - 1 epochs. Integer >= 1."
         ),
         default="1",
     ),

@@ -212,3 +212,16 @@ def exit_on_settings_error(error: SettingsError) -> NoReturn:
     """Print a one-line configuration error (no traceback) and exit with status 2."""
     print(f"configuration error: {error}", file=sys.stderr, flush=True)
     raise SystemExit(2)
+
+
+def default_ray_env(name: str, value: str) -> str:
+    """Give a Ray tuning variable (not part of the contract) ``value`` in this process unless it is set.
+
+    The one place besides :class:`EnvReader` where a workload touches its environment: a job may
+    tune how Ray itself behaves for it (e.g. Ray Train's controller poll), while a value set in the
+    job's environment (the pod, ``ray job submit --runtime-env``) still wins. Returns the value in
+    effect.
+    """
+    if not name.startswith("RAY_"):
+        raise ValueError(f"default_ray_env sets Ray's own variables (RAY_*), got {name!r}")
+    return os.environ.setdefault(name, value)

@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import Any
 
+from workloads.settings import default_ray_env
 from workloads.storage import Location
 
 CHECKPOINTS_KEPT = 3
@@ -47,8 +48,26 @@ def run_config(*, run_name: str, checkpoint_dir: Location, max_failures: int) ->
     )
 
 
+HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+HEALTH_CHECK_INTERVAL_S = 0.25
+"""How often Ray Train's controller polls the worker group (Ray 2.60's default: 2 s).
+
+The poll is also what takes a worker's ``ray.train.report`` off its one-slot queue, so with the
+default every report after an unread one waited up to 2 s: an epoch of the default dt-pytorch run
+(tens of milliseconds of compute) took ~1.6-1.95 s (bench/RESULTS.md, training). A poll is one small
+actor task per worker; a worker that misses polls is declared dead only after
+``RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S`` (10 min), whatever the interval
+(``ray/train/v2/_internal/execution/controller/controller.py``, ``worker_group.poll_status``)."""
+
+
 def fit(trainer: Any) -> bool:
-    """``trainer.fit()``; a failure (Ray Train wraps worker errors) becomes one error line and False."""
+    """``trainer.fit()``; a failure (Ray Train wraps worker errors) becomes one error line and False.
+
+    Unless the job's environment sets it, the controller polls every :data:`HEALTH_CHECK_INTERVAL_S`:
+    Ray Train hands ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` from the driver's environment to the
+    controller it starts in ``fit`` (``ENV_VARS_TO_PROPAGATE``).
+    """
+    default_ray_env(HEALTH_CHECK_INTERVAL_ENV, str(HEALTH_CHECK_INTERVAL_S))
     try:
         trainer.fit()
     except Exception as error:

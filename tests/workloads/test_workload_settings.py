@@ -134,3 +134,16 @@ def test_storage_locations_accept_s3_uris_and_derive_under_them() -> None:
     for bad in ("gs://bucket/x", "s3://", "s3:///key", "relative/dir"):
         with pytest.raises(SettingsError, match="must be an absolute path or s3://bucket/prefix"):
             TrainSettings.from_env({"STORAGE_PATH": bad})
+
+
+def test_default_ray_env_sets_only_unset_ray_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workloads.settings import default_ray_env
+
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "placeholder")
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")  # unset now, and again after the test
+    assert default_ray_env("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25") == "0.25"
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.25"
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")
+    assert default_ray_env("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25") == "2"
+    with pytest.raises(ValueError, match=r"RAY_\*.*'EPOCHS'"):
+        default_ray_env("EPOCHS", "3")
