@@ -108,26 +108,30 @@ PHASES = ("to_actor_s", "actor_start_s", "after_actor_s")
 """A Ray run's seconds: until the first Predictor actor is requested, its creation, and the rest."""
 
 
+def predictor_actor_span(task: dict[str, Any]) -> tuple[float, float] | None:
+    """``(requested, finished)`` wall seconds of a finished Predictor actor's creation task, else ``None``.
+
+    ``task``: a Ray task record (``type``, ``name``, ``events`` of ``{"state", "created_ms"}``, as the
+    state API's ``list_tasks(detail=True)`` returns them); requested = its first event.
+    """
+    if task.get("type") != "ACTOR_CREATION_TASK" or PREDICTOR_ACTOR not in (task.get("name") or ""):
+        return None
+    stamps = {event["state"]: event["created_ms"] / 1000 for event in task.get("events") or []}
+    if "FINISHED" not in stamps:
+        return None
+    return min(stamps.values()), stamps["FINISHED"]
+
+
 def run_phases(start_s: float, end_s: float, tasks: list[dict[str, Any]]) -> dict[str, float] | None:
     """Split one Ray run (wall clock ``start_s`` .. ``end_s``) at its first Predictor actor's creation.
 
-    ``tasks``: Ray task records (``type``, ``name``, ``events`` of ``{"state", "created_ms"}``, as the
-    state API's ``list_tasks(detail=True)`` returns them). The run's actor is the earliest Predictor
-    actor creation task requested within the window; ``None`` when there is none or it never finished.
+    The run's actor is the earliest finished Predictor actor creation task (:func:`predictor_actor_span`)
+    requested within the window; ``None`` when there is none.
     """
-    candidates = []
-    for task in tasks:
-        if task.get("type") != "ACTOR_CREATION_TASK" or PREDICTOR_ACTOR not in (task.get("name") or ""):
-            continue
-        stamps = {event["state"]: event["created_ms"] / 1000 for event in task.get("events") or []}
-        if not stamps:
-            continue
-        requested = min(stamps.values())
-        if start_s <= requested <= end_s and "FINISHED" in stamps:
-            candidates.append((requested, stamps["FINISHED"]))
-    if not candidates:
+    spans = [span for span in map(predictor_actor_span, tasks) if span and start_s <= span[0] <= end_s]
+    if not spans:
         return None
-    requested, created = min(candidates)
+    requested, created = min(spans)
     return {
         "to_actor_s": requested - start_s,
         "actor_start_s": created - requested,
@@ -157,13 +161,7 @@ def task_records(
                 raise_on_missing_output=False,
             )
         ]
-        actors = sum(
-            1
-            for r in records
-            if r["type"] == "ACTOR_CREATION_TASK"
-            and PREDICTOR_ACTOR in r["name"]
-            and any(e["state"] == "FINISHED" for e in r["events"])
-        )
+        actors = sum(1 for record in records if predictor_actor_span(record))
         if actors >= expected_actors or time.monotonic() > deadline:
             return records
         time.sleep(1.0)
