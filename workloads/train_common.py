@@ -11,6 +11,7 @@ whose module-level imports must stay light.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from typing import Any
 
@@ -67,13 +68,30 @@ def fit(trainer: Any) -> bool:
     Ray Train hands ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` from the driver's environment to the
     controller it starts in ``fit`` (``ENV_VARS_TO_PROPAGATE``).
     """
-    default_ray_env(HEALTH_CHECK_INTERVAL_ENV, str(HEALTH_CHECK_INTERVAL_S))
+    interval = default_ray_env(HEALTH_CHECK_INTERVAL_ENV, str(HEALTH_CHECK_INTERVAL_S))
+    if not _positive_seconds(interval):
+        # Ray's controller would fail on it inside its actor, after the job had started.
+        print(
+            f"error: {HEALTH_CHECK_INTERVAL_ENV}={interval!r} in the job's environment is not a number of "
+            f"seconds > 0; unset it (the job uses {HEALTH_CHECK_INTERVAL_S}) or set e.g. 0.5",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
     try:
         trainer.fit()
     except Exception as error:
         print(f"error: training failed: {error}", file=sys.stderr, flush=True)
         return False
     return True
+
+
+def _positive_seconds(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > 0
 
 
 def final_checkpoint(found: tuple[int, Location] | None, run_dir: Location) -> Location | None:

@@ -53,3 +53,15 @@ def test_a_failed_fit_is_one_error_line_and_false(
 ) -> None:
     assert train_common.fit(_Trainer(RuntimeError("worker 1 died"))) is False
     assert capsys.readouterr().err == "error: training failed: worker 1 died\n"
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-1", "nan", "inf", ""])
+def test_a_bad_interval_in_the_job_environment_stops_before_fit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    monkeypatch.setenv(ENV, bad)
+    trainer = _Trainer()
+    assert train_common.fit(trainer) is False
+    assert trainer.propagated is None  # the trainer never ran
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{ENV}={bad!r}" in error and "unset it" in error, error
