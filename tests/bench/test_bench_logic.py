@@ -277,3 +277,22 @@ def test_sandbox_critical_path_starts_at_the_cluster_and_skips_monitoring(
     assert length <= previous <= serial
     # The operator release no longer waits for the monitoring chart.
     assert "monitoring-kube-prometheus-stack" not in names
+
+
+# --- program_eval: what the KubeRay CRD schemas cost a program ---------------------------------------
+
+
+def test_schema_attribution_is_the_difference_and_its_share_of_the_program() -> None:
+    found = program_eval.schema_attribution(3.0, 2.2, 2.0)
+    assert found["schemas_s"] == pytest.approx(0.8)
+    assert found["program_extra_s"] == pytest.approx(1.0)
+    assert found["share"] == pytest.approx(0.8)
+    assert found["ratio_without"] == pytest.approx(1.1)  # would meet the 1.2x target without them
+
+
+def test_schema_attribution_keeps_noise_visible_and_refuses_missing_inputs() -> None:
+    noisy = program_eval.schema_attribution(2.0, 2.1, 1.9)
+    assert noisy["schemas_s"] == pytest.approx(-0.1) and noisy["share"] == pytest.approx(-1.0)
+    assert program_eval.schema_attribution(1.8, 1.7, 1.9)["share"] is None  # program under the baseline
+    for missing in ((None, 1.0, 1.0), (1.0, None, 1.0), (1.0, 1.0, None), (1.0, 1.0, 0.0)):
+        assert set(program_eval.schema_attribution(*missing).values()) == {None}

@@ -78,6 +78,12 @@ def test_program_eval(tmp_path):
         assert isinstance(result["resources"], int) and result["resources"] > 0, stack
         assert result["ratio_vs_baseline"] > 0
         assert result["ratio_vs_baseline_with_submodules"] > 0
+        stand_in = result["stand_in_crd_schemas"]
+        check_summary(stand_in["wall_s"])
+        assert stand_in["schemas_s"] == pytest.approx(
+            result["wall_s"]["median"] - stand_in["wall_s"]["median"]
+        )
+        assert stand_in["ratio_without"] > 0
         check_summary(result["cpu_s"])
         assert result["cpu_ratio_vs_baseline"] > 0
     crds = results["kuberay_crds_cpu_s"]
