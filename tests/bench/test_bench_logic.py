@@ -156,7 +156,43 @@ def test_the_unit_suite_is_timed_on_both_cores_and_in_one_process() -> None:
     unit, serial = test_suite.SUITES["unit"], test_suite.SUITES["unit_serial"]
     assert unit[:2] == serial == ("-m", "not integration")
     assert unit[2:] == ("-n", str(test_suite.UNIT_WORKERS), "--dist", "worksteal")
-    assert test_suite.WORKERS == {"unit": test_suite.UNIT_WORKERS, "unit_serial": 1, "integration": 1}
+    assert test_suite.SUITES["unit_cold"] == unit  # the same command, only without a bytecode cache
+    assert test_suite.WORKERS == {
+        "unit": test_suite.UNIT_WORKERS,
+        "unit_cold": test_suite.UNIT_WORKERS,
+        "unit_serial": 1,
+        "integration": 1,
+    }
+
+
+def test_a_cold_suite_runs_without_writing_bytecode_and_the_others_with_pythons_default() -> None:
+    environ = {"PATH": "/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    assert test_suite.suite_env(environ, cold=False) == {"PATH": "/bin"}
+    assert test_suite.suite_env({"PATH": "/bin"}, cold=True) == {
+        "PATH": "/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    assert environ == {"PATH": "/bin", "PYTHONDONTWRITEBYTECODE": "1"}  # the caller's mapping is untouched
+    assert test_suite.unit_target(61.0, cold=True)["met"] is False
+    assert "fresh clone" in test_suite.unit_target(59.0, cold=True)["name"]
+    assert test_suite.unit_target(59.0)["met"] is True
+
+
+def test_only_the_projects_own_bytecode_caches_are_cleared(tmp_path: Path) -> None:
+    own = [
+        tmp_path / "__pycache__",
+        tmp_path / "components" / "__pycache__",
+        tmp_path / "a" / "b" / "__pycache__",
+    ]
+    kept = [
+        tmp_path / ".venv" / "lib" / "__pycache__",  # hidden: .venv, .git
+        tmp_path / "venv" / "lib" / "__pycache__",  # a virtual environment under another name
+    ]
+    for directory in own + kept:
+        directory.mkdir(parents=True)
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (tmp_path / "components" / "__pycache__.txt").write_text("a file, not a cache directory")
+    assert sorted(test_suite.project_bytecode_dirs(tmp_path)) == sorted(own)
 
 
 def test_suites_left_out_are_carried_from_the_previous_result_with_its_date() -> None:

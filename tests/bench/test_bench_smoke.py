@@ -111,7 +111,7 @@ def test_scaling(tmp_path):
 def test_test_suite(tmp_path):
     document = run_benchmark("test_suite", tmp_path)
     check_common(document, "test_suite")
-    for suite in ("unit", "unit_serial", "integration"):
+    for suite in ("unit", "unit_cold", "unit_serial", "integration"):
         result = document["results"][suite]
         check_summary(result["wall_s"])
         assert result["ok"] is True, result
