@@ -9,8 +9,9 @@ Target (issue 15): the unit suite within ``UNIT_LIMIT_S`` (60 s) on 2 cores, twi
 README's unit command with Python's default bytecode cache, ``unit_cold`` the same command as a fresh
 clone runs it where PYTHONDONTWRITEBYTECODE is set (:data:`COLD_SUITES`); both on both cores with
 pytest-xdist (``-n 2 --dist worksteal``: an idle worker takes queued tests from the busy one; a
-mocked run two tests share may then be made in both workers, at ~0.25 s each); ``unit_serial`` is the same selection in one process, for information. To say where
-the unit suite's time goes, the unit runs set ``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py):
+mocked run two tests share may then be made in both workers, at ~0.25 s each); ``unit_serial`` is the
+same selection in one process, for information. To say where the unit suite's time goes, the unit
+runs set ``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py):
 every mocked run of ``__main__.py`` and every copy of a memoized run is logged with its seconds and
 test, and the result counts them, sums them and names the test files that spend the most in them
 (the serial run's profile is the one quoted).
