@@ -7,6 +7,7 @@ Workloads build their settings with :class:`EnvReader`, which only accepts names
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -22,6 +23,15 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
 """A Hugging Face repository id: ``name`` or ``owner/name`` (no ``..``, no further slashes)."""
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def positive_number(text: str) -> float | None:
+    """``text`` as a finite number > 0, else ``None`` (not a number, nan, inf, zero or below)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 class SettingsError(ValueError):
@@ -69,11 +79,8 @@ class EnvReader:
     def positive_float(self, name: str) -> float:
         """A finite number > 0."""
         value = self.string(name)
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number > 0, got {value!r}") from None
-        if not number > 0 or number == float("inf"):
+        number = positive_number(value)
+        if number is None:
             raise SettingsError(f"{name} must be a number > 0, got {value!r}")
         return number
 

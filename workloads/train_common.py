@@ -11,11 +11,10 @@ whose module-level imports must stay light.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from typing import Any
 
-from workloads.settings import default_ray_env
+from workloads.settings import default_ray_env, positive_number
 from workloads.storage import Location
 
 CHECKPOINTS_KEPT = 3
@@ -69,7 +68,7 @@ def fit(trainer: Any) -> bool:
     controller it starts in ``fit`` (``ENV_VARS_TO_PROPAGATE``).
     """
     interval = default_ray_env(HEALTH_CHECK_INTERVAL_ENV, str(HEALTH_CHECK_INTERVAL_S))
-    if not _positive_seconds(interval):
+    if positive_number(interval) is None:
         # Ray's controller would fail on it inside its actor, after the job had started.
         print(
             f"error: {HEALTH_CHECK_INTERVAL_ENV}={interval!r} in the job's environment is not a number of "
@@ -84,14 +83,6 @@ def fit(trainer: Any) -> bool:
         print(f"error: training failed: {error}", file=sys.stderr, flush=True)
         return False
     return True
-
-
-def _positive_seconds(text: str) -> bool:
-    try:
-        value = float(text)
-    except ValueError:
-        return False
-    return math.isfinite(value) and value > 0
 
 
 def final_checkpoint(found: tuple[int, Location] | None, run_dir: Location) -> Location | None:

@@ -147,3 +147,11 @@ def test_default_ray_env_sets_only_unset_ray_variables(monkeypatch: pytest.Monke
     assert default_ray_env("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25") == "2"
     with pytest.raises(ValueError, match=r"RAY_\*.*'EPOCHS'"):
         default_ray_env("EPOCHS", "3")
+
+
+def test_positive_number_is_the_one_check_for_numbers_above_zero() -> None:
+    from workloads.settings import positive_number
+
+    assert positive_number("0.25") == 0.25 and positive_number(" 2 ") == 2.0
+    for bad in ("abc", "", "0", "-1", "nan", "inf", "-inf", "1e999"):
+        assert positive_number(bad) is None, bad
