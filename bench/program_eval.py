@@ -249,7 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     for stack in chosen:
         common.progress(NAME, f"discovery run: {stack}")
         loaded.update(measure(f"stack={stack}")["sdk_modules_loaded"])
-    samples: dict[str, list[dict[str, Any]]] = {"baseline": [], SUBMODULES: [], **{s: [] for s in chosen}}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
         json.dump(sorted(loaded), listing)
     modes = {
@@ -258,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         **{s: f"stack={s}" for s in chosen},
         **{stand_in_variant(s): f"stand-in={s}" for s in chosen},
     }
-    for variant in modes:
-        samples.setdefault(variant, [])
+    samples: dict[str, list[dict[str, Any]]] = {variant: [] for variant in modes}
     crd_samples: dict[str, list[float]] = {"resources": [], "text": []}
     try:
         for index in range(repeat):
@@ -396,9 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def attribution(stack: str) -> str:
+        """What the schemas cost ``stack``, for the notes (without the stack's name)."""
         found = per_stack[stack]["stand_in_crd_schemas"]
         if found["schemas_s"] is None:
-            return f"{stack}: not measured"
+            return "not measured"
         if found["share"] is None or found["share"] > 1:
             # the baseline imports the submodules of every stack, so a small stack's program can
             # add less over it than its schemas cost
@@ -411,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{found['schemas_s']:.2f} s of the {found['program_extra_s']:.2f} s the program adds "
                 f"({found['share']:.0%})"
             )
-        return f"{stack}: {part}; without them {common.fmt_x(found['ratio_without'])}"
+        return f"{part}; without them {common.fmt_x(found['ratio_without'])}"
 
     notes.append(
         "Where the programs' time over the SDK-submodule baseline goes: each stack also ran with the three "
         "CRDs' schema bodies (1 MB, ~63,000 JSON nodes) replaced by the harness's stand-in, everything else "
         "unchanged (the rows marked 'attribution only'). The schemas account for "
-        + "; ".join(attribution(stack) for stack in chosen)
+        + "; ".join(f"{stack}: {attribution(stack)}" for stack in chosen)
         + ". Besides the SDK serializing the inputs and deserializing the returned state, the full run "
         "translates that state into the SDK's typed output classes (`JSONSchemaProps`, one per schema "
         "node) and the mock monitor copies each request and response in this process (under `pulumi up` "
@@ -438,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(
                 f"Target MISSED for {', '.join(t['name'].split(':')[0] for t in missed)}: `{worst}` adds "
                 f"{extra_s:.2f} s to the {full_wall['median']:.2f} s SDK-submodule baseline, of which the CRD "
-                f"schemas are {attribution(worst).split(': ', 1)[1]}; the import profile above and the "
+                f"schemas are {attribution(worst)}; the import profile above and the "
                 "cProfile below show which modules and calls the time is spent in."
             )
     run.write(

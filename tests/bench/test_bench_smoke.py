@@ -84,6 +84,9 @@ def test_program_eval(tmp_path):
             result["wall_s"]["median"] - stand_in["wall_s"]["median"]
         )
         assert stand_in["ratio_without"] > 0
+    (attribution,) = [note for note in document["notes"] if "The schemas account for" in note]
+    for stack in results["stacks"]:
+        assert f"{stack}: " in attribution and "not measured" not in attribution, attribution
         check_summary(result["cpu_s"])
         assert result["cpu_ratio_vs_baseline"] > 0
     crds = results["kuberay_crds_cpu_s"]
