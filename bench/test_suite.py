@@ -14,7 +14,8 @@ same selection in one process, for information. To say where the unit suite's ti
 runs set ``RAY_ON_EKS_HARNESS_LOG`` (tests/pulumi_harness.py):
 every mocked run of ``__main__.py`` and every copy of a memoized run is logged with its seconds and
 test, and the result counts them, sums them and names the test files that spend the most in them
-(the serial run's profile is the one quoted).
+(the serial run's profile is the one quoted); each pytest process also logs its garbage collector's
+seconds (tests/conftest.py sets the thresholds: ``GC_THRESHOLDS``).
 
 ``--quick`` (smoke test) only times ``tests/components/test_versions.py`` and collects, without
 running, the integration tests; its numbers say nothing about the suites.
@@ -101,8 +102,9 @@ def summary_counts(output: str) -> dict[str, int]:
 def harness_profile(lines: list[str], wall_s: float, *, top: int = 6, workers: int = 1) -> dict[str, Any]:
     """What the harness log says: mocked program runs (those that evaluated the whole program and
     those that stopped at a config error), runs repeating an input already evaluated, copies of
-    memoized runs, their seconds and share of the suite's process time (wall x ``workers``), and the
-    test files spending the most in them."""
+    memoized runs, their seconds and share of the suite's process time (wall x ``workers``), the
+    test files spending the most in them, and the garbage collector's seconds and collections summed
+    over the pytest processes (``gc`` events, one per process, from tests/conftest.py)."""
     events = [json.loads(line) for line in lines if line.strip()]
     by_file: Counter[str] = Counter()
     runs_by_file: Counter[str] = Counter()
@@ -111,7 +113,10 @@ def harness_profile(lines: list[str], wall_s: float, *, top: int = 6, workers: i
     repeated: list[float] = []
     copies: list[float] = []
     seen: set[str] = set()
+    collector = [event for event in events if event["event"] == "gc"]
     for event in events:
+        if event["event"] == "gc":
+            continue
         test_file = event.get("test", "").split("::")[0] or "(outside a test)"
         by_file[test_file] += event["seconds"]
         if event["event"] == "copy":
@@ -139,6 +144,12 @@ def harness_profile(lines: list[str], wall_s: float, *, top: int = 6, workers: i
         "copies": len(copies),
         "copy_s": round(sum(copies), 3),
         "share_of_wall": round(total / (wall_s * workers), 3) if wall_s > 0 else None,
+        # tests/conftest.py: each pytest process's garbage-collection time (none logged: None)
+        "gc_s": round(sum(event["seconds"] for event in collector), 3) if collector else None,
+        "gc_processes": len(collector),
+        "gc_collections": sum(event.get("collections", 0) for event in collector),
+        "gc_full_collections": sum(event.get("full_collections", 0) for event in collector),
+        "gc_thresholds": sorted({tuple(event["thresholds"]) for event in collector if "thresholds" in event}),
         "workers": workers,
         "top_files": [
             {"file": name, "seconds": round(spent, 2), "runs": runs_by_file[name]}
@@ -160,6 +171,13 @@ def profile_note(profile: dict[str, Any], wall_s: float) -> str:
         f"{100 * (share or 0):.0f}% of the {wall_s:.0f} s wall"
         + (f" x {profile['workers']} workers" if profile.get("workers", 1) > 1 else "")
         + f". Most time in them: {files or 'none'}"
+        + (
+            ""
+            if profile.get("gc_s") is None
+            else f". Garbage collection: {profile['gc_s']:.1f} s in {profile['gc_processes']} pytest "
+            f"process(es), {profile['gc_collections']} collections of which {profile['gc_full_collections']} "
+            "full (tests/conftest.py GC_THRESHOLDS)"
+        )
     )
 
 

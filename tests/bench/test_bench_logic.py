@@ -150,6 +150,34 @@ def test_harness_profile_sums_runs_and_copies_by_test_file() -> None:
     parallel = test_suite.harness_profile(lines, wall_s=13.5, workers=2)
     assert parallel["share_of_wall"] == 0.25
     assert "25% of the 14 s wall x 2 workers" in test_suite.profile_note(parallel, 13.5)
+    assert profile["gc_s"] is None and "Garbage collection" not in note
+
+
+def test_harness_profile_sums_each_processs_garbage_collection_apart_from_the_runs() -> None:
+    import json
+
+    run = {"event": "run", "stack": "dev", "seconds": 2.0, "test": "tests/a.py::t", "ok": True, "input": "x"}
+    lines = [
+        json.dumps(run),
+        json.dumps(
+            {"event": "gc", "process": "gw0", "seconds": 3.0, "collections": 200, "full_collections": 1}
+            | {"thresholds": [20000, 20, 100]}
+        ),
+        json.dumps(
+            {"event": "gc", "process": "gw1", "seconds": 2.5, "collections": 170, "full_collections": 0}
+            | {"thresholds": [20000, 20, 100]}
+        ),
+    ]
+    profile = test_suite.harness_profile(lines, wall_s=10.0, workers=2)
+    # The collector's seconds are not a mocked run and not a test file's.
+    assert (profile["full_runs"], profile["full_run_s"], profile["share_of_wall"]) == (1, 2.0, 0.1)
+    assert profile["top_files"] == [{"file": "tests/a.py", "seconds": 2.0, "runs": 1}]
+    assert (profile["gc_s"], profile["gc_processes"]) == (5.5, 2)
+    assert (profile["gc_collections"], profile["gc_full_collections"]) == (370, 1)
+    assert profile["gc_thresholds"] == [(20000, 20, 100)]  # one entry per distinct setting
+    assert "Garbage collection: 5.5 s in 2 pytest process(es), 370 collections of which 1 full" in (
+        test_suite.profile_note(profile, 10.0)
+    )
 
 
 def test_the_unit_suite_is_timed_on_both_cores_and_in_one_process() -> None:

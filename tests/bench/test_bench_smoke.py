@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bench._common import COMMON_FIELDS, REPO
+from tests.conftest import GC_THRESHOLDS
 
 
 def run_benchmark(name: str, output_dir: Path, *extra: str, as_file: bool = False) -> dict[str, Any]:
@@ -120,6 +121,12 @@ def test_test_suite(tmp_path):
         assert result["ok"] is True, result
         assert "pytest" in result["command"]
     assert document["results"]["unit"]["counts"].get("passed", 0) > 0
+    # Every pytest process logged its garbage collection (xdist: the controller and both workers).
+    for suite, processes in (("unit", 3), ("unit_cold", 3), ("unit_serial", 1)):
+        harness = document["results"][suite]["harness"]
+        assert harness["gc_processes"] == processes, (suite, harness)
+        assert harness["gc_s"] is not None and harness["gc_collections"] > 0, (suite, harness)
+        assert harness["gc_thresholds"] == [list(GC_THRESHOLDS)], (suite, harness)
 
 
 @pytest.mark.integration
