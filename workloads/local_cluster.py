@@ -39,6 +39,11 @@ DEFAULT_LOCAL_DIR = REPO_ROOT / ".ray-on-eks"
 STATE_FILE_NAME = "local-cluster.json"
 MARKER_ENV = "RAY_ON_EKS_LOCAL_CLUSTER"
 """Set on the head process; every process of the cluster inherits it (used to stop them all)."""
+TEMP_DIR_PREFIX = "/tmp/roe-"
+"""The head's temp dir is ``tempfile.mkdtemp`` here (8 characters added): short, because Ray and
+HAProxy put unix sockets under it."""
+HAPROXY_DIR_NAME = "haproxy"
+"""HAProxy's files, in the head's temp dir (workloads/serve_ingress.py ``HAPROXY_FILE_ENVS``)."""
 
 Progress = Callable[[str], None]
 
@@ -290,8 +295,9 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
         check_redis(spec.redis)  # before anything starts: a wrong password is one clear error
         redis_password = spec.redis.password()
     cluster_id = secrets.token_hex(6)
-    # Short temp dir: Ray puts unix sockets under it (path length limit).
-    temp_dir = tempfile.mkdtemp(prefix="roe-", dir="/tmp")
+    temp_dir = tempfile.mkdtemp(
+        prefix=os.path.basename(TEMP_DIR_PREFIX), dir=os.path.dirname(TEMP_DIR_PREFIX)
+    )
     log_file = str(local_dir / f"ray-head-{cluster_id}.log")
     flags = (
         "port",
@@ -339,7 +345,9 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
     # Serve through HAProxy + direct ingress, as a RayService does (workloads/serve_ingress.py);
     # RAY_SERVE_* settings already in the caller's environment win (=0 for the Python proxy actor).
     for name, value in local_head_env(
-        stats_port=haproxy_stats_port, metrics_port=haproxy_metrics_port
+        stats_port=haproxy_stats_port,
+        metrics_port=haproxy_metrics_port,
+        haproxy_dir=os.path.join(temp_dir, HAPROXY_DIR_NAME),  # removed with the temp dir by stop()
     ).items():
         env.setdefault(name, value)
     env.pop("RAY_ADDRESS", None)

@@ -30,12 +30,16 @@ sent within milliseconds of the kill). Your own Serve code keeps Ray's default.
 
 HAProxy also binds a stats port (8404) and a metrics port (9101) on every serving node; a local head
 moves them to free ports (:func:`local_head_env`) so that two local heads, or a local head and a real
-HAProxy, can share one machine. The HAProxy process inherits its Serve actor's environment, so
-``workloads.local_cluster.stop`` (which kills every process carrying the head's marker) stops it too.
+HAProxy, can share one machine. Its files (config, admin and metrics sockets, server state, the 500
+page) go to ``/tmp/haproxy-serve/<node id>/`` by default, which nothing removes: a local head moves them
+into its own temp dir (:data:`HAPROXY_FILE_ENVS`), which ``workloads.local_cluster.stop`` deletes. The
+HAProxy process inherits its Serve actor's environment, so ``stop`` (which kills every process carrying
+the head's marker) stops it too.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -51,6 +55,22 @@ REPLAY_ON_REPLICA_LOSS_ENV: Mapping[str, str] = MappingProxyType(
 
 HAPROXY_STATS_PORT_ENV = "RAY_SERVE_HAPROXY_STATS_PORT"
 HAPROXY_METRICS_PORT_ENV = "RAY_SERVE_HAPROXY_METRICS_PORT"
+HAPROXY_STATE_BASE_ENV = "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"
+HAPROXY_FILE_ENVS: Mapping[str, str] = MappingProxyType(
+    {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
+    }
+)
+"""HAProxy's files by variable (Ray 2.60 ``serve/_private/constants.py``; the defaults are under
+``/tmp/haproxy-serve``). Ray puts each in ``<its directory>/<node id>/`` (``haproxy.py``; a node id is
+56 hex digits), with the 500 page beside the config. HAProxy refuses a socket path over
+:data:`HAPROXY_MAX_SOCKET_PATH` bytes, so a local head's directory must be short:
+``/tmp/roe-XXXXXXXX/haproxy`` leaves the metrics socket at 95."""
+HAPROXY_MAX_SOCKET_PATH = 97
+"""HAProxy 2.8's limit on a unix socket path ("socket path ... too long (max 97)" at start-up)."""
 
 
 def ray_service_env(*, high_throughput: bool, idempotent: bool) -> dict[str, str]:
@@ -61,11 +81,14 @@ def ray_service_env(*, high_throughput: bool, idempotent: bool) -> dict[str, str
     return {**HIGH_THROUGHPUT_ENV, **(REPLAY_ON_REPLICA_LOSS_ENV if idempotent else {})}
 
 
-def local_head_env(*, stats_port: int, metrics_port: int) -> dict[str, str]:
-    """The ingress environment of a local head, with HAProxy's own ports moved to free ones. A local head
-    is a development box: it replays dropped requests for every app it serves, own code included."""
+def local_head_env(*, stats_port: int, metrics_port: int, haproxy_dir: str) -> dict[str, str]:
+    """The ingress environment of a local head, with HAProxy's own ports moved to free ones and its files
+    to ``haproxy_dir`` (inside the head's temp dir). A local head is a development box: it replays
+    dropped requests for every app it serves, own code included."""
     return {
         **ray_service_env(high_throughput=True, idempotent=True),
         HAPROXY_STATS_PORT_ENV: str(stats_port),
         HAPROXY_METRICS_PORT_ENV: str(metrics_port),
+        HAPROXY_STATE_BASE_ENV: haproxy_dir,
+        **{name: os.path.join(haproxy_dir, file) for name, file in HAPROXY_FILE_ENVS.items()},
     }

@@ -212,12 +212,19 @@ def test_killed_worker_resumes_from_a_checkpoint(
 
 
 def test_serve_predicts_with_the_trained_model(
-    local_dir: Path, trained: RunResult, storage_path: Path
+    local_dir: Path, trained: RunResult, storage_path: Path, ray_cluster: LocalCluster
 ) -> None:
     assert trained.ok
     result = run_local("serve", local_dir=local_dir)
     assert result.ok and result.serve_url is not None
     url = result.serve_url
+    # HAProxy's files are in the head's temp dir (deleted by local_cluster.stop), not in Ray's default
+    # /tmp/haproxy-serve/<node id>/, which nothing removes (workloads/serve_ingress.py).
+    configs = list(Path(ray_cluster.temp_dir, "haproxy").glob("*/haproxy.cfg"))
+    assert len(configs) == 1, configs
+    node_dir = configs[0].parent
+    assert (node_dir / "admin.sock").is_socket()
+    assert not Path("/tmp/haproxy-serve", node_dir.name).exists()
 
     status, health = http("GET", f"{url}/healthz")
     assert status == 200 and health["model"]["epoch"] == TRAIN_EPOCHS
