@@ -4,7 +4,6 @@ schemas; and the test processes' garbage-collector thresholds (:data:`GC_THRESHO
 from __future__ import annotations
 
 import gc
-import json
 import os
 import time
 from pathlib import Path
@@ -13,7 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pulumi_harness import HARNESS_LOG_ENV, REPO, ProgramRun, run_shared, stack_files, stack_name
+from tests.pulumi_harness import (
+    HARNESS_LOG_ENV,
+    REPO,
+    ProgramRun,
+    log_event,
+    run_shared,
+    stack_files,
+    stack_name,
+)
 
 GC_THRESHOLDS = (20_000, 20, 100)
 """The garbage collector's thresholds in every test process (CPython's default is (700, 10, 10)).
@@ -45,20 +52,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = os.environ.get(HARNESS_LOG_ENV)
-    if not path or _count_collection not in gc.callbacks:
+    if _count_collection not in gc.callbacks:
         return
     gc.callbacks.remove(_count_collection)
-    entry = {
-        "event": "gc",
-        "process": os.environ.get("PYTEST_XDIST_WORKER", "main"),
-        "seconds": round(_GC_STATS["seconds"], 3),
-        "collections": int(_GC_STATS["collections"]),
-        "full_collections": int(_GC_STATS["full_collections"]),
-        "thresholds": list(gc.get_threshold()),
-    }
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(json.dumps(entry) + "\n")
+    log_event(
+        "gc",
+        "",
+        round(_GC_STATS["seconds"], 3),
+        process=os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        collections=int(_GC_STATS["collections"]),
+        full_collections=int(_GC_STATS["full_collections"]),
+        thresholds=list(gc.get_threshold()),
+    )
 
 
 SCHEMAS = REPO / "tests" / "schemas"

@@ -104,7 +104,9 @@ def _crd_documents(full: bool) -> Iterator[None]:
         kuberay_operator.load_crds = _LOAD_CRDS
 
 
-def _log(event: str, stack: str, seconds: float, **more: Any) -> None:
+def log_event(event: str, stack: str, seconds: float, **more: Any) -> None:
+    """One JSON line in the file ``RAY_ON_EKS_HARNESS_LOG`` names (nothing when it is unset), with the
+    running test; ``bench.test_suite`` reads them (tests/conftest.py logs each process's ``gc`` event)."""
     path = os.environ.get(HARNESS_LOG_ENV)
     if not path:
         return
@@ -707,7 +709,7 @@ def run_program(
     started = time.perf_counter()
     contextvars.copy_context().run(body)
     if os.environ.get(HARNESS_LOG_ENV):  # the input key costs a JSON dump of the environment
-        _log(
+        log_event(
             "run",
             stack,
             time.perf_counter() - started,
@@ -792,7 +794,7 @@ def run_shared(
         _SHARED_RUNS[key] = run_ok(stack, overrides, ecr=ecr, crd_schemas=crd_schemas)
     started = time.perf_counter()
     result = _copy_run(_SHARED_RUNS[key])
-    _log("copy", stack, time.perf_counter() - started)
+    log_event("copy", stack, time.perf_counter() - started)
     return result
 
 

@@ -39,9 +39,10 @@ DEFAULT_LOCAL_DIR = REPO_ROOT / ".ray-on-eks"
 STATE_FILE_NAME = "local-cluster.json"
 MARKER_ENV = "RAY_ON_EKS_LOCAL_CLUSTER"
 """Set on the head process; every process of the cluster inherits it (used to stop them all)."""
-TEMP_DIR_PREFIX = "/tmp/roe-"
-"""The head's temp dir is ``tempfile.mkdtemp`` here (8 characters added): short, because Ray and
-HAProxy put unix sockets under it."""
+TEMP_ROOT = "/tmp"
+TEMP_PREFIX = "roe-"
+"""The head's temp dir is ``tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=TEMP_ROOT)`` (8 characters
+added): short, because Ray and HAProxy put unix sockets under it."""
 HAPROXY_DIR_NAME = "haproxy"
 """HAProxy's files, in the head's temp dir (workloads/serve_ingress.py ``HAPROXY_FILE_ENVS``)."""
 
@@ -295,9 +296,7 @@ def start(local_dir: Path, spec: LocalClusterSpec, progress: Progress = _quiet) 
         check_redis(spec.redis)  # before anything starts: a wrong password is one clear error
         redis_password = spec.redis.password()
     cluster_id = secrets.token_hex(6)
-    temp_dir = tempfile.mkdtemp(
-        prefix=os.path.basename(TEMP_DIR_PREFIX), dir=os.path.dirname(TEMP_DIR_PREFIX)
-    )
+    temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=TEMP_ROOT)
     log_file = str(local_dir / f"ray-head-{cluster_id}.log")
     flags = (
         "port",

@@ -19,14 +19,14 @@ from workloads.serve_ingress import (
 
 def test_every_variable_is_one_ray_serve_reads() -> None:
     """A renamed or dropped variable in a Ray upgrade fails here, not silently on the cluster."""
-    env = local_head_env(stats_port=1, metrics_port=2, haproxy_dir="/tmp/roe-x/haproxy-serve")
+    env = local_head_env(stats_port=1, metrics_port=2, haproxy_dir="/tmp/roe-x/haproxy")
     source = Path(constants.__file__).read_text(encoding="utf-8")
     for name in env:
         assert f'"{name}"' in source, f"Ray {constants.__name__} no longer reads {name}"
 
 
 def test_local_head_moves_haproxy_ports_and_replays() -> None:
-    env = local_head_env(stats_port=40001, metrics_port=40002, haproxy_dir="/tmp/roe-x/haproxy-serve")
+    env = local_head_env(stats_port=40001, metrics_port=40002, haproxy_dir="/tmp/roe-x/haproxy")
     assert env["RAY_SERVE_HAPROXY_STATS_PORT"] == "40001"
     assert env["RAY_SERVE_HAPROXY_METRICS_PORT"] == "40002"
     assert env["RAY_SERVE_HAPROXY_RETRY_ON"] == "conn-failure empty-response"
@@ -42,7 +42,8 @@ def test_ray_service_env_replays_only_idempotent_apps() -> None:
 def test_local_head_keeps_haproxys_files_in_its_own_dir() -> None:
     """Ray's default /tmp/haproxy-serve/<node id>/ outlives every head; the head's temp dir does not."""
     # As workloads.local_cluster.start names it (tempfile.mkdtemp adds 8 characters).
-    haproxy_dir = os.path.join(local_cluster.TEMP_DIR_PREFIX + "abcdefgh", local_cluster.HAPROXY_DIR_NAME)
+    temp_dir = os.path.join(local_cluster.TEMP_ROOT, local_cluster.TEMP_PREFIX + "abcdefgh")
+    haproxy_dir = os.path.join(temp_dir, local_cluster.HAPROXY_DIR_NAME)
     env = local_head_env(stats_port=1, metrics_port=2, haproxy_dir=haproxy_dir)
     assert env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] == haproxy_dir
     for name in HAPROXY_FILE_ENVS:

@@ -220,7 +220,7 @@ def test_serve_predicts_with_the_trained_model(
     url = result.serve_url
     # HAProxy's files are in the head's temp dir (deleted by local_cluster.stop), not in Ray's default
     # /tmp/haproxy-serve/<node id>/, which nothing removes (workloads/serve_ingress.py).
-    configs = list(Path(ray_cluster.temp_dir, "haproxy").glob("*/haproxy.cfg"))
+    configs = list(Path(ray_cluster.temp_dir, local_cluster.HAPROXY_DIR_NAME).glob("*/haproxy.cfg"))
     assert len(configs) == 1, configs
     node_dir = configs[0].parent
     assert (node_dir / "admin.sock").is_socket()
